@@ -1,0 +1,110 @@
+"""The voice API application on port 11400: health endpoints and metrics, behind an API key.
+
+Every route needs ``Authorization: Bearer <key>`` except ``server.open_paths`` (by default only
+the liveness probe). Reading health never counts as voice activity.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from orchestrator import health
+from orchestrator.http_errors import error_response
+from orchestrator.runtime import Runtime
+from services.base import EngineState
+
+log = logging.getLogger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+_STATES = [*(s.value for s in EngineState), "downloading"]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as a JSON error with a stable code; the server keeps running."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return error_response(exc.status, code, exc.text or exc.reason, headers=dict(exc.headers))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error; see the server log")
+
+
+@web.middleware
+async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    if request.path in runtime.config.server.open_paths:
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not runtime.secrets.api_key_valid(token.strip()):
+        return error_response(
+            401,
+            "invalid_api_key",
+            "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return await handler(request)
+
+
+async def live(request: web.Request) -> web.Response:
+    """The process is up and its event loop answers."""
+    return web.json_response({"status": "alive"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    statuses = await runtime.fleet.statuses()
+    route = runtime.config.routing.default
+    is_ready = health.ready(statuses, route, shutting_down=runtime.shutting_down)
+    body = {
+        "ready": is_ready,
+        "route": list(route),
+        "engines": {s.name: s.state for s in statuses if s.name in route},
+    }
+    return web.json_response(body, status=200 if is_ready else 503)
+
+
+async def health_summary(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    body = health.summary(
+        await runtime.fleet.statuses(),
+        profile=runtime.config.profile,
+        hibernation_state=runtime.hibernation_state,
+        shutting_down=runtime.shutting_down,
+        uptime_s=runtime.uptime(),
+    )
+    return web.json_response(body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    for status in await runtime.fleet.statuses():
+        runtime.metrics.set_engine_state(status.name, status.state, _STATES)
+        mem = status.memory
+        runtime.metrics.set_engine_memory(status.name, "ram", "estimated", mem.estimated_ram_bytes)
+        runtime.metrics.set_engine_memory(status.name, "ram", "measured", mem.measured_ram_bytes)
+        runtime.metrics.set_engine_memory(
+            status.name, "vram", "estimated", mem.estimated_vram_bytes
+        )
+        runtime.metrics.set_engine_memory(status.name, "vram", "measured", mem.measured_vram_bytes)
+    return web.Response(
+        body=runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def create_api_app(runtime: Runtime) -> web.Application:
+    app = web.Application(middlewares=[json_errors, require_api_key])
+    app[RUNTIME] = runtime
+    app.router.add_get("/health", health_summary)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,79 @@
+"""Run the voice API (port 11400) and the console (port 8766) until SIGINT or SIGTERM.
+
+The two are separate aiohttp applications served from one event loop, so console routes can
+never be reached on the public voice port. Both share one ``Runtime``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+
+from aiohttp import web
+
+from console.app import create_console_app
+from orchestrator.api import create_api_app
+from orchestrator.config import AppConfig
+from orchestrator.runtime import Runtime
+from orchestrator.secrets import Secrets
+
+log = logging.getLogger(__name__)
+
+
+class PortInUse(Exception):
+    """A configured port is taken by another process."""
+
+
+async def _start_site(runner: web.AppRunner, host: str, port: int, key: str, grace: float) -> None:
+    site = web.TCPSite(runner, host, port, shutdown_timeout=grace)
+    try:
+        await site.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            env = "VO__" + key.upper().replace(".", "__")
+            raise PortInUse(
+                f"port {port} ({key}) on {host} is already in use by another process; "
+                f"stop it or choose another port with {env}=<port>"
+            ) from None
+        raise
+
+
+async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runtime = Runtime.create(config, secrets)
+    server = config.server
+    runners = [
+        web.AppRunner(create_api_app(runtime), access_log=None),
+        web.AppRunner(create_console_app(runtime), access_log=None),
+    ]
+    try:
+        for runner in runners:
+            await runner.setup()
+        grace = server.shutdown_grace_s
+        await _start_site(runners[0], server.api_host, server.api_port, "server.api_port", grace)
+        await _start_site(
+            runners[1], server.console_host, server.console_port, "server.console_port", grace
+        )
+        runtime.fleet.start()
+        print(
+            f"voice-orchestrator up (profile {config.profile})\n"
+            f"  voice API  http://{server.api_host}:{server.api_port}  (Bearer key; "
+            f"/health/live is open)\n"
+            f"  console    http://{server.console_host}:{server.console_port}  (user admin)",
+            flush=True,
+        )
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        runtime.shutting_down = True
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await runtime.fleet.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("stopped")

@@ -1,0 +1,180 @@
+"""The contract every engine adapter keeps, stated once.
+
+An engine is one model runtime with one role. Its lifecycle, whatever the runtime:
+
+    state      load()                 unload()             health()   role calls
+    ---------  ---------------------  -------------------  ---------  ----------------
+    unloaded   -> loading -> loaded   no-op                reports    EngineNotLoaded
+    loading    waits for that load    waits, then unloads  reports    EngineNotLoaded
+    loaded     no-op                  -> unloading ->      reports    served
+                                         unloaded
+    unloading  waits, then loads      waits                reports    EngineNotLoaded
+    failed     retries the load       -> unloaded          reports    EngineNotLoaded
+    missing    raises ModelMissing    no-op                reports    EngineNotLoaded
+
+``missing`` means the weights are not on disk; it clears when they appear. Nothing here is
+terminal: the orchestrator decides whether to retry, download or give up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+class Role(StrEnum):
+    ASR = "asr"
+    LLM = "llm"
+    TTS = "tts"
+    DUPLEX = "duplex"
+    VAD = "vad"
+
+
+class Runtime(StrEnum):
+    IN_PROCESS = "in-process"
+    MANAGED = "managed"
+    REMOTE = "remote"
+
+
+class EngineState(StrEnum):
+    UNLOADED = "unloaded"
+    LOADING = "loading"
+    LOADED = "loaded"
+    UNLOADING = "unloading"
+    FAILED = "failed"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """Files an engine needs from a model hub, and where they live once downloaded."""
+
+    repo_id: str
+    allow_patterns: tuple[str, ...]
+    required_files: tuple[str, ...]
+    revision: str | None = None
+
+    def local_dir(self, models_dir: Path) -> Path:
+        return models_dir / self.repo_id.replace("/", "--")
+
+    def missing_files(self, models_dir: Path) -> list[str]:
+        base = self.local_dir(models_dir)
+        return [name for name in self.required_files if not (base / name).is_file()]
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the orchestrator tells an adapter: which model, where, and engine-specific options."""
+
+    name: str
+    role: Role
+    model: str
+    models_dir: Path
+    device: str = "cpu"
+    compute_type: str = "default"
+    options: dict[str, Any] = field(default_factory=dict)
+    estimated_vram_bytes: int | None = None
+    estimated_ram_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class EngineMemory:
+    """Estimated and measured footprint; measured values are None until a load was measured."""
+
+    device: str
+    estimated_vram_bytes: int | None
+    estimated_ram_bytes: int | None
+    measured_vram_bytes: int | None
+    measured_ram_bytes: int | None
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    seconds: float
+    ram_delta_bytes: int
+    vram_delta_bytes: int | None
+
+
+@dataclass(frozen=True)
+class UnloadReport:
+    seconds: float
+    ram_freed_bytes: int
+    vram_freed_bytes: int | None
+
+
+@dataclass(frozen=True)
+class EngineHealth:
+    state: EngineState
+    detail: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of a transcript, times in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+    no_speech_prob: float = 0.0
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """Mono PCM16 little-endian audio."""
+
+    pcm16: bytes
+    sample_rate: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm16) / 2 / self.sample_rate
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Lifecycle every adapter implements; see the module docstring for the state table."""
+
+    name: str
+    role: Role
+    runtime: Runtime
+
+    @property
+    def state(self) -> EngineState: ...
+
+    @property
+    def last_error(self) -> str | None: ...
+
+    def artifacts(self) -> list[ModelArtifact]:
+        """Hub files this engine needs; empty when the model is a local path."""
+        ...
+
+    async def load(self) -> LoadReport: ...
+
+    async def unload(self) -> UnloadReport: ...
+
+    async def health(self) -> EngineHealth: ...
+
+    def memory(self) -> EngineMemory: ...
+
+
+@runtime_checkable
+class SpeechRecognizer(Engine, Protocol):
+    def transcribe(
+        self, audio: npt.NDArray[np.float32], *, language: str | None = None
+    ) -> AsyncIterator[Segment]:
+        """Stream segments of mono 16 kHz float32 audio as the engine decodes them."""
+        ...
+
+
+@runtime_checkable
+class SpeechSynthesizer(Engine, Protocol):
+    def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+        """Stream audio, one chunk per sentence, as soon as each is synthesised."""
+        ...

@@ -1,0 +1,107 @@
+"""Speech recognition with faster-whisper (CTranslate2), in this process.
+
+``model`` is a CTranslate2 model folder on disk or a hub repository id such as
+``Systran/faster-whisper-small``; hub models live under the models directory once downloaded,
+and this adapter never reaches for the network itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from services.base import EngineSpec, ModelArtifact, Role, Segment
+from services.errors import EngineCallError, InvalidInput
+from services.in_process import InProcessEngine
+from services.model_ref import local_path
+from services.threads import iterate_in_thread
+
+SAMPLE_RATE = 16_000
+_REQUIRED = ("config.json", "model.bin", "tokenizer.json")
+_PATTERNS = (*_REQUIRED, "preprocessor_config.json", "vocabulary.*")
+
+
+class WhisperEngine(InProcessEngine):
+    role = Role.ASR
+
+    def __init__(self, spec: EngineSpec) -> None:
+        super().__init__(spec)
+        self._model: Any = None
+
+    def artifacts(self) -> list[ModelArtifact]:
+        if local_path(self.spec.model) is not None:
+            return []
+        return [ModelArtifact(self.spec.model, _PATTERNS, _REQUIRED)]
+
+    def _model_dir(self) -> Path:
+        path = local_path(self.spec.model)
+        if path is not None:
+            return path
+        return self.artifacts()[0].local_dir(self.spec.models_dir)
+
+    def _model_paths(self) -> list[Path]:
+        folder = self._model_dir()
+        return [folder / name for name in _REQUIRED]
+
+    def _load_model(self) -> None:
+        from faster_whisper import WhisperModel
+
+        options = self.spec.options
+        self._model = WhisperModel(
+            str(self._model_dir()),
+            device=self.spec.device,
+            compute_type=self.spec.compute_type,
+            cpu_threads=int(options.get("cpu_threads", 0)),
+            num_workers=int(options.get("num_workers", 1)),
+            local_files_only=True,
+        )
+
+    def _release_model(self) -> None:
+        self._model = None
+
+    def _is_loaded(self) -> bool:
+        return self._model is not None
+
+    async def transcribe(
+        self, audio: npt.NDArray[np.float32], *, language: str | None = None
+    ) -> AsyncIterator[Segment]:
+        """Stream segments of mono 16 kHz float32 audio in [-1, 1] as they are decoded."""
+        self._require_loaded()
+        samples = _validated(audio)
+        model = self._model
+        beam_size = int(self.spec.options.get("beam_size", 1))
+
+        def decode() -> Iterator[Segment]:
+            try:
+                segments, _info = model.transcribe(
+                    samples, language=language, beam_size=beam_size, vad_filter=False
+                )
+                for seg in segments:
+                    yield Segment(
+                        start=float(seg.start),
+                        end=float(seg.end),
+                        text=seg.text,
+                        no_speech_prob=float(seg.no_speech_prob),
+                    )
+            except (RuntimeError, ValueError) as exc:
+                raise EngineCallError(f"transcription failed: {exc}", engine=self.name) from exc
+
+        async for segment in iterate_in_thread(decode):
+            yield segment
+
+
+def _validated(audio: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    array = np.asarray(audio)
+    if array.ndim != 1:
+        raise InvalidInput(f"audio must be mono (1-D), got shape {array.shape}")
+    if array.size == 0:
+        raise InvalidInput("audio is empty")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InvalidInput(f"audio must be float samples in [-1, 1], got {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise InvalidInput("audio contains NaN or infinite samples")
+    return array.astype(np.float32, copy=False)
