@@ -87,6 +87,7 @@ class Fleet:
         self._metrics = metrics
         self._tasks = TaskSet("fleet")
         self._records: dict[str, _Record] = {}
+        self._preparing: list[asyncio.Task[None]] = []
         for name, engine_config in config.engines.items():
             spec = spec_for(name, engine_config, config.models.dir)
             self._records[name] = _Record(engine_config, create_engine(engine_config.adapter, spec))
@@ -108,8 +109,13 @@ class Fleet:
 
     def start(self) -> None:
         """Begin preparing every engine in the background; the server answers meanwhile."""
-        for name in self._records:
-            self._tasks.spawn(f"prepare-{name}", self._prepare(name))
+        self._preparing = [
+            self._tasks.spawn(f"prepare-{name}", self._prepare(name)) for name in self._records
+        ]
+
+    async def wait_prepared(self) -> None:
+        """Wait until every engine started by ``start()`` is downloaded and preloaded (or failed)."""
+        await asyncio.gather(*self._preparing, return_exceptions=True)
 
     async def _prepare(self, name: str) -> None:
         record = self._records[name]

@@ -1,0 +1,107 @@
+"""Shared fixtures: tiny real models built offline once per session, configs and servers.
+
+The hub is switched off before anything imports huggingface_hub, so a test that would reach for
+the network fails at once instead of hanging on a machine without internet.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.pop("VO_API_KEYS", None)
+os.environ.pop("VO_CONSOLE_PASSWORD", None)
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import AppConfig, load_config
+from orchestrator.secrets import Secrets
+from tests.fixtures.tiny_piper import build_tiny_piper_voice
+from tests.fixtures.tiny_whisper import build_tiny_whisper
+
+API_KEY = "test-key-0123456789"
+CONSOLE_PASSWORD = "test-console-password"
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+@pytest.fixture(scope="session")
+def tiny_piper_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_piper_voice(tmp_path_factory.mktemp("tiny-piper"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tiny_profile_toml(whisper: Path, piper: Path, tmp: Path, *, preload: bool = True) -> str:
+    """A user config that runs both in-process engines on the tiny test models."""
+    return f"""
+profile = "cpu"
+
+[server]
+api_host = "127.0.0.1"
+api_port = {free_port()}
+console_port = {free_port()}
+shutdown_grace_s = 2
+
+[models]
+dir = "{tmp / "models"}"
+auto_download = false
+
+[state]
+dir = "{tmp / "state"}"
+
+[engines.asr]
+role = "asr"
+adapter = "faster-whisper"
+model = "{whisper}"
+compute_type = "int8"
+preload = {str(preload).lower()}
+options = {{ cpu_threads = 1 }}
+
+[engines.tts]
+role = "tts"
+adapter = "piper"
+model = "{piper}"
+preload = {str(preload).lower()}
+"""
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path: Path, tiny_whisper_dir: Path, tiny_piper_onnx: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(tiny_profile_toml(tiny_whisper_dir, tiny_piper_onnx, tmp_path))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tiny_config_file: Path) -> AppConfig:
+    return load_config(config_file=tiny_config_file, environ={})
+
+
+@pytest.fixture
+def secrets() -> Secrets:
+    return Secrets(api_keys=(API_KEY,), console_password=CONSOLE_PASSWORD)
+
+
+@pytest.fixture
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in list(os.environ):
+        if name.startswith("VO__"):
+            monkeypatch.delenv(name)
+    yield
