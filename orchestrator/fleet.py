@@ -114,7 +114,7 @@ class Fleet:
         ]
 
     async def wait_prepared(self) -> None:
-        """Wait until every engine started by ``start()`` is downloaded and preloaded (or failed)."""
+        """Wait until every engine ``start()`` began is downloaded and preloaded (or failed)."""
         await asyncio.gather(*self._preparing, return_exceptions=True)
 
     async def _prepare(self, name: str) -> None:

@@ -124,13 +124,13 @@ def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
 def test_missing_file_and_unknown_profile(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(profile="cpu", config_file=tmp_path / "nope.toml", environ={})
-    with pytest.raises(ConfigError, match="unknown profile 'h200'.*cpu"):
+    with pytest.raises(ConfigError, match=r"unknown profile 'h200'.*cpu"):
         load_config(profile="h200", environ={})
 
 
 def test_unknown_adapter_and_wrong_role(tmp_path: Path) -> None:
     user = write(tmp_path, '[engines.asr]\nadapter = "whisperx"\n')
-    with pytest.raises(ConfigError, match="unknown adapter 'whisperx'.*faster-whisper"):
+    with pytest.raises(ConfigError, match=r"unknown adapter 'whisperx'.*faster-whisper"):
         load_config(profile="cpu", config_file=user, environ={})
     user = write(tmp_path, '[engines.asr]\nadapter = "piper"\n')
     with pytest.raises(ConfigError, match="serves role tts, not asr"):
