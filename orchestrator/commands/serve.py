@@ -1,0 +1,28 @@
+"""``serve``: run the voice API and the console until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from orchestrator.commands import CommandError
+from orchestrator.config import AppConfig
+from orchestrator.secrets import load_secrets
+
+NAME = "serve"
+HELP = "run the voice API and the console"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace, config: AppConfig) -> int:
+    from orchestrator.server import PortInUse, serve
+
+    secrets = load_secrets(config.state.dir)
+    try:
+        asyncio.run(serve(config, secrets))
+    except PortInUse as exc:
+        raise CommandError(str(exc)) from None
+    return 0
