@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.ladder import IdleState, Thresholds
 from services.base import Role
 from services.registry import ADAPTERS
 
@@ -72,17 +73,63 @@ class StateConfig(_Model):
         return self
 
 
+class StateActions(_Model):
+    """What entering one idle state does; deeper states also do what shallower ones did."""
+
+    unload_roles: tuple[Role, ...] = ()
+    stop_processes: bool = False
+    host_power_off: bool = False
+    telemetry_interval_s: Seconds = 5.0
+
+
+_ALL_ROLES = tuple(Role)
+DEFAULT_ACTIONS: dict[IdleState, StateActions] = {
+    IdleState.ACTIVE: StateActions(telemetry_interval_s=2.0),
+    IdleState.WARM: StateActions(telemetry_interval_s=15.0),
+    IdleState.COOL: StateActions(unload_roles=(Role.TTS, Role.DUPLEX), telemetry_interval_s=30.0),
+    IdleState.COLD: StateActions(unload_roles=_ALL_ROLES, telemetry_interval_s=60.0),
+    IdleState.DORMANT: StateActions(
+        unload_roles=_ALL_ROLES, stop_processes=True, host_power_off=True, telemetry_interval_s=60.0
+    ),
+}
+
+
 class HibernationConfig(_Model):
     warm_after_s: Seconds = 30.0
     cool_after_s: Seconds = 300.0
     cold_after_s: Seconds = 1800.0
     dormant_after_s: Seconds = 7200.0
+    tick_s: Seconds = 1.0
+    wake_timeout_s: Seconds = 60.0
+    actions: dict[IdleState, StateActions] = Field(default_factory=lambda: dict(DEFAULT_ACTIONS))
 
     @model_validator(mode="after")
     def _ascending(self) -> HibernationConfig:
         steps = [self.warm_after_s, self.cool_after_s, self.cold_after_s, self.dormant_after_s]
         if steps != sorted(steps):
             raise ValueError("thresholds must grow: warm <= cool <= cold <= dormant")
+        merged = {**DEFAULT_ACTIONS, **self.actions}
+        object.__setattr__(self, "actions", merged)
+        return self
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            self.warm_after_s, self.cool_after_s, self.cold_after_s, self.dormant_after_s
+        )
+
+
+class HostPowerConfig(_Model):
+    """What DORMANT does to the machine itself. A stopped host cannot wake itself."""
+
+    action: Literal["none", "command", "simulated"] = "none"
+    stop_command: str | None = None
+    start_command: str | None = None
+    timeout_s: Seconds = 120.0
+
+    @model_validator(mode="after")
+    def _commands_given(self) -> HostPowerConfig:
+        if self.action == "command" and not self.stop_command:
+            raise ValueError("action 'command' needs stop_command")
         return self
 
 
@@ -127,6 +174,7 @@ class AppConfig(_Model):
     models: ModelsConfig = ModelsConfig()
     state: StateConfig = StateConfig()
     hibernation: HibernationConfig = HibernationConfig()
+    host_power: HostPowerConfig = HostPowerConfig()
     costs: CostsConfig = CostsConfig()
     engines: dict[str, EngineConfig] = Field(default_factory=dict)
     routing: RoutingConfig = RoutingConfig()

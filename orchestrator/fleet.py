@@ -1,8 +1,10 @@
-"""The fleet owns the engines: it prepares (downloads), loads and unloads them, and keeps stats.
+"""The fleet owns the engines: it prepares, loads, leases and unloads them, and keeps stats.
 
-Loads are single-flight per engine (the engine's own lock makes concurrent callers share one
-load) and independent engines load in parallel. The hibernation and planner issues add leases,
-admission and eviction here; adapters stay free of that policy.
+Every request takes a *lease* on the engines it uses. An engine with a lease, or with a request
+waiting for one, is never unloaded: the check and the unload happen under the engine's gate, the
+same lock a lease is granted under. Loads are single-flight (concurrent requests for a cold
+engine share one load task) and independent engines load in parallel. A request whose engines
+do not come up within its timeout gets ``WakeTimeout``; the load goes on for the next request.
 """
 
 from __future__ import annotations
@@ -10,14 +12,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestrator.config import AppConfig, EngineConfig
 from orchestrator.downloads import DownloadError, download_in_background
 from orchestrator.metrics import Metrics
 from orchestrator.tasks import TaskSet
-from services.base import Engine, EngineMemory, EngineSpec, EngineState, LoadReport, UnloadReport
+from services import measure
+from services.base import (
+    Engine,
+    EngineMemory,
+    EngineSpec,
+    EngineState,
+    LoadReport,
+    Role,
+    Runtime,
+    UnloadReport,
+)
 from services.errors import EngineError
 from services.registry import create_engine
 
@@ -28,6 +43,33 @@ DOWNLOADING = "downloading"
 
 class UnknownEngine(KeyError):
     """No engine of that name is configured."""
+
+
+class WakeTimeout(Exception):
+    """The engines a request needs did not come up in time; they go on loading."""
+
+    def __init__(self, loading: list[str], waited_s: float) -> None:
+        super().__init__(f"still loading after {waited_s:.0f} s: {', '.join(loading)}")
+        self.loading = loading
+        self.retry_after_s = max(1, round(waited_s / 2))
+
+
+@dataclass(frozen=True)
+class UnloadOutcome:
+    """What an unload request did: unloaded (with its report), or skipped and why."""
+
+    engine: str
+    unloaded: bool
+    reason: str = ""
+    report: UnloadReport | None = None
+
+
+@dataclass(frozen=True)
+class LoadSpan:
+    """When one load ran, for the console and for checking that loads overlap."""
+
+    started: float
+    ended: float
 
 
 @dataclass(frozen=True)
@@ -46,7 +88,10 @@ class EngineStatus:
     hint: str
     loads: int
     last_load_seconds: float | None
+    last_unload_seconds: float | None
     last_used: float | None
+    leases: int
+    pinned: bool
 
     @property
     def usable(self) -> bool:
@@ -58,9 +103,15 @@ class EngineStatus:
 class _Record:
     config: EngineConfig
     engine: Engine
+    gate: asyncio.Condition = field(default_factory=asyncio.Condition)
+    leases: int = 0
+    waiting: int = 0
+    pinned: bool = False
+    loading: asyncio.Task[LoadReport] | None = None
     loads: int = 0
     last_load: LoadReport | None = None
     last_unload: UnloadReport | None = None
+    spans: list[LoadSpan] = field(default_factory=list)
     last_used: float | None = None
     downloading: bool = False
     download_error: str | None = None
@@ -82,15 +133,26 @@ def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
 
 
 class Fleet:
-    def __init__(self, config: AppConfig, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        metrics: Metrics,
+        *,
+        engines: dict[str, Engine] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
         self._metrics = metrics
+        self._clock = clock
         self._tasks = TaskSet("fleet")
-        self._records: dict[str, _Record] = {}
         self._preparing: list[asyncio.Task[None]] = []
+        self._records: dict[str, _Record] = {}
+        self.on_activity: Callable[[], None] = lambda: None
         for name, engine_config in config.engines.items():
-            spec = spec_for(name, engine_config, config.models.dir)
-            self._records[name] = _Record(engine_config, create_engine(engine_config.adapter, spec))
+            engine = (engines or {}).get(name) or create_engine(
+                engine_config.adapter, spec_for(name, engine_config, config.models.dir)
+            )
+            self._records[name] = _Record(engine_config, engine)
 
     @property
     def names(self) -> list[str]:
@@ -99,29 +161,34 @@ class Fleet:
     def engine(self, name: str) -> Engine:
         return self._record(name).engine
 
+    def names_for(self, roles: Iterable[Role]) -> list[str]:
+        wanted = set(roles)
+        return [name for name, rec in self._records.items() if rec.config.role in wanted]
+
     def _record(self, name: str) -> _Record:
         try:
             return self._records[name]
         except KeyError:
             raise UnknownEngine(name) from None
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- start-up ----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Begin preparing every engine in the background; the server answers meanwhile."""
+    def start(self, *, preload: bool = True) -> None:
+        """Download what is missing and (if ``preload``) load engines, in the background."""
         self._preparing = [
-            self._tasks.spawn(f"prepare-{name}", self._prepare(name)) for name in self._records
+            self._tasks.spawn(f"prepare-{name}", self._prepare(name, preload))
+            for name in self._records
         ]
 
     async def wait_prepared(self) -> None:
         """Wait until every engine ``start()`` began is downloaded and preloaded (or failed)."""
         await asyncio.gather(*self._preparing, return_exceptions=True)
 
-    async def _prepare(self, name: str) -> None:
+    async def _prepare(self, name: str, preload: bool) -> None:
         record = self._records[name]
         if self._config.models.auto_download:
             await self.download(name)
-        if record.config.preload and record.engine.state is EngineState.UNLOADED:
+        if preload and record.config.preload and record.engine.state is EngineState.UNLOADED:
             try:
                 await self.load(name)
             except EngineError as exc:
@@ -144,43 +211,175 @@ class Fleet:
             finally:
                 record.downloading = False
 
+    # -- loading -----------------------------------------------------------------------------
+
     async def load(self, name: str) -> LoadReport:
+        """Load one engine; concurrent callers share one load (single flight)."""
         record = self._record(name)
-        started = time.perf_counter()
+        if record.loading is None or record.loading.done():
+            record.loading = self._tasks.spawn(f"load-{name}", self._load(name))
+        return await asyncio.shield(record.loading)
+
+    async def _load(self, name: str) -> LoadReport:
+        record = self._records[name]
+        started = self._clock()
         try:
             report = await record.engine.load()
         except EngineError:
-            self._metrics.load_finished(name, time.perf_counter() - started, ok=False)
+            self._metrics.load_finished(name, self._clock() - started, ok=False)
             raise
         if report.seconds > 0:
             record.loads += 1
             record.last_load = report
+            record.spans = [*record.spans[-9:], LoadSpan(started, self._clock())]
             self._metrics.load_finished(name, report.seconds, ok=True)
         return report
 
-    async def unload(self, name: str) -> UnloadReport:
+    def prewarm(self, names: Sequence[str]) -> None:
+        """Start loading engines a session may use, without waiting for them."""
+        for name in names:
+            if self._record(name).engine.state is EngineState.UNLOADED:
+                self._tasks.spawn(f"prewarm-{name}", self._quiet_load(name))
+
+    async def _quiet_load(self, name: str) -> None:
+        try:
+            await self.load(name)
+        except EngineError as exc:
+            log.warning("pre-warm of %s failed: %s", name, exc)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(
+        self,
+        names: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_waking: Callable[[list[str]], Any] | None = None,
+    ) -> AsyncIterator[dict[str, Engine]]:
+        """Hold ``names`` loaded for the body of a ``with``; they are never unloaded meanwhile.
+
+        Engines that are not loaded are loaded in parallel, started in the order given (the
+        order the request needs them in). ``on_waking`` hears which engines must load first.
+        """
+        records = [self._record(name) for name in names]
+        granted: list[_Record] = []
+        self.on_activity()
+        try:
+            cold = [n for n, r in zip(names, records, strict=True) if not _loaded(r)]
+            if cold and on_waking is not None:
+                on_waking(cold)
+            await self._grant_all(list(names), records, granted, timeout_s)
+            now = self._clock()
+            for record in records:
+                record.last_used = now
+            yield {name: rec.engine for name, rec in zip(names, records, strict=True)}
+        finally:
+            for record in granted:
+                async with record.gate:
+                    record.leases -= 1
+                    record.gate.notify_all()
+            self.on_activity()
+
+    async def _grant_all(
+        self,
+        names: list[str],
+        records: list[_Record],
+        granted: list[_Record],
+        timeout_s: float | None,
+    ) -> None:
+        for record in records:
+            record.waiting += 1
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout_s):
+                pairs = zip(names, records, strict=True)
+                await asyncio.gather(*(self._grant(n, r, granted) for n, r in pairs))
+        except TimeoutError:
+            loading = [n for n, r in zip(names, records, strict=True) if not _loaded(r)]
+            raise WakeTimeout(loading or names, time.monotonic() - started) from None
+        finally:
+            for record in records:
+                record.waiting -= 1
+
+    async def _grant(self, name: str, record: _Record, granted: list[_Record]) -> None:
+        while True:
+            await self.load(name)
+            async with record.gate:
+                if _loaded(record):
+                    record.leases += 1
+                    granted.append(record)
+                    return
+            # unloaded between our load and the grant: load again
+
+    # -- unloading ---------------------------------------------------------------------------
+
+    async def unload(
+        self, name: str, *, wait_for_leases: bool = False, respect_pin: bool = True
+    ) -> UnloadOutcome:
+        """Unload one engine unless it is leased (then skip, or wait) or pinned."""
         record = self._record(name)
-        report = await record.engine.unload()
+        async with record.gate:
+            if respect_pin and record.pinned:
+                return UnloadOutcome(name, False, "pinned")
+            if wait_for_leases:
+                await record.gate.wait_for(lambda: record.leases == 0)
+            elif record.leases or record.waiting:
+                busy = record.leases + record.waiting
+                return UnloadOutcome(name, False, f"in use by {busy} request(s)")
+            if not _loaded(record) and record.engine.state is not EngineState.FAILED:
+                return UnloadOutcome(name, False, f"already {record.engine.state}")
+            report = await record.engine.unload()
         if report.seconds > 0:
             record.last_unload = report
             self._metrics.unload_finished(name, report.seconds)
-        return report
+        return UnloadOutcome(name, True, report=report)
 
-    def touch(self, name: str, now: float | None = None) -> None:
-        """Note that a request used this engine (for the console's "last used")."""
-        self._record(name).last_used = time.time() if now is None else now
+    async def unload_roles(self, roles: Iterable[Role]) -> list[UnloadOutcome]:
+        names = self.names_for(roles)
+        return list(await asyncio.gather(*(self.unload(name) for name in names)))
+
+    async def stop_managed(self) -> list[UnloadOutcome]:
+        """Stop engines that run as separate processes (their unload is a process stop)."""
+        names = [n for n, r in self._records.items() if r.engine.runtime is Runtime.MANAGED]
+        return list(await asyncio.gather(*(self.unload(name) for name in names)))
+
+    def pin(self, name: str, pinned: bool) -> None:
+        self._record(name).pinned = pinned
+
+    def pinned(self) -> list[str]:
+        return [name for name, rec in self._records.items() if rec.pinned]
+
+    def load_spans(self, name: str) -> list[LoadSpan]:
+        return list(self._record(name).spans)
 
     async def stop(self) -> None:
-        """Cancel preparation and unload every engine, so the process leaves nothing behind."""
+        """Cancel background work and unload every engine: the process leaves nothing behind."""
         await self._tasks.cancel_all()
         results = await asyncio.gather(
-            *(self.unload(name) for name in self._records), return_exceptions=True
+            *(self.unload(n, respect_pin=False) for n in self._records), return_exceptions=True
         )
         for name, result in zip(self._records, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("unloading %s at shutdown failed: %s", name, result)
 
     # -- what the outside sees ---------------------------------------------------------------
+
+    async def memory_snapshot(self) -> dict[str, Any]:
+        """Process RSS and VRAM plus each engine's measured footprint, for transition records."""
+        sample = await asyncio.to_thread(measure.sample)
+        return {
+            "rss_bytes": sample.rss_bytes,
+            "vram_bytes": sample.vram_bytes,
+            "engines": {
+                name: {
+                    "state": rec.engine.state.value,
+                    "ram_bytes": rec.engine.memory().measured_ram_bytes,
+                    "vram_bytes": rec.engine.memory().measured_vram_bytes,
+                }
+                for name, rec in self._records.items()
+            },
+        }
 
     async def statuses(self) -> list[EngineStatus]:
         return list(await asyncio.gather(*(self.status(name) for name in self._records)))
@@ -207,5 +406,12 @@ class Fleet:
             hint=hint,
             loads=record.loads,
             last_load_seconds=record.last_load.seconds if record.last_load else None,
+            last_unload_seconds=record.last_unload.seconds if record.last_unload else None,
             last_used=record.last_used,
+            leases=record.leases,
+            pinned=record.pinned,
         )
+
+
+def _loaded(record: _Record) -> bool:
+    return record.engine.state is EngineState.LOADED
