@@ -59,7 +59,7 @@ async def status_page(request: web.Request) -> web.Response:
     summary = health.summary(
         statuses,
         profile=runtime.config.profile,
-        hibernation_state=runtime.hibernation_state,
+        hibernation=runtime.hibernation_summary(),
         shutting_down=runtime.shutting_down,
         uptime_s=runtime.uptime(),
     )

@@ -83,7 +83,7 @@ async def health_summary(request: web.Request) -> web.Response:
     body = health.summary(
         await runtime.fleet.statuses(),
         profile=runtime.config.profile,
-        hibernation_state=runtime.hibernation_state,
+        hibernation=runtime.hibernation_summary(),
         shutting_down=runtime.shutting_down,
         uptime_s=runtime.uptime(),
     )

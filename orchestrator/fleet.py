@@ -66,7 +66,7 @@ class UnloadOutcome:
 
 @dataclass(frozen=True)
 class LoadSpan:
-    """When one load ran, for the console and for checking that loads overlap."""
+    """When one load ran (``time.perf_counter``), to show that independent loads overlap."""
 
     started: float
     ended: float
@@ -217,21 +217,21 @@ class Fleet:
         """Load one engine; concurrent callers share one load (single flight)."""
         record = self._record(name)
         if record.loading is None or record.loading.done():
-            record.loading = self._tasks.spawn(f"load-{name}", self._load(name))
+            record.loading = self._tasks.spawn(f"load-{name}", self._load(name), awaited=True)
         return await asyncio.shield(record.loading)
 
     async def _load(self, name: str) -> LoadReport:
         record = self._records[name]
-        started = self._clock()
+        started = time.perf_counter()  # spans measure real elapsed time, not the ladder's clock
         try:
             report = await record.engine.load()
         except EngineError:
-            self._metrics.load_finished(name, self._clock() - started, ok=False)
+            self._metrics.load_finished(name, time.perf_counter() - started, ok=False)
             raise
         if report.seconds > 0:
             record.loads += 1
             record.last_load = report
-            record.spans = [*record.spans[-9:], LoadSpan(started, self._clock())]
+            record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
             self._metrics.load_finished(name, report.seconds, ok=True)
         return report
 
@@ -346,6 +346,12 @@ class Fleet:
 
     def pin(self, name: str, pinned: bool) -> None:
         self._record(name).pinned = pinned
+
+    def pin_all(self, names: list[str]) -> None:
+        """Restore saved pins, ignoring engines no longer configured."""
+        for name in names:
+            if name in self._records:
+                self._records[name].pinned = True
 
     def pinned(self) -> list[str]:
         return [name for name, rec in self._records.items() if rec.pinned]

@@ -43,6 +43,10 @@ def engine_entry(status: EngineStatus) -> dict[str, Any]:
         "priority": status.priority,
         "loads": status.loads,
         "last_load_seconds": status.last_load_seconds,
+        "last_unload_seconds": status.last_unload_seconds,
+        "last_used": status.last_used,
+        "leases": status.leases,
+        "pinned": status.pinned,
         "last_error": status.detail or None,
         "hint": status.hint or None,
     }
@@ -52,7 +56,7 @@ def summary(
     statuses: Sequence[EngineStatus],
     *,
     profile: str,
-    hibernation_state: str,
+    hibernation: dict[str, Any],
     shutting_down: bool,
     uptime_s: float,
 ) -> dict[str, Any]:
@@ -61,7 +65,7 @@ def summary(
         "status": overall(statuses, shutting_down=shutting_down),
         "profile": profile,
         "uptime_s": round(uptime_s, 1),
-        "hibernation": {"state": hibernation_state},
+        "hibernation": hibernation,
         "engines": {s.name: engine_entry(s) for s in statuses},
         "problems": problems,
     }

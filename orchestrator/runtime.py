@@ -1,14 +1,32 @@
-"""Everything one running server shares between its voice API and its console."""
+"""Everything one running server shares between its voice API and its console, and its lifecycle.
+
+``start()`` restores the hibernation state, starts the single writer, the scheduler tick and the
+fleet's preparation; ``stop()`` undoes all of it in reverse, leaving no task or engine behind.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from orchestrator.config import AppConfig
+from orchestrator.events import EventBus
 from orchestrator.fleet import Fleet
+from orchestrator.hibernator import Hibernator
+from orchestrator.host_power import HostPower, host_power_from_config
+from orchestrator.ladder import IdleState, Ladder
 from orchestrator.metrics import Metrics
 from orchestrator.secrets import Secrets
+from orchestrator.store import StateStore
+
+log = logging.getLogger(__name__)
+
+AWAKE_STATES = (IdleState.ACTIVE, IdleState.WARM)
 
 
 @dataclass
@@ -17,15 +35,92 @@ class Runtime:
     secrets: Secrets
     metrics: Metrics
     fleet: Fleet
+    store: StateStore
+    bus: EventBus
+    hibernator: Hibernator
+    clock: Callable[[], float] = time.time
     started_at: float = field(default_factory=time.monotonic)
     shutting_down: bool = False
-    # Until the hibernation ladder lands, the stack is always fully awake.
-    hibernation_state: str = "active"
+    scheduler: AsyncIOScheduler | None = None
 
     @classmethod
-    def create(cls, config: AppConfig, secrets: Secrets) -> Runtime:
+    def create(
+        cls,
+        config: AppConfig,
+        secrets: Secrets,
+        *,
+        clock: Callable[[], float] = time.time,
+        host: HostPower | None = None,
+        **fleet_kwargs: Any,
+    ) -> Runtime:
         metrics = Metrics()
-        return cls(config=config, secrets=secrets, metrics=metrics, fleet=Fleet(config, metrics))
+        bus = EventBus()
+        store = StateStore(config.state.dir / "orchestrator.db")
+        fleet = Fleet(config, metrics, clock=clock, **fleet_kwargs)
+        fleet.pin_all(store.get("pins", []))
+        ladder = Ladder(config.hibernation.thresholds(), last_activity=clock())
+        hibernator = Hibernator.restore(
+            ladder,
+            store,
+            actions=config.hibernation.actions,
+            effects=fleet,
+            host=host or host_power_from_config(config.host_power),
+            bus=bus,
+            clock=clock,
+        )
+        fleet.on_activity = hibernator.note_activity
+        return cls(config, secrets, metrics, fleet, store, bus, hibernator, clock=clock)
+
+    @property
+    def hibernation_state(self) -> str:
+        return self.hibernator.state.value
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at
+
+    def start(self, *, tick: bool = True) -> None:
+        """Begin serving: the hibernation writer, its scheduler tick, and engine preparation."""
+        self.hibernator.start()
+        if tick:
+            self.scheduler = AsyncIOScheduler()
+            self.scheduler.add_job(
+                self.hibernator.tick,
+                "interval",
+                seconds=self.config.hibernation.tick_s,
+                id="hibernation-tick",
+                max_instances=1,
+                coalesce=True,
+            )
+            self.scheduler.start()
+        awake = self.hibernator.state in AWAKE_STATES
+        if not awake:
+            log.info("restored hibernation state %s: engines load on demand", self.hibernator.state)
+        self.fleet.start(preload=awake)
+
+    async def stop(self) -> None:
+        self.shutting_down = True
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
+        await self.hibernator.stop()
+        await self.fleet.stop()
+        self.store.close()
+
+    def pin(self, name: str, pinned: bool) -> None:
+        self.fleet.pin(name, pinned)
+        self.store.put("pins", self.fleet.pinned())
+        self.bus.publish("engine.pin", engine=name, pinned=pinned)
+
+    def hibernation_summary(self) -> dict[str, Any]:
+        ladder = self.hibernator.ladder
+        now = self.clock()
+        next_at = ladder.next_step_at(now)
+        return {
+            "state": ladder.state.value,
+            "idle_s": round(ladder.idle_seconds(now), 1),
+            "next_step_at": next_at,
+            "next_step_in_s": None if next_at is None else round(max(0.0, next_at - now), 1),
+            "open_sessions": len(ladder.open_sessions),
+            "keep_awake_until": ladder.keep_awake_until if ladder.keep_awake_until > now else None,
+            "pinned": self.fleet.pinned(),
+        }

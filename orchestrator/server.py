@@ -59,7 +59,7 @@ async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | No
         await _start_site(
             runners[1], server.console_host, server.console_port, "server.console_port", grace
         )
-        runtime.fleet.start()
+        runtime.start()
         print(
             f"voice-orchestrator up (profile {config.profile})\n"
             f"  voice API  http://{server.api_host}:{server.api_port}  (Bearer key; "
@@ -73,7 +73,7 @@ async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | No
         runtime.shutting_down = True
         for runner in reversed(runners):
             await runner.cleanup()
-        await runtime.fleet.stop()
+        await runtime.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         log.info("stopped")

@@ -25,7 +25,7 @@ Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 async def runtime(tiny_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
     runtime = Runtime.create(tiny_config, secrets)
     yield runtime
-    await runtime.fleet.stop()
+    await runtime.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,111 @@
+"""A fake engine at the Engine interface, for testing fleet and hibernation logic fast.
+
+It keeps the contract's state table, yields to the event loop inside load and unload (so
+concurrent callers really interleave), can be told to fail, and checks the invariant that
+matters most: it is never unloaded while a request is using it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.base import (
+    EngineHealth,
+    EngineMemory,
+    EngineState,
+    LoadReport,
+    ModelArtifact,
+    Role,
+    Runtime,
+    UnloadReport,
+)
+from services.errors import EngineLoadError, EngineNotLoaded
+
+
+class FakeEngine:
+    runtime = Runtime.IN_PROCESS
+
+    def __init__(self, name: str, role: Role, *, steps: int = 3, failures: int = 0) -> None:
+        self.name = name
+        self.role = role
+        self._state = EngineState.UNLOADED
+        self._steps = steps
+        self._failures_left = failures
+        self._lock = asyncio.Lock()
+        self.in_use = 0
+        self.loads = 0
+        self.unloads = 0
+        self.violations: list[str] = []
+
+    @property
+    def state(self) -> EngineState:
+        return self._state
+
+    @property
+    def last_error(self) -> str | None:
+        return None
+
+    def artifacts(self) -> list[ModelArtifact]:
+        return []
+
+    async def load(self) -> LoadReport:
+        async with self._lock:
+            if self._state is EngineState.LOADED:
+                return LoadReport(0.0, 0, 0)
+            self._state = EngineState.LOADING
+            for _ in range(self._steps):
+                await asyncio.sleep(0)
+            if self._failures_left:
+                self._failures_left -= 1
+                self._state = EngineState.FAILED
+                raise EngineLoadError("simulated load failure", engine=self.name)
+            self._state = EngineState.LOADED
+            self.loads += 1
+            return LoadReport(0.01, 1000, None)
+
+    async def unload(self) -> UnloadReport:
+        async with self._lock:
+            if self.in_use:
+                self.violations.append(
+                    f"{self.name} unloaded while {self.in_use} request(s) used it"
+                )
+            if self._state not in (EngineState.LOADED, EngineState.FAILED):
+                return UnloadReport(0.0, 0, 0)
+            self._state = EngineState.UNLOADING
+            await asyncio.sleep(0)
+            self._state = EngineState.UNLOADED
+            self.unloads += 1
+            return UnloadReport(0.01, 1000, None)
+
+    async def health(self) -> EngineHealth:
+        return EngineHealth(self._state)
+
+    def memory(self) -> EngineMemory:
+        return EngineMemory("cpu", None, 1000, None, None)
+
+    async def use(self, steps: int) -> None:
+        """Stand in for a role call: the engine must stay loaded throughout."""
+        if self._state is not EngineState.LOADED:
+            raise EngineNotLoaded(f"engine is {self._state}", engine=self.name)
+        self.in_use += 1
+        try:
+            for _ in range(steps):
+                await asyncio.sleep(0)
+                if self._state is not EngineState.LOADED:
+                    self.violations.append(f"{self.name} became {self._state} while in use")
+        finally:
+            self.in_use -= 1
+
+
+class FakeClock:
+    """Seconds since the epoch that only move when a test says so."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now

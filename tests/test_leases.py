@@ -1,0 +1,156 @@
+"""Leases against the hibernation ladder: random interleavings never unload an engine in use.
+
+Fake engines at the Engine interface make hundreds of interleavings affordable; the real
+engines are exercised in test_hibernation.py. Each step waits on an event (a lease granted,
+the hibernation writer settled), so every generated interleaving really happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.config import AppConfig, load_config
+from orchestrator.fleet import WakeTimeout
+from orchestrator.host_power import SimulatedHost
+from orchestrator.ladder import ORDER
+from orchestrator.runtime import Runtime
+from orchestrator.secrets import Secrets
+from services.base import EngineState, Role
+from services.errors import EngineError
+from tests.fakes import FakeClock, FakeEngine
+
+ENGINES = {"asr": Role.ASR, "tts": Role.TTS, "asr2": Role.ASR}
+
+
+def fake_config(tmp: Path) -> AppConfig:
+    path = tmp / "fake.toml"
+    path.write_text(
+        f"""
+profile = "cpu"
+[state]
+dir = "{tmp}"
+[models]
+auto_download = false
+[engines.asr2]
+role = "asr"
+adapter = "faster-whisper"
+model = "/nonexistent"
+"""
+    )
+    return load_config(config_file=path, environ={})
+
+
+def fake_runtime(tmp: Path, clock: FakeClock, failures: dict[str, int]) -> Runtime:
+    # every configured engine is replaced by a fake; the real adapters are never built
+    engines = {
+        name: FakeEngine(name, role, steps=2, failures=failures.get(name, 0))
+        for name, role in ENGINES.items()
+    }
+    secrets = Secrets(api_keys=("k",), console_password="p")
+    return Runtime.create(
+        fake_config(tmp), secrets, clock=clock, host=SimulatedHost(), engines=engines
+    )
+
+
+@dataclass
+class Request:
+    names: list[str]
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    outcome: str = "pending"
+
+
+operation = st.one_of(
+    st.tuples(
+        st.just("request"),
+        st.lists(st.sampled_from(sorted(ENGINES)), min_size=1, max_size=3, unique=True),
+        st.booleans(),
+    ),
+    st.tuples(st.just("release"), st.integers(0, 20)),
+    st.tuples(st.just("tick"), st.floats(0, 4000)),
+    st.tuples(st.just("force"), st.sampled_from(ORDER)),
+    st.tuples(st.just("session"), st.sampled_from(["a", "b"]), st.booleans()),
+)
+
+
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    operations=st.lists(operation, min_size=1, max_size=40),
+    failures=st.fixed_dictionaries({"tts": st.integers(0, 2)}),
+)
+def test_no_engine_is_unloaded_while_leased(
+    tmp_path_factory: pytest.TempPathFactory, operations: list, failures: dict[str, int]
+) -> None:
+    asyncio.run(_scenario(tmp_path_factory.mktemp("leases"), operations, failures))
+
+
+async def _scenario(tmp: Path, operations: list, failures: dict[str, int]) -> None:
+    clock = FakeClock()
+    runtime = fake_runtime(tmp, clock, failures)
+    fleet, hibernator = runtime.fleet, runtime.hibernator
+    hibernator.start()
+    held: list[Request] = []
+    tasks: list[asyncio.Task[None]] = []
+    requests: list[Request] = []
+
+    async def serve(request: Request) -> None:
+        try:
+            async with fleet.lease(request.names, timeout_s=5) as engines:
+                fakes = [e for e in engines.values() if isinstance(e, FakeEngine)]
+                for engine in fakes:
+                    assert engine.state is EngineState.LOADED
+                    engine.in_use += 1
+                request.settled.set()
+                await request.release.wait()
+                for engine in fakes:
+                    engine.in_use -= 1
+                    # still loaded at the end of the request: nothing unloaded it under us
+                    assert engine.state is EngineState.LOADED, engine.violations
+            request.outcome = "served"
+        except (EngineError, WakeTimeout) as exc:
+            assert str(exc)  # a clear error, never an empty one
+            request.outcome = "error"
+        finally:
+            request.settled.set()
+
+    for op in operations:
+        kind = op[0]
+        if kind == "request":
+            request = Request(op[1])
+            requests.append(request)
+            tasks.append(asyncio.create_task(serve(request)))
+            if op[2]:  # wait until it holds its lease (or failed); else it races the next step
+                await request.settled.wait()
+            held.append(request)
+        elif kind == "release" and held:
+            held.pop(op[1] % len(held)).release.set()
+        elif kind == "tick":
+            clock.advance(op[1])
+            hibernator.tick()
+        elif kind == "force":
+            await hibernator.force(op[1])
+        elif kind == "session":
+            (hibernator.session_opened if op[2] else hibernator.session_closed)(op[1])
+        await hibernator.settled()
+    for request in held:
+        request.release.set()
+    await asyncio.gather(*tasks)
+    await runtime.stop()
+
+    for name in ENGINES:
+        engine = fleet.engine(name)
+        assert isinstance(engine, FakeEngine)
+        assert engine.violations == []
+    assert all(r.outcome in ("served", "error") for r in requests)
+    if not failures["tts"]:
+        assert all(r.outcome == "served" for r in requests)
