@@ -16,6 +16,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from console.admin import add_admin_routes, guard_writes
 from orchestrator import health
 from orchestrator.api import RUNTIME
 from orchestrator.runtime import Runtime
@@ -74,7 +75,8 @@ async def status_page(request: web.Request) -> web.Response:
 
 
 def create_console_app(runtime: Runtime) -> web.Application:
-    app = web.Application(middlewares=[require_login])
+    app = web.Application(middlewares=[require_login, guard_writes])
     app[RUNTIME] = runtime
     app.router.add_get("/", status_page)
+    add_admin_routes(app)
     return app

@@ -13,11 +13,19 @@ import sys
 from pathlib import Path
 
 from orchestrator import __version__
-from orchestrator.commands import Command, CommandError, download, serve, status
+from orchestrator.commands import (
+    Command,
+    CommandError,
+    download,
+    hibernate,
+    serve,
+    status,
+    wake,
+)
 from orchestrator.config import AppConfig, ConfigError, load_config
 from services import nvml
 
-COMMANDS: list[Command] = [serve, status, download]
+COMMANDS: list[Command] = [serve, status, download, wake, hibernate]
 
 
 def _parser() -> argparse.ArgumentParser:

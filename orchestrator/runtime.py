@@ -111,6 +111,10 @@ class Runtime:
         self.store.put("pins", self.fleet.pinned())
         self.bus.publish("engine.pin", engine=name, pinned=pinned)
 
+    def preload_engines(self) -> list[str]:
+        """Engines an operator's wake brings up: the preloaded ones, in config order."""
+        return [name for name, engine in self.config.engines.items() if engine.preload]
+
     def hibernation_summary(self) -> dict[str, Any]:
         ladder = self.hibernator.ladder
         now = self.clock()

@@ -49,7 +49,12 @@ def port_is_free(port: int) -> bool:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_start_sh_serves_and_stops_cleanly(tiny_config_file: Path, stop_signal: int) -> None:
     server = tomllib.loads(tiny_config_file.read_text())["server"]
-    env = {**os.environ, "VO_VENV": sys.prefix, "VO_API_KEYS": API_KEY}
+    env = {
+        **os.environ,
+        "VO_VENV": sys.prefix,
+        "VO_API_KEYS": API_KEY,
+        "VO_CONSOLE_PASSWORD": "console-pw",
+    }
     proc = subprocess.Popen(
         [str(ROOT / "start.sh"), "--config", str(tiny_config_file)],
         env=env,
@@ -67,6 +72,18 @@ def test_start_sh_serves_and_stops_cleanly(tiny_config_file: Path, stop_signal: 
             timeout=60,
         )
         assert "asr" in status.stdout and "tts" in status.stdout, status.stderr
+        for command, expected in (
+            ("hibernate", "hibernation cold"),
+            ("wake", "hibernation active"),
+        ):
+            control = subprocess.run(
+                [sys.executable, "-m", "orchestrator", command, "--config", str(tiny_config_file)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert control.stdout.startswith(expected), control.stderr
         family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(stop_signal)
         output, _ = proc.communicate(timeout=60)

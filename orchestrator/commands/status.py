@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from orchestrator.commands import CommandError
+from orchestrator.commands.console_client import describe
 from orchestrator.config import AppConfig
 from orchestrator.secrets import load_secrets
 
@@ -43,10 +44,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
     if args.json:
         print(json.dumps(body, indent=2))
         return 0 if body["status"] == "ok" else 1
-    print(
-        f"status {body['status']}  profile {body['profile']}  "
-        f"hibernation {body['hibernation']['state']}  up {body['uptime_s']} s"
-    )
+    print(f"status {body['status']}  profile {body['profile']}  up {body['uptime_s']} s")
+    print(describe(body["hibernation"]))
     for name, engine in body["engines"].items():
         line = f"  {name:<10} {engine['role']:<6} {engine['state']:<12} {engine['device']:<5}"
         print(f"{line} {engine['model']}")

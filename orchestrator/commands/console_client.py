@@ -1,0 +1,36 @@
+"""Talk to a running server's console admin API, as the CLI's operator commands do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from orchestrator.commands import CommandError
+from orchestrator.config import AppConfig
+from orchestrator.secrets import load_secrets
+
+
+def post(config: AppConfig, path: str, body: dict[str, Any] | None = None) -> Any:
+    secrets = load_secrets(config.state.dir)
+    host = config.server.console_host
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{host}:{config.server.console_port}"
+    try:
+        response = httpx.post(
+            f"{base}{path}", json=body or {}, auth=("admin", secrets.console_password), timeout=120
+        )
+    except httpx.HTTPError as exc:
+        raise CommandError(f"no console answers at {base} ({exc})") from None
+    if response.status_code != 200:
+        raise CommandError(f"{path} answered {response.status_code}: {response.text}")
+    return response.json()
+
+
+def describe(summary: dict[str, Any]) -> str:
+    line = f"hibernation {summary['state']}, idle {summary['idle_s']} s"
+    if summary.get("next_step_in_s") is not None:
+        line += f", next step in {summary['next_step_in_s']} s"
+    if summary.get("keep_awake_until"):
+        line += ", kept awake"
+    return line
