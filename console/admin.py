@@ -15,10 +15,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from orchestrator.api import RUNTIME
 from orchestrator.fleet import UnknownEngine
 from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import RUNTIME, Runtime
 from services.errors import EngineError
 
 log = logging.getLogger("console.audit")

@@ -18,8 +18,7 @@ from aiohttp.typedefs import Handler
 
 from console.admin import add_admin_routes, guard_writes
 from orchestrator import health
-from orchestrator.api import RUNTIME
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import RUNTIME, Runtime
 
 USER = "admin"
 _templates = jinja2.Environment(

@@ -13,13 +13,16 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator import health
+from orchestrator.fleet import WakeTimeout
 from orchestrator.http_errors import error_response
-from orchestrator.runtime import Runtime
+from orchestrator.runtime import RUNTIME, Runtime
+from orchestrator.voice_api import MAX_UPLOAD_BYTES, add_voice_routes
 from services.base import EngineState
+from services.errors import EngineCallError, EngineError, InvalidInput, ModelMissing
 
 log = logging.getLogger(__name__)
 
-RUNTIME = web.AppKey("runtime", Runtime)
+ENGINE_ERROR_STATUS: dict[type[EngineError], int] = {InvalidInput: 400, EngineCallError: 502}
 _STATES = [*(s.value for s in EngineState), "downloading"]
 
 
@@ -39,6 +42,14 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         }
         message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
         return error_response(exc.status, code, message, headers=headers)
+    except WakeTimeout as exc:
+        return error_response(
+            503, "engines_waking", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        )
+    except EngineError as exc:
+        status = ENGINE_ERROR_STATUS.get(type(exc), 503)
+        message = f"{exc}. {exc.hint}" if isinstance(exc, ModelMissing) and exc.hint else str(exc)
+        return error_response(status, exc.code, message)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal error; see the server log")
@@ -107,10 +118,13 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def create_api_app(runtime: Runtime) -> web.Application:
-    app = web.Application(middlewares=[json_errors, require_api_key])
+    app = web.Application(
+        middlewares=[json_errors, require_api_key], client_max_size=MAX_UPLOAD_BYTES + 2**20
+    )
     app[RUNTIME] = runtime
     app.router.add_get("/health", health_summary)
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
+    add_voice_routes(app)
     return app

@@ -304,13 +304,13 @@ class Fleet:
 
     async def _grant(self, name: str, record: _Record, granted: list[_Record]) -> None:
         while True:
-            await self.load(name)
             async with record.gate:
-                if _loaded(record):
+                if _loaded(record):  # the hot path: no load task when the engine is up
                     record.leases += 1
                     granted.append(record)
                     return
-            # unloaded between our load and the grant: load again
+            await self.load(name)
+            # loop: it may have been unloaded again between the load and the grant
 
     # -- unloading ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from orchestrator.config import AppConfig
@@ -128,3 +129,6 @@ class Runtime:
             "keep_awake_until": ladder.keep_awake_until if ladder.keep_awake_until > now else None,
             "pinned": self.fleet.pinned(),
         }
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

@@ -38,6 +38,7 @@ class InProcessEngine(ABC):
     runtime = Runtime.IN_PROCESS
 
     def __init__(self, spec: EngineSpec) -> None:
+        measure.keep_large_allocations_returnable()
         self.name = spec.name
         self.spec = spec
         self._state = EngineState.UNLOADED

@@ -2,7 +2,9 @@
 
 RSS comes from psutil, VRAM from NVML (None without a GPU). After an unload, glibc is asked to
 return freed heap pages to the OS (``malloc_trim``) so that the measured RSS reflects the release
-instead of the allocator's caching.
+instead of the allocator's caching. ``keep_large_allocations_returnable`` pins glibc's mmap
+threshold: by default it grows after each large free, so the next model's weight tensors land
+in heap arenas that are not handed back when the model is unloaded.
 """
 
 from __future__ import annotations
@@ -25,6 +27,20 @@ _libc = ctypes.CDLL(_libc_name) if _libc_name else None
 class MemorySample:
     rss_bytes: int
     vram_bytes: int | None
+
+
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+_allocator_configured = False
+
+
+def keep_large_allocations_returnable() -> None:
+    """Serve allocations of 1 MiB and more with mmap, so freeing a model returns its memory."""
+    global _allocator_configured
+    if _allocator_configured or _libc is None or not hasattr(_libc, "mallopt"):
+        return
+    _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    _allocator_configured = True
 
 
 def sample() -> MemorySample:
