@@ -8,6 +8,7 @@ as an ``audit`` event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -131,8 +132,14 @@ async def engine_action(request: web.Request) -> web.Response:
     return web.json_response({"engine": name, "state": status.state, "pinned": status.pinned})
 
 
+async def credits(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    return web.json_response(await asyncio.to_thread(runtime.credits))
+
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/api/state", state)
+    app.router.add_get("/api/credits", credits)
     app.router.add_get("/api/transitions", transitions)
     app.router.add_post("/api/hibernation/keep-awake", keep_awake)
     app.router.add_post("/api/hibernation/hibernate", hibernate)

@@ -6,6 +6,7 @@ the liveness probe). Reading health never counts as voice activity.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -96,6 +97,7 @@ async def health_summary(request: web.Request) -> web.Response:
         profile=runtime.config.profile,
         hibernation=runtime.hibernation_summary(),
         shutting_down=runtime.shutting_down,
+        credits=await asyncio.to_thread(runtime.credits),
         uptime_s=runtime.uptime(),
     )
     return web.json_response(body)

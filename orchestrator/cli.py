@@ -19,13 +19,14 @@ from orchestrator.commands import (
     download,
     hibernate,
     serve,
+    simulate,
     status,
     wake,
 )
 from orchestrator.config import AppConfig, ConfigError, load_config
 from services import nvml
 
-COMMANDS: list[Command] = [serve, status, download, wake, hibernate]
+COMMANDS: list[Command] = [serve, status, download, wake, hibernate, simulate]
 
 
 def _parser() -> argparse.ArgumentParser:

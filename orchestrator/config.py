@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -134,9 +135,20 @@ class HostPowerConfig(_Model):
 
 
 class CostsConfig(_Model):
+    """What the machine costs while it runs, and the grant that pays for it (dates are UTC days)."""
+
     gpu_type: str = "none"
     usd_per_hour: Annotated[float, Field(ge=0)] = 0.0
     credits_usd: Annotated[float, Field(ge=0)] = 0.0
+    credits_start: date | None = None
+    credits_expire: date | None = None
+    burn_window_days: Annotated[float, Field(gt=0)] = 7.0
+
+    @model_validator(mode="after")
+    def _grant_dates_in_order(self) -> CostsConfig:
+        if self.credits_start and self.credits_expire and self.credits_expire <= self.credits_start:
+            raise ValueError("credits_expire must come after credits_start")
+        return self
 
 
 class EngineConfig(_Model):

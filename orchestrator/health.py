@@ -58,6 +58,7 @@ def summary(
     profile: str,
     hibernation: dict[str, Any],
     shutting_down: bool,
+    credits: dict[str, Any] | None = None,
     uptime_s: float,
 ) -> dict[str, Any]:
     problems = [f"{s.name}: {s.detail}" for s in statuses if not s.usable]
@@ -68,4 +69,5 @@ def summary(
         "hibernation": hibernation,
         "engines": {s.name: engine_entry(s) for s in statuses},
         "problems": problems,
+        "credits": credits,
     }

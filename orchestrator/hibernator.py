@@ -74,6 +74,8 @@ class Hibernator:
         self._saved_at = 0.0
         self._saved_activity = ladder.last_activity
         self.listeners: list[Callable[[IdleState, StateActions], None]] = []
+        # Blocking record keepers (the credit ledger); they run in a worker thread.
+        self.record_listeners: list[Callable[[TransitionRecord], None]] = []
 
     @classmethod
     def restore(cls, ladder: Ladder, store: StateStore, **kwargs: Any) -> Hibernator:
@@ -198,6 +200,8 @@ class Hibernator:
             len(actions),
             (after["rss_bytes"] - before["rss_bytes"]) / 1e6,
         )
+        for keeper in self.record_listeners:
+            await asyncio.to_thread(keeper, record)
         self._bus.publish("hibernation.transition", **asdict(record))
         for listener in self.listeners:
             listener(transition.target, self._actions[transition.target])

@@ -6,6 +6,7 @@ fleet's preparation; ``stop()`` undoes all of it in reverse, leaving no task or 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from orchestrator.fleet import Fleet
 from orchestrator.hibernator import Hibernator
 from orchestrator.host_power import HostPower, host_power_from_config
 from orchestrator.ladder import IdleState, Ladder
+from orchestrator.ledger import Ledger
 from orchestrator.metrics import Metrics
 from orchestrator.secrets import Secrets
 from orchestrator.store import StateStore
@@ -39,6 +41,7 @@ class Runtime:
     store: StateStore
     bus: EventBus
     hibernator: Hibernator
+    ledger: Ledger
     clock: Callable[[], float] = time.time
     started_at: float = field(default_factory=time.monotonic)
     shutting_down: bool = False
@@ -70,7 +73,9 @@ class Runtime:
             clock=clock,
         )
         fleet.on_activity = hibernator.note_activity
-        return cls(config, secrets, metrics, fleet, store, bus, hibernator, clock=clock)
+        ledger = Ledger(config.state.dir / "orchestrator.db", config.costs)
+        hibernator.record_listeners.append(ledger.note_transition)
+        return cls(config, secrets, metrics, fleet, store, bus, hibernator, ledger, clock=clock)
 
     @property
     def hibernation_state(self) -> str:
@@ -82,6 +87,7 @@ class Runtime:
     def start(self, *, tick: bool = True) -> None:
         """Begin serving: the hibernation writer, its scheduler tick, and engine preparation."""
         self.hibernator.start()
+        self.ledger.host_on(self.clock())
         if tick:
             self.scheduler = AsyncIOScheduler()
             self.scheduler.add_job(
@@ -91,6 +97,9 @@ class Runtime:
                 id="hibernation-tick",
                 max_instances=1,
                 coalesce=True,
+            )
+            self.scheduler.add_job(
+                self._heartbeat, "interval", seconds=self.ledger.heartbeat_s, id="ledger-heartbeat"
             )
             self.scheduler.start()
         awake = self.hibernator.state in AWAKE_STATES
@@ -105,7 +114,16 @@ class Runtime:
             self.scheduler = None
         await self.hibernator.stop()
         await self.fleet.stop()
+        await self._heartbeat()
+        self.ledger.close()
         self.store.close()
+
+    async def _heartbeat(self) -> None:
+        """Mark the host as still running, so a crash bills at most one interval too little."""
+        await asyncio.to_thread(self.ledger.heartbeat, self.clock())
+
+    def credits(self) -> dict[str, Any]:
+        return self.ledger.summary(self.clock())
 
     def pin(self, name: str, pinned: bool) -> None:
         self.fleet.pin(name, pinned)

@@ -65,6 +65,8 @@ async def test_health_before_and_after_loading(
     assert body["profile"] == "cpu"
     assert set(body["engines"]) == {"asr", "tts"}
     assert body["engines"]["asr"]["state"] == "unloaded"
+    assert body["credits"]["usd_per_hour"] == 0.0
+    assert set(body["credits"]["hours_by_state"]) == {"active", "warm", "cool", "cold", "dormant"}
     assert (await api.get("/health/ready", headers=auth)).status == 200
 
     await runtime.fleet.load("asr")

@@ -72,6 +72,8 @@ def test_start_sh_serves_and_stops_cleanly(tiny_config_file: Path, stop_signal: 
             timeout=60,
         )
         assert "asr" in status.stdout and "tts" in status.stdout, status.stderr
+        assert "hibernation active" in status.stdout
+        assert "credits" in status.stdout and "runway" in status.stdout
         for command, expected in (
             ("hibernate", "hibernation cold"),
             ("wake", "hibernation active"),

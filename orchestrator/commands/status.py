@@ -11,6 +11,7 @@ import httpx
 from orchestrator.commands import CommandError
 from orchestrator.commands.console_client import describe
 from orchestrator.config import AppConfig
+from orchestrator.credits import format_credits
 from orchestrator.secrets import load_secrets
 
 NAME = "status"
@@ -46,6 +47,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         return 0 if body["status"] == "ok" else 1
     print(f"status {body['status']}  profile {body['profile']}  up {body['uptime_s']} s")
     print(describe(body["hibernation"]))
+    if body.get("credits"):
+        print(format_credits(body["credits"]))
     for name, engine in body["engines"].items():
         line = f"  {name:<10} {engine['role']:<6} {engine['state']:<12} {engine['device']:<5}"
         print(f"{line} {engine['model']}")
