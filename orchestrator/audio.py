@@ -26,6 +26,7 @@ COMPRESSED = {
 }
 CONTENT_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm", **{k: v[2] for k, v in COMPRESSED.items()}}
 OPUS_RATE = 48_000
+PCM_RATE = 24_000  # raw PCM carries no header: OpenAI clients assume 24 kHz
 
 
 def decode(data: bytes, rate: int) -> npt.NDArray[np.float32]:
@@ -105,7 +106,7 @@ class StreamEncoder:
             raise InvalidInput(f"response_format must be one of {sorted(CONTENT_TYPES)}")
         self.format = fmt
         self.input_rate = input_rate
-        self.rate = OPUS_RATE if fmt == "opus" else input_rate
+        self.rate = {"opus": OPUS_RATE, "pcm": PCM_RATE}.get(fmt, input_rate)
         self.content_type = CONTENT_TYPES[fmt]
         self._started = False
         self._sink = _Sink()

@@ -85,8 +85,16 @@ async def test_speech_streams_in_each_format(client: openai.AsyncOpenAI, fmt: st
         assert response.headers["content-type"] == audio.CONTENT_TYPES[fmt]
         chunks = [chunk async for chunk in response.iter_bytes()]
     data = b"".join(chunks)
-    if fmt == "pcm":
+    if fmt == "pcm":  # headerless 24 kHz PCM16, as OpenAI sends it
         assert len(data) % 2 == 0 and len(data) > 1000
+        wav = await client.audio.speech.create(
+            model="tts-1",
+            voice="alloy",
+            input="Hello there. How are you today?",
+            response_format="wav",
+        )
+        duration = len(audio.decode(wav.content, 24_000)) / 24_000
+        assert len(data) / 2 / 24_000 == pytest.approx(duration, rel=0.25)
     else:
         assert audio.decode(data, 16_000).size > 1000
 
