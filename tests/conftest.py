@@ -74,6 +74,7 @@ role = "tts"
 adapter = "piper"
 model = "{piper}"
 preload = {str(preload).lower()}
+options = {{ noise_scale = 0.0, noise_w_scale = 0.0 }}  # deterministic audio length
 """
 
 
