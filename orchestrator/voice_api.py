@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from orchestrator import audio
 from orchestrator.runtime import RUNTIME, Runtime
-from services.base import AudioChunk, Role, SpeechRecognizer, SpeechSynthesizer
+from services.base import AudioChunk, Engine, Role, SpeechRecognizer, SpeechSynthesizer
 from services.errors import InvalidInput
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -94,9 +95,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     name = resolve(runtime, Role.ASR, form.get("model"))
     samples = await asyncio.to_thread(audio.decode, form["file"], ASR_RATE)
     woke: list[str] = []
-    async with runtime.fleet.lease(
-        [name], timeout_s=runtime.config.hibernation.wake_timeout_s, on_waking=woke.extend
-    ) as engines:
+    async with _lease(runtime, name, woke) as engines:
         engine = engines[name]
         assert isinstance(engine, SpeechRecognizer)
         segments = [s async for s in engine.transcribe(samples, language=form.get("language"))]
@@ -140,9 +139,7 @@ async def speech(request: web.Request) -> web.StreamResponse:
     fmt = body.get("response_format", "mp3")
     name = resolve(runtime, Role.TTS, body.get("model"))
     woke: list[str] = []
-    async with runtime.fleet.lease(
-        [name], timeout_s=runtime.config.hibernation.wake_timeout_s, on_waking=woke.extend
-    ) as engines:
+    async with _lease(runtime, name, woke) as engines:
         engine = engines[name]
         assert isinstance(engine, SpeechSynthesizer)
         chunks = engine.synthesize(text, voice=_voice(body.get("voice")))
@@ -159,6 +156,15 @@ async def speech(request: web.Request) -> web.StreamResponse:
         await response.write(await asyncio.to_thread(encoder.close))
     await response.write_eof()
     return response
+
+
+def _lease(
+    runtime: Runtime, name: str, woke: list[str]
+) -> AbstractAsyncContextManager[dict[str, Engine]]:
+    """Lease one engine, waking it if needed (bounded); ``woke`` hears what had to load."""
+    return runtime.fleet.lease(
+        [name], timeout_s=runtime.config.hibernation.wake_timeout_s, on_waking=woke.extend
+    )
 
 
 def _voice(voice: Any) -> str | None:
