@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-venv.sh dev
+scripts/system-deps.sh
 exec "${VO_VENV:-.venv}/bin/python" -m pytest "$@"

@@ -13,9 +13,11 @@ import re
 from collections.abc import Iterator
 
 ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st vs etc e.g i.e cf approx fig no vol ca mt ave dept est
-    jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun u.s a.m p.m""".split()
-)
+    ("mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "cf",
+     "approx", "fig", "no", "vol", "ca", "mt", "ave", "dept", "est", "jan", "feb", "mar", "apr",
+     "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu", "fri",
+     "sat", "sun", "u.s", "a.m", "p.m")
+)  # fmt: skip
 _END = re.compile(r"""([.!?…]+)(["'”’)\]]*)(\s+)|(\n+)""")
 _WORD_BEFORE = re.compile(r"([\w.]+)$")
 
@@ -78,9 +80,8 @@ def _ends_sentence(before: str, punctuation: str) -> bool:
         return False
     if len(word) == 1 and word.isalpha():  # an initial: "J. Smith"
         return False
-    if word.isdigit() and len(before) == len(word):  # "2. Next" at the start: a list item
-        return False
-    return True
+    # "2. Next" at the very start is a list item, not the end of a sentence
+    return not (word.isdigit() and len(before) == len(word))
 
 
 def split_all(text: str) -> list[str]:

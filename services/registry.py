@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from services.base import Engine, EngineSpec, Role
 from services.piper_tts import PiperEngine
+from services.silero_vad import SileroVad
 from services.whisper_asr import WhisperEngine
 
 EngineFactory = Callable[[EngineSpec], Engine]
@@ -13,6 +14,7 @@ EngineFactory = Callable[[EngineSpec], Engine]
 ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
     "faster-whisper": (Role.ASR, WhisperEngine),
     "piper": (Role.TTS, PiperEngine),
+    "silero-vad": (Role.VAD, SileroVad),
 }
 
 
