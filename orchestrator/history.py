@@ -1,0 +1,78 @@
+"""A conversation's history, bounded by a token budget so a 90-minute lesson stays flat in memory.
+
+The persona's system prompt is always kept; the oldest turns are dropped first, whole (a user
+message with the replies that followed it). After a barge-in the assistant turn holds only the
+words actually spoken. Token counts are estimated (about four characters a token for English),
+which is all a budget needs; the LLM's own context limit stays well above it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Speaker = Literal["system", "user", "assistant"]
+
+
+def estimate_tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Speaker
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+class History:
+    def __init__(
+        self,
+        system_prompt: str,
+        *,
+        budget_tokens: int = 3000,
+        count: Callable[[str], int] = estimate_tokens,
+    ) -> None:
+        self.system = Message("system", system_prompt)
+        self.budget_tokens = budget_tokens
+        self._count = count
+        self._turns: deque[Message] = deque()
+        self._tokens = 0
+        self.dropped = 0
+
+    def add(self, role: Literal["user", "assistant"], content: str) -> None:
+        content = content.strip()
+        if not content:
+            return
+        self._turns.append(Message(role, content))
+        self._tokens += self._count(content)
+        self._trim()
+
+    def messages(self) -> list[dict[str, str]]:
+        return [self.system.to_dict(), *(m.to_dict() for m in self._turns)]
+
+    @property
+    def tokens(self) -> int:
+        return self._count(self.system.content) + self._tokens
+
+    def __len__(self) -> int:
+        return len(self._turns)
+
+    def _trim(self) -> None:
+        budget = self.budget_tokens - self._count(self.system.content)
+        while self._tokens > budget and len(self._turns) > 1:
+            self._drop_oldest_turn()
+
+    def _drop_oldest_turn(self) -> None:
+        """Drop the oldest message and any replies up to the next user message."""
+        first = self._turns.popleft()
+        self._tokens -= self._count(first.content)
+        self.dropped += 1
+        while self._turns and self._turns[0].role != "user" and len(self._turns) > 1:
+            reply = self._turns.popleft()
+            self._tokens -= self._count(reply.content)
+            self.dropped += 1
