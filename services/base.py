@@ -174,6 +174,15 @@ class SpeechRecognizer(Engine, Protocol):
 
 
 @runtime_checkable
+class ChatModel(Engine, Protocol):
+    def chat(
+        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[str]:
+        """Stream the reply's text deltas; closing the iterator stops generation."""
+        ...
+
+
+@runtime_checkable
 class SpeechSynthesizer(Engine, Protocol):
     def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
         """Stream audio, one chunk per sentence, as soon as each is synthesised."""

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from services.base import Engine, EngineSpec, Role
 from services.piper_tts import PiperEngine
 from services.silero_vad import SileroVad
+from services.transformers_llm import TransformersChat
 from services.whisper_asr import WhisperEngine
 
 EngineFactory = Callable[[EngineSpec], Engine]
@@ -15,6 +16,7 @@ ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
     "faster-whisper": (Role.ASR, WhisperEngine),
     "piper": (Role.TTS, PiperEngine),
     "silero-vad": (Role.VAD, SileroVad),
+    "transformers": (Role.LLM, TransformersChat),
 }
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from orchestrator.config import AppConfig, load_config
 from orchestrator.secrets import Secrets
+from tests.fixtures.tiny_llm import build_tiny_llm
 from tests.fixtures.tiny_piper import build_tiny_piper_voice
 from tests.fixtures.tiny_whisper import build_tiny_whisper
 
@@ -30,6 +31,11 @@ CONSOLE_PASSWORD = "test-console-password"
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
 
 
 @pytest.fixture(scope="session")

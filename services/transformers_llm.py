@@ -1,0 +1,112 @@
+"""A chat LLM run in this process with Hugging Face transformers (CPU or a CUDA device).
+
+For small instruction models on hosts without Ollama (e.g. Qwen2.5-0.5B-Instruct on a CPU) and
+for tests. ``model`` is a local folder or a hub repository id (downloaded into the models
+directory). Generation runs in a worker thread and streams text deltas; closing the stream
+stops generation at the next token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from services.base import EngineSpec, ModelArtifact, Role
+from services.errors import EngineCallError, InvalidInput
+from services.in_process import InProcessEngine
+from services.model_ref import local_path
+from services.threads import iterate_in_thread
+
+_REQUIRED = ("config.json", "tokenizer.json")
+_PATTERNS = ("*.json", "*.safetensors", "tokenizer.model", "*.txt")
+
+
+class TransformersChat(InProcessEngine):
+    role = Role.LLM
+
+    def __init__(self, spec: EngineSpec) -> None:
+        super().__init__(spec)
+        self._model: Any = None
+        self._tokenizer: Any = None
+
+    def artifacts(self) -> list[ModelArtifact]:
+        if local_path(self.spec.model) is not None:
+            return []
+        return [ModelArtifact(self.spec.model, _PATTERNS, _REQUIRED)]
+
+    def _folder(self) -> Path:
+        path = local_path(self.spec.model)
+        return path if path is not None else self.artifacts()[0].local_dir(self.spec.models_dir)
+
+    def _model_paths(self) -> list[Path]:
+        return [self._folder() / name for name in _REQUIRED]
+
+    def _load_model(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = str(self._folder())
+        self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+        model.to(self.spec.device)
+        self._model = model.eval()
+
+    def _release_model(self) -> None:
+        self._model = None
+        self._tokenizer = None
+
+    def _is_loaded(self) -> bool:
+        return self._model is not None
+
+    async def chat(
+        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+    ) -> AsyncIterator[str]:
+        self._require_loaded()
+        if not messages:
+            raise InvalidInput("no messages")
+        settings = {**self.spec.options, **(options or {})}
+        model, tokenizer = self._model, self._tokenizer
+        stop = threading.Event()
+
+        def generate() -> Iterator[str]:
+            from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+            class Stop(StoppingCriteria):
+                def __call__(self, *args: Any, **kwargs: Any) -> bool:
+                    return stop.is_set()
+
+            try:
+                inputs = tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                ).to(model.device)
+            except Exception as exc:
+                raise EngineCallError(
+                    f"could not build the prompt: {exc}", engine=self.name
+                ) from exc
+            streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            kwargs = {
+                **inputs,
+                "streamer": streamer,
+                "max_new_tokens": int(settings.get("max_new_tokens", 128)),
+                "min_new_tokens": int(settings.get("min_new_tokens", 0)),
+                "do_sample": float(settings.get("temperature", 0.0)) > 0,
+                "stopping_criteria": StoppingCriteriaList([Stop()]),
+                "pad_token_id": tokenizer.eos_token_id,
+            }
+            if kwargs["do_sample"]:
+                kwargs["temperature"] = float(settings["temperature"])
+            worker = threading.Thread(
+                target=model.generate, kwargs=kwargs, name=f"generate-{self.name}", daemon=True
+            )
+            worker.start()
+            try:
+                for text in streamer:
+                    if text:
+                        yield text
+            finally:
+                stop.set()
+                worker.join()
+
+        async for delta in iterate_in_thread(generate):
+            yield delta
