@@ -8,6 +8,7 @@ chunk per sentence, which is the unit we stream.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +101,9 @@ class PiperEngine(InProcessEngine):
             except (RuntimeError, ValueError) as exc:
                 raise EngineCallError(f"synthesis failed: {exc}", engine=self.name) from exc
 
-        async for chunk in iterate_in_thread(run):
-            yield chunk
+        async with aclosing(iterate_in_thread(run)) as stream:
+            async for chunk in stream:
+                yield chunk
 
     def _synthesis_config(self, voice: str | None) -> Any:
         from piper import SynthesisConfig

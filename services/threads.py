@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -11,7 +11,9 @@ T = TypeVar("T")
 _DONE = object()
 
 
-async def iterate_in_thread(make_iterator: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+async def iterate_in_thread(
+    make_iterator: Callable[[], Iterator[T]],
+) -> AsyncGenerator[T, None]:
     """Yield items of a blocking iterator, each ``next()`` running in a worker thread.
 
     The iterator is created in the thread too (model calls often start work eagerly). If the

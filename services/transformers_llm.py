@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -108,5 +109,6 @@ class TransformersChat(InProcessEngine):
                 stop.set()
                 worker.join()
 
-        async for delta in iterate_in_thread(generate):
-            yield delta
+        async with aclosing(iterate_in_thread(generate)) as stream:
+            async for delta in stream:
+                yield delta

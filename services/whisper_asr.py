@@ -8,6 +8,7 @@ and this adapter never reaches for the network itself.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,9 @@ class WhisperEngine(InProcessEngine):
             except (RuntimeError, ValueError) as exc:
                 raise EngineCallError(f"transcription failed: {exc}", engine=self.name) from exc
 
-        async for segment in iterate_in_thread(decode):
-            yield segment
+        async with aclosing(iterate_in_thread(decode)) as stream:
+            async for segment in stream:
+                yield segment
 
 
 def _validated(audio: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
