@@ -18,7 +18,7 @@ terminal: the orchestrator decides whether to retry, download or give up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -168,7 +168,7 @@ class Engine(Protocol):
 class SpeechRecognizer(Engine, Protocol):
     def transcribe(
         self, audio: npt.NDArray[np.float32], *, language: str | None = None
-    ) -> AsyncIterator[Segment]:
+    ) -> AsyncGenerator[Segment, None]:
         """Stream segments of mono 16 kHz float32 audio as the engine decodes them."""
         ...
 
@@ -177,13 +177,15 @@ class SpeechRecognizer(Engine, Protocol):
 class ChatModel(Engine, Protocol):
     def chat(
         self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Stream the reply's text deltas; closing the iterator stops generation."""
         ...
 
 
 @runtime_checkable
 class SpeechSynthesizer(Engine, Protocol):
-    def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+    def synthesize(
+        self, text: str, *, voice: str | None = None
+    ) -> AsyncGenerator[AudioChunk, None]:
         """Stream audio, one chunk per sentence, as soon as each is synthesised."""
         ...

@@ -7,7 +7,7 @@ chunk per sentence, which is the unit we stream.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,9 @@ class PiperEngine(InProcessEngine):
         self._require_loaded()
         return sorted(self._voice.config.speaker_id_map or {})
 
-    async def synthesize(self, text: str, *, voice: str | None = None) -> AsyncIterator[AudioChunk]:
+    async def synthesize(
+        self, text: str, *, voice: str | None = None
+    ) -> AsyncGenerator[AudioChunk, None]:
         """Stream PCM16 audio, one chunk per sentence, as each sentence is synthesised."""
         self._require_loaded()
         if not text.strip():

@@ -9,7 +9,7 @@ stops generation at the next token.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class TransformersChat(InProcessEngine):
 
     async def chat(
         self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         self._require_loaded()
         if not messages:
             raise InvalidInput("no messages")

@@ -7,7 +7,7 @@ and this adapter never reaches for the network itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ class WhisperEngine(InProcessEngine):
 
     async def transcribe(
         self, audio: npt.NDArray[np.float32], *, language: str | None = None
-    ) -> AsyncIterator[Segment]:
+    ) -> AsyncGenerator[Segment, None]:
         """Stream segments of mono 16 kHz float32 audio in [-1, 1] as they are decoded."""
         self._require_loaded()
         samples = _validated(audio)
