@@ -16,7 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from orchestrator import health
 from orchestrator.fleet import WakeTimeout
 from orchestrator.http_errors import error_response
-from orchestrator.runtime import RUNTIME, Runtime
+from orchestrator.realtime import add_realtime_routes
+from orchestrator.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.voice_api import MAX_UPLOAD_BYTES, add_voice_routes
 from services.base import EngineState
 from services.errors import EngineCallError, EngineError, InvalidInput, ModelMissing
@@ -62,14 +63,26 @@ async def require_api_key(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in runtime.config.server.open_paths:
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not runtime.secrets.api_key_valid(token.strip()):
+    if scheme.lower() != "bearer":
+        token = _subprotocol_key(request)  # browsers cannot set headers on a WebSocket
+    if not token or not runtime.secrets.api_key_valid(token.strip()):
         return error_response(
             401,
             "invalid_api_key",
             "missing or invalid API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    request[API_KEY_USED] = token.strip()
     return await handler(request)
+
+
+def _subprotocol_key(request: web.Request) -> str:
+    """The OpenAI convention for browsers: ``Sec-WebSocket-Protocol: openai-insecure-api-key.K``."""
+    for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        name, _, key = protocol.strip().partition("openai-insecure-api-key.")
+        if not name and key:
+            return key
+    return ""
 
 
 async def live(request: web.Request) -> web.Response:
@@ -129,4 +142,5 @@ def create_api_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
     add_voice_routes(app)
+    add_realtime_routes(app)
     return app

@@ -8,6 +8,7 @@ the LLM stream and the synthesis at once; what was sent so far is known sentence
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -16,8 +17,10 @@ from typing import Any
 
 from orchestrator.sentences import SentenceSplitter
 from services.base import AudioChunk, ChatModel, SpeechSynthesizer
+from services.errors import InvalidInput
 
 _END = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,18 @@ async def reply(
             if isinstance(sentence, BaseException):
                 raise sentence
             assert isinstance(sentence, str)
+            sentence = "".join(ch for ch in sentence if ch.isprintable() or ch == " ")
+            if not any(ch.isalnum() for ch in sentence):
+                continue  # nothing to say: punctuation or symbols only
             yield ReplyPiece(text=sentence)
-            async with aclosing(tts.synthesize(sentence, voice=voice)) as chunks:
-                async for chunk in chunks:
-                    if timings.first_audio is None:
-                        timings.first_audio = time.perf_counter()
-                    yield ReplyPiece(audio=chunk)
+            try:
+                async with aclosing(tts.synthesize(sentence, voice=voice)) as chunks:
+                    async for chunk in chunks:
+                        if timings.first_audio is None:
+                            timings.first_audio = time.perf_counter()
+                        yield ReplyPiece(audio=chunk)
+            except InvalidInput as exc:  # one unspeakable sentence must not end the reply
+                log.warning("skipped a sentence the voice cannot speak: %s", exc)
     finally:
         producer.cancel()
         try:

@@ -151,6 +151,17 @@ class CostsConfig(_Model):
         return self
 
 
+class GpuConfig(_Model):
+    """How the VRAM planner treats the GPU: the reserve it never fills, and where it looks."""
+
+    reserve_mb: Annotated[float, Field(ge=0)] = 1024.0
+    backend: Literal["nvml", "simulated"] = "nvml"
+    simulated_total_mb: Annotated[float, Field(gt=0)] = 16384.0
+    recovery_timeout_s: Seconds = 30.0
+    recovery_poll_s: Seconds = 0.5
+    catalog: Path | None = None
+
+
 class EngineConfig(_Model):
     role: Role
     adapter: str
@@ -176,6 +187,24 @@ class EngineConfig(_Model):
         return self
 
 
+class SessionsConfig(_Model):
+    """Voice sessions on the cascade: which engines, when a turn ends, and the limits."""
+
+    vad: str = "vad"
+    asr: str = "asr"
+    llm: str = "llm"
+    tts: str = "tts"
+    instructions: str = "You are a friendly, patient tutor. Answer in one or two short sentences."
+    end_of_turn_silence_ms: Annotated[int, Field(ge=100, le=5000)] = 400
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    history_tokens: Annotated[int, Field(ge=100)] = 3000
+    max_minutes: Annotated[float, Field(gt=0)] = 180.0
+    max_per_key: Annotated[int, Field(ge=1)] = 4
+    max_append_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    max_utterance_s: Annotated[float, Field(gt=0)] = 60.0
+    llm_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class RoutingConfig(_Model):
     default: tuple[str, ...] = ("asr", "tts")
 
@@ -188,8 +217,10 @@ class AppConfig(_Model):
     hibernation: HibernationConfig = HibernationConfig()
     host_power: HostPowerConfig = HostPowerConfig()
     costs: CostsConfig = CostsConfig()
+    gpu: GpuConfig = GpuConfig()
     engines: dict[str, EngineConfig] = Field(default_factory=dict)
     routing: RoutingConfig = RoutingConfig()
+    sessions: SessionsConfig = SessionsConfig()
 
     @model_validator(mode="after")
     def _routes_name_engines(self) -> AppConfig:

@@ -52,6 +52,18 @@ class History:
         self._tokens += self._count(content)
         self._trim()
 
+    def replace_last_assistant(self, old: str, new: str) -> None:
+        """Shorten the latest assistant turn to what the user actually heard."""
+        for index in range(len(self._turns) - 1, -1, -1):
+            message = self._turns[index]
+            if message.role == "assistant" and message.content == old.strip():
+                self._tokens += self._count(new) - self._count(message.content)
+                if new.strip():
+                    self._turns[index] = Message("assistant", new.strip())
+                else:
+                    del self._turns[index]
+                return
+
     def messages(self) -> list[dict[str, str]]:
         return [self.system.to_dict(), *(m.to_dict() for m in self._turns)]
 

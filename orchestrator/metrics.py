@@ -38,6 +38,13 @@ class Metrics:
             buckets=LOAD_BUCKETS,
             registry=self.registry,
         )
+        self.turn_seconds = Histogram(
+            "vo_turn_stage_seconds",
+            "From the end of the user's speech to each stage of the reply",
+            ["stage"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
+            registry=self.registry,
+        )
         self.unload_seconds = Histogram(
             "vo_engine_unload_seconds",
             "Time to unload an engine",
@@ -45,6 +52,9 @@ class Metrics:
             buckets=LOAD_BUCKETS,
             registry=self.registry,
         )
+
+    def turn_stage(self, stage: str, seconds: float) -> None:
+        self.turn_seconds.labels(stage).observe(seconds)
 
     def load_finished(self, engine: str, seconds: float, *, ok: bool) -> None:
         self.loads.labels(engine, "ok" if ok else "error").inc()

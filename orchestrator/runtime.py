@@ -150,3 +150,5 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# The API key a request authenticated with (per-key limits count by it).
+API_KEY_USED = web.RequestKey("api_key", str)

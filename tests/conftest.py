@@ -112,3 +112,31 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("VO__"):
             monkeypatch.delenv(name)
     yield
+
+
+@pytest.fixture
+def cascade_config_file(
+    tmp_path: Path, tiny_whisper_dir: Path, tiny_piper_onnx: Path, tiny_llm_dir: Path
+) -> Path:
+    """The tiny profile plus the Silero VAD and a tiny LLM: everything a voice session needs."""
+    text = tiny_profile_toml(tiny_whisper_dir, tiny_piper_onnx, tmp_path, preload=False)
+    text += f"""
+[engines.vad]
+role = "vad"
+adapter = "silero-vad"
+model = "bundled"
+
+[engines.llm]
+role = "llm"
+adapter = "transformers"
+model = "{tiny_llm_dir}"
+options = {{ max_new_tokens = 48, min_new_tokens = 24, temperature = 1.0 }}
+"""
+    path = tmp_path / "cascade.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def cascade_config(cascade_config_file: Path) -> AppConfig:
+    return load_config(config_file=cascade_config_file, environ={})

@@ -1,0 +1,327 @@
+"""``/v1/realtime``: the OpenAI Realtime WebSocket protocol (beta event names) on the cascade.
+
+Client events: ``session.update``, ``input_audio_buffer.append|commit|clear``,
+``conversation.item.create``, ``response.create|cancel``, ``conversation.item.truncate``.
+Server events: ``session.created|updated``, ``input_audio_buffer.speech_started|
+speech_stopped|committed|cleared``, ``conversation.item.created``,
+``conversation.item.input_audio_transcription.completed``, ``response.created``,
+``response.audio_transcript.delta``, ``response.audio.delta``, ``response.done``,
+``conversation.item.truncated``, ``error``, and ``waking`` while hibernated engines load.
+Audio is base64 PCM16 mono at 24 kHz both ways. Bad input gets an ``error`` event; the session
+goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import uuid
+import weakref
+from collections import Counter
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from orchestrator.fleet import WakeTimeout
+from orchestrator.runtime import API_KEY_USED, RUNTIME, Runtime
+from orchestrator.session import CascadeSession, SessionEvent
+from services.errors import EngineError, InvalidInput
+
+log = logging.getLogger(__name__)
+SOCKETS: web.AppKey[weakref.WeakSet[Any]] = web.AppKey("realtime_sockets")
+PER_KEY: web.AppKey[Counter[str]] = web.AppKey("realtime_per_key")
+
+
+def _event(type_: str, **fields: Any) -> dict[str, Any]:
+    return {"event_id": f"event_{uuid.uuid4().hex[:20]}", "type": type_, **fields}
+
+
+class RealtimeConnection:
+    def __init__(self, ws: web.WebSocketResponse, runtime: Runtime) -> None:
+        self.ws = ws
+        self.runtime = runtime
+        self.session = CascadeSession(runtime, self._render)
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, event: dict[str, Any]) -> None:
+        async with self._send_lock:
+            if not self.ws.closed:
+                await self.ws.send_json(event)
+
+    async def error(self, message: str, code: str, client_event: str | None = None) -> None:
+        await self.send(
+            _event(
+                "error",
+                error={
+                    "type": "invalid_request_error",
+                    "code": code,
+                    "message": message,
+                    "param": None,
+                    "event_id": client_event,
+                },
+            )
+        )
+
+    def session_view(self) -> dict[str, Any]:
+        s = self.session
+        return {
+            "id": s.id,
+            "object": "realtime.session",
+            "model": "voice-orchestrator-cascade",
+            "modalities": ["audio", "text"],
+            "instructions": s.instructions,
+            "voice": s.voice or "default",
+            "input_audio_format": "pcm16",
+            "output_audio_format": "pcm16",
+            "turn_detection": {
+                "type": "server_vad",
+                "threshold": s._detector.settings.threshold,
+                "prefix_padding_ms": 300,
+                "silence_duration_ms": int(s._detector.settings.end_silence_s * 1000),
+            }
+            if s.server_vad
+            else None,
+        }
+
+    # -- client events -----------------------------------------------------------------------
+
+    async def handle(self, raw: str) -> None:
+        try:
+            event = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            await self.error(f"invalid JSON: {exc}", "invalid_json")
+            return
+        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+            await self.error("an event is a JSON object with a 'type'", "invalid_event")
+            return
+        kind, client_event = event["type"], event.get("event_id")
+        handler = getattr(self, "_on_" + kind.replace(".", "_"), None)
+        if handler is None:
+            await self.error(f"unknown event type {kind!r}", "unknown_event", client_event)
+            return
+        try:
+            await handler(event)
+        except InvalidInput as exc:
+            await self.error(exc.message, "invalid_value", client_event)
+        except EngineError as exc:
+            await self.error(str(exc), exc.code, client_event)
+
+    async def _on_session_update(self, event: dict[str, Any]) -> None:
+        config = event.get("session")
+        if not isinstance(config, dict):
+            raise InvalidInput("session.update needs a 'session' object")
+        detection = config.get("turn_detection", ...)
+        if detection is not ... and detection is not None and not isinstance(detection, dict):
+            raise InvalidInput("turn_detection must be an object or null")
+        self.session.configure(
+            instructions=config.get("instructions"),
+            voice=config.get("voice"),
+            vad=detection if isinstance(detection, dict) else None,
+            vad_enabled=None if detection is ... else detection is not None,
+        )
+        await self.send(_event("session.updated", session=self.session_view()))
+
+    async def _on_input_audio_buffer_append(self, event: dict[str, Any]) -> None:
+        data = event.get("audio")
+        if not isinstance(data, str):
+            raise InvalidInput("'audio' must be base64 text")
+        if len(data) > self.runtime.config.sessions.max_append_bytes:
+            raise InvalidInput(
+                f"an append carries at most {self.runtime.config.sessions.max_append_bytes} bytes"
+            )
+        try:
+            pcm = base64.b64decode(data, validate=True)
+        except binascii.Error as exc:
+            raise InvalidInput(f"'audio' is not valid base64: {exc}") from None
+        await self.session.append_audio(pcm)
+
+    async def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> None:
+        await self.session.commit()
+
+    async def _on_input_audio_buffer_clear(self, event: dict[str, Any]) -> None:
+        self.session.clear()
+        await self.send(_event("input_audio_buffer.cleared"))
+
+    async def _on_conversation_item_create(self, event: dict[str, Any]) -> None:
+        item = event.get("item") or {}
+        parts = item.get("content") if isinstance(item, dict) else None
+        texts = [p.get("text", "") for p in parts or [] if isinstance(p, dict)]
+        text = " ".join(t for t in texts if isinstance(t, str)).strip()
+        if item.get("role") != "user" or not text:
+            raise InvalidInput("only user messages with input_text content can be created")
+        item_id = self.session.add_user_text(text)
+        await self.send(
+            _event(
+                "conversation.item.created",
+                previous_item_id=None,
+                item={
+                    "id": item_id,
+                    "object": "realtime.item",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+            )
+        )
+
+    async def _on_response_create(self, event: dict[str, Any]) -> None:
+        await self.session.start_reply()
+
+    async def _on_response_cancel(self, event: dict[str, Any]) -> None:
+        await self.session.cancel_reply()
+
+    async def _on_conversation_item_truncate(self, event: dict[str, Any]) -> None:
+        item_id, end_ms = event.get("item_id"), event.get("audio_end_ms")
+        if not isinstance(item_id, str) or not isinstance(end_ms, int) or end_ms < 0:
+            raise InvalidInput("truncate needs 'item_id' and a non-negative 'audio_end_ms'")
+        self.session.truncate(item_id, end_ms)
+        await self.send(
+            _event(
+                "conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=end_ms
+            )
+        )
+
+    # -- session events ----------------------------------------------------------------------
+
+    async def _render(self, e: SessionEvent) -> None:
+        ids = {
+            "response_id": e.response_id,
+            "item_id": e.item_id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+        if e.kind == "waking":
+            await self.send(_event("waking", engines=list(e.engines)))
+        elif e.kind == "speech_started":
+            await self.send(
+                _event("input_audio_buffer.speech_started", audio_start_ms=e.at_ms, item_id="")
+            )
+        elif e.kind == "speech_stopped":
+            await self.send(
+                _event("input_audio_buffer.speech_stopped", audio_end_ms=e.at_ms, item_id="")
+            )
+        elif e.kind == "transcript":
+            await self.send(
+                _event("input_audio_buffer.committed", previous_item_id=None, item_id=e.item_id)
+            )
+            await self.send(
+                _event(
+                    "conversation.item.created",
+                    previous_item_id=None,
+                    item={
+                        "id": e.item_id,
+                        "object": "realtime.item",
+                        "type": "message",
+                        "status": "completed",
+                        "role": "user",
+                        "content": [{"type": "input_audio", "transcript": e.text}],
+                    },
+                )
+            )
+            await self.send(
+                _event(
+                    "conversation.item.input_audio_transcription.completed",
+                    item_id=e.item_id,
+                    content_index=0,
+                    transcript=e.text,
+                )
+            )
+        elif e.kind == "reply_started":
+            await self.send(_event("response.created", response=self._response(e, "in_progress")))
+        elif e.kind == "reply_text":
+            await self.send(_event("response.audio_transcript.delta", delta=e.text, **ids))
+        elif e.kind == "reply_audio":
+            await self.send(
+                _event("response.audio.delta", delta=base64.b64encode(e.audio).decode(), **ids)
+            )
+        elif e.kind == "reply_done":
+            await self.send(_event("response.audio.done", **ids))
+            await self.send(_event("response.audio_transcript.done", transcript=e.text, **ids))
+            await self.send(_event("response.done", response=self._response(e, e.status)))
+        elif e.kind == "error":
+            await self.error(e.text, e.code)
+
+    def _response(self, e: SessionEvent, status: str) -> dict[str, Any]:
+        output = (
+            []
+            if status == "in_progress"
+            else [
+                {
+                    "id": e.item_id,
+                    "object": "realtime.item",
+                    "type": "message",
+                    "status": status,
+                    "role": "assistant",
+                    "content": [{"type": "audio", "transcript": e.text}],
+                }
+            ]
+        )
+        return {
+            "id": e.response_id,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": None,
+            "output": output,
+            "usage": None,
+        }
+
+
+async def realtime(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    settings = runtime.config.sessions
+    key = request.get(API_KEY_USED, "")
+    per_key = request.app[PER_KEY]
+    if per_key[key] >= settings.max_per_key:
+        raise web.HTTPTooManyRequests(text=f"at most {settings.max_per_key} sessions per key")
+    protocols = [p for p in _offered_protocols(request) if p == "realtime"]
+    ws = web.WebSocketResponse(
+        heartbeat=30, protocols=protocols, max_msg_size=settings.max_append_bytes + 4096
+    )
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    per_key[key] += 1
+    connection = RealtimeConnection(ws, runtime)
+    try:
+        try:
+            await connection.session.open()
+        except (EngineError, WakeTimeout) as exc:
+            await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
+            return ws
+        await connection.send(_event("session.created", session=connection.session_view()))
+        async with asyncio.timeout(settings.max_minutes * 60):
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    await connection.handle(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await connection.error("send JSON text events, not binary", "binary_frame")
+    except TimeoutError:
+        await connection.error(
+            f"session limit of {settings.max_minutes} minutes", "session_expired"
+        )
+    finally:
+        per_key[key] -= 1
+        await connection.session.close()
+        await ws.close()
+    return ws
+
+
+def _offered_protocols(request: web.Request) -> list[str]:
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: weakref.WeakSet[Any] = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=1001, message=b"server shutting down")
+
+
+def add_realtime_routes(app: web.Application) -> None:
+    app[SOCKETS] = weakref.WeakSet()
+    app[PER_KEY] = Counter()
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/v1/realtime", realtime)

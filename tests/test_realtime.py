@@ -1,0 +1,242 @@
+"""``/v1/realtime`` end to end: real speech in, a spoken reply out, barge-in and bad input.
+
+Every engine is real and tiny (Silero VAD, faster-whisper, a GPT-2 via transformers, Piper);
+speech comes from espeak-ng. Replies are noise: the tests check the protocol and the flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import numpy as np
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from orchestrator.api import create_api_app
+from orchestrator.config import AppConfig
+from orchestrator.ladder import IdleState
+from orchestrator.runtime import Runtime
+from orchestrator.secrets import Secrets
+from tests.conftest import API_KEY
+from tests.speech import silence, speak
+
+RATE = 24_000
+
+
+def pcm_chunks(samples: np.ndarray, ms: int = 100) -> list[str]:
+    pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).tobytes()
+    step = RATE * ms // 1000 * 2
+    return [base64.b64encode(pcm[i : i + step]).decode() for i in range(0, len(pcm), step)]
+
+
+def utterance(text: str) -> list[str]:
+    return pcm_chunks(np.concatenate([speak(text, RATE), silence(1.0, RATE)]))
+
+
+@pytest.fixture
+async def runtime(cascade_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
+    runtime = Runtime.create(cascade_config, secrets)
+    runtime.hibernator.start()
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture
+async def server(runtime: Runtime, aiohttp_server: Any) -> TestServer:
+    server: TestServer = await aiohttp_server(create_api_app(runtime))
+    return server
+
+
+class Socket:
+    """A raw client: send events, wait for the next event of a given type."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.seen: list[dict[str, Any]] = []
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.ws.send_str(json.dumps({"type": type_, **fields}))
+
+    async def until(self, type_: str, timeout: float = 60) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.ws.receive()
+                assert message.type is aiohttp.WSMsgType.TEXT, message
+                event = json.loads(message.data)
+                self.seen.append(event)
+                if event["type"] == type_:
+                    return event
+                if event["type"] == "error" and type_ != "error":
+                    raise AssertionError(f"waiting for {type_}: {event['error']}")
+
+    def types(self) -> list[str]:
+        return [e["type"] for e in self.seen]
+
+
+async def connect(server: TestServer, http: aiohttp.ClientSession) -> Socket:
+    ws = await http.ws_connect(
+        f"http://{server.host}:{server.port}/v1/realtime",
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    return Socket(ws)
+
+
+async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Runtime) -> None:
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        created = await socket.until("session.created")
+        assert created["session"]["turn_detection"]["type"] == "server_vad"
+        for chunk in utterance("Hello teacher, what is two plus two?"):
+            await socket.send("input_audio_buffer.append", audio=chunk)
+        started = await socket.until("input_audio_buffer.speech_started")
+        stopped = await socket.until("input_audio_buffer.speech_stopped")
+        assert 0 <= started["audio_start_ms"] < stopped["audio_end_ms"]
+        transcript = await socket.until("conversation.item.input_audio_transcription.completed")
+        assert isinstance(transcript["transcript"], str)
+        await socket.until("response.created")
+        delta = await socket.until("response.audio.delta")
+        assert len(base64.b64decode(delta["delta"])) % 2 == 0
+        done = await socket.until("response.done")
+        assert done["response"]["status"] == "completed"
+        assert socket.types().index("response.audio_transcript.delta") < socket.types().index(
+            "response.done"
+        )
+        await socket.ws.close()
+    messages = runtime.fleet  # the session is closed: its leases are gone
+    assert all(s.leases == 0 for s in await messages.statuses())
+
+
+async def test_text_turn_and_cancel(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        await socket.until("session.created")
+        await socket.send(
+            "conversation.item.create",
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Hi"}],
+            },
+        )
+        await socket.until("conversation.item.created")
+        await socket.send("response.create")
+        await socket.until("response.created")
+        await socket.send("response.cancel")
+        done = await socket.until("response.done")
+        assert done["response"]["status"] in ("cancelled", "completed")
+        await socket.ws.close()
+
+
+async def test_barge_in_cancels_the_reply(
+    cascade_config: AppConfig, secrets: Secrets, aiohttp_server: Any
+) -> None:
+    # a long reply, so that there is time to interrupt it
+    long_replies = cascade_config.sessions.model_copy(
+        update={"llm_options": {"max_new_tokens": 480, "min_new_tokens": 480}}
+    )
+    runtime = Runtime.create(cascade_config.model_copy(update={"sessions": long_replies}), secrets)
+    runtime.hibernator.start()
+    server: TestServer = await aiohttp_server(create_api_app(runtime))
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        await socket.until("session.created")
+        await socket.send(
+            "conversation.item.create",
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Tell me a long story."}],
+            },
+        )
+        session_reply = socket.send("response.create")
+        await session_reply
+        await socket.until("response.audio.delta")
+        for chunk in utterance("Wait, stop please."):
+            await socket.send("input_audio_buffer.append", audio=chunk)
+        await socket.until("input_audio_buffer.speech_started")
+        done = await socket.until("response.done")
+        assert done["response"]["status"] == "cancelled"
+        after = socket.types()[socket.types().index("response.done") :]
+        assert "response.audio.delta" not in after
+        await socket.ws.close()
+    await runtime.stop()
+
+
+async def test_bad_input_gets_error_events_and_the_session_survives(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        await socket.until("session.created")
+        await socket.ws.send_str("{not json")
+        assert (await socket.until("error"))["error"]["code"] == "invalid_json"
+        await socket.send("session.dance")
+        assert (await socket.until("error"))["error"]["code"] == "unknown_event"
+        await socket.send("input_audio_buffer.append", audio="%%%not-base64")
+        assert (await socket.until("error"))["error"]["code"] == "invalid_value"
+        await socket.send("input_audio_buffer.append", audio=base64.b64encode(b"abc").decode())
+        assert "even number" in (await socket.until("error"))["error"]["message"]
+        await socket.ws.send_bytes(b"\x00\x01")
+        assert (await socket.until("error"))["error"]["code"] == "binary_frame"
+        await socket.send("conversation.item.truncate", item_id="nope", audio_end_ms=10)
+        assert (await socket.until("error"))["error"]["code"] == "invalid_value"
+        await socket.send("session.update", session={"instructions": "Be terse.", "voice": "x"})
+        updated = await socket.until("session.updated")
+        assert updated["session"]["instructions"] == "Be terse."
+        await socket.ws.close()
+
+
+async def test_no_key_no_socket(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
+            await http.ws_connect(f"http://{server.host}:{server.port}/v1/realtime")
+        assert caught.value.status == 401
+
+
+async def test_a_session_wakes_hibernated_engines(server: TestServer, runtime: Runtime) -> None:
+    await runtime.hibernator.force(IdleState.COLD)
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        waking = await socket.until("waking")
+        assert set(waking["engines"]) == {"vad", "asr", "llm", "tts"}
+        await socket.until("session.created")
+        await runtime.hibernator.settled()
+        assert runtime.hibernator.state is IdleState.ACTIVE
+        assert runtime.hibernator.ladder.open_sessions
+        await socket.ws.close()
+
+
+async def test_the_openai_sdk_speaks_to_it(server: TestServer) -> None:
+    client = openai.AsyncOpenAI(
+        api_key=API_KEY,
+        base_url=f"http://{server.host}:{server.port}/v1",
+        websocket_base_url=f"ws://{server.host}:{server.port}/v1",
+    )
+    async with client.beta.realtime.connect(model="cascade") as connection:
+        await connection.session.update(session={"instructions": "Be kind."})
+        kinds = []
+        async for event in connection:
+            kinds.append(event.type)
+            if event.type == "session.updated":
+                assert event.session.instructions == "Be kind."
+                break
+        await connection.conversation.item.create(
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Hello"}],
+            }
+        )
+        await connection.response.create()
+        async for event in connection:
+            kinds.append(event.type)
+            if event.type == "error":
+                kinds.append(event.error.message)
+            if event.type == "response.done":
+                assert event.response.status == "completed", [k for k in kinds if "error" in k]
+                break
+    assert "session.created" in kinds and "response.audio.delta" in kinds
