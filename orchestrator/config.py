@@ -222,6 +222,22 @@ class AppConfig(_Model):
     routing: RoutingConfig = RoutingConfig()
     sessions: SessionsConfig = SessionsConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_disabled_engines(cls, data: Any) -> Any:
+        """``[engines.X] enabled = false`` removes an engine a profile defines."""
+        if isinstance(data, dict) and isinstance(data.get("engines"), dict):
+            engines = {
+                name: table
+                for name, table in data["engines"].items()
+                if not (isinstance(table, dict) and table.get("enabled") is False)
+            }
+            for table in engines.values():
+                if isinstance(table, dict):
+                    table.pop("enabled", None)
+            data = {**data, "engines": engines}
+        return data
+
     @model_validator(mode="after")
     def _routes_name_engines(self) -> AppConfig:
         unknown = [name for name in self.routing.default if name not in self.engines]

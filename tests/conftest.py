@@ -81,6 +81,12 @@ adapter = "piper"
 model = "{piper}"
 preload = {str(preload).lower()}
 options = {{ noise_scale = 0.0, noise_w_scale = 0.0 }}  # deterministic audio length
+
+[engines.vad]
+enabled = false
+
+[engines.llm]
+enabled = false
 """
 
 
@@ -120,6 +126,7 @@ def cascade_config_file(
 ) -> Path:
     """The tiny profile plus the Silero VAD and a tiny LLM: everything a voice session needs."""
     text = tiny_profile_toml(tiny_whisper_dir, tiny_piper_onnx, tmp_path, preload=False)
+    text = text.split("[engines.vad]")[0]  # this profile keeps the VAD and the LLM
     text += f"""
 [engines.vad]
 role = "vad"

@@ -144,8 +144,8 @@ def test_thresholds_must_grow(tmp_path: Path) -> None:
 
 
 def test_route_must_name_configured_engines(tmp_path: Path) -> None:
-    user = write(tmp_path, '[routing]\ndefault = ["asr", "llm"]\n')
-    with pytest.raises(ConfigError, match="unknown engines: llm"):
+    user = write(tmp_path, '[routing]\ndefault = ["asr", "brain"]\n')
+    with pytest.raises(ConfigError, match="unknown engines: brain"):
         load_config(profile="cpu", config_file=user, environ={})
 
 
@@ -153,3 +153,10 @@ def test_config_is_frozen() -> None:
     config = load_config(profile="cpu", environ={})
     with pytest.raises(ValueError, match="frozen"):
         config.server.api_port = 1  # type: ignore[misc]
+
+
+def test_an_engine_can_be_switched_off(tmp_path: Path) -> None:
+    user = write(tmp_path, "[engines.llm]\nenabled = false\n")
+    config = load_config(profile="cpu", config_file=user, environ={})
+    assert "llm" not in config.engines
+    assert "vad" in config.engines
