@@ -85,11 +85,22 @@ class TransformersChat(InProcessEngine):
                 raise EngineCallError(
                     f"could not build the prompt: {exc}", engine=self.name
                 ) from exc
+            max_new = int(settings.get("max_new_tokens", 128))
+            inputs = _fit_context(inputs, _context_limit(model) - max_new)
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+            failure: list[BaseException] = []
+
+            def run(**kwargs: Any) -> None:
+                try:
+                    model.generate(**kwargs)
+                except Exception as exc:  # surfaced in the caller's thread below
+                    failure.append(exc)
+                    streamer.end()  # type: ignore[no-untyped-call]
+
             kwargs = {
                 **inputs,
                 "streamer": streamer,
-                "max_new_tokens": int(settings.get("max_new_tokens", 128)),
+                "max_new_tokens": max_new,
                 "min_new_tokens": int(settings.get("min_new_tokens", 0)),
                 "do_sample": float(settings.get("temperature", 0.0)) > 0,
                 "stopping_criteria": StoppingCriteriaList([Stop()]),
@@ -98,7 +109,7 @@ class TransformersChat(InProcessEngine):
             if kwargs["do_sample"]:
                 kwargs["temperature"] = float(settings["temperature"])
             worker = threading.Thread(
-                target=model.generate, kwargs=kwargs, name=f"generate-{self.name}", daemon=True
+                target=run, kwargs=kwargs, name=f"generate-{self.name}", daemon=True
             )
             worker.start()
             try:
@@ -108,7 +119,28 @@ class TransformersChat(InProcessEngine):
             finally:
                 stop.set()
                 worker.join()
+            if failure:
+                raise EngineCallError(f"generation failed: {failure[0]}", engine=self.name) from (
+                    failure[0]
+                )
 
         async with aclosing(iterate_in_thread(generate)) as stream:
             async for delta in stream:
                 yield delta
+
+
+def _context_limit(model: Any) -> int:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1 << 30
+
+
+def _fit_context(inputs: Any, room: int) -> Any:
+    """Keep the prompt's most recent tokens when it would overflow the model's context."""
+    length = int(inputs["input_ids"].shape[1])
+    if room <= 0 or length <= room:
+        return inputs
+    return {key: value[:, length - room :] for key, value in inputs.items()}

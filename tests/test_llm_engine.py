@@ -55,3 +55,13 @@ async def test_errors(llm: TransformersChat, tmp_path: Path) -> None:
     missing = TransformersChat(EngineSpec("llm", Role.LLM, str(tmp_path / "none"), tmp_path))
     with pytest.raises(ModelMissing):
         await missing.load()
+
+
+async def test_a_prompt_longer_than_the_context_keeps_its_latest_tokens(
+    llm: TransformersChat,
+) -> None:
+    await llm.load()
+    long = [{"role": "user", "content": "numbers and words " * 400}]  # far over 512 positions
+    deltas = [delta async for delta in llm.chat(long)]
+    assert deltas
+    await llm.unload()
