@@ -4,7 +4,7 @@
 
 Simulates a lesson of ``--minutes`` of audio, time-compressed (audio is sent as fast as the
 server takes it): turns of espeak-ng speech followed by silence, each answered by a spoken
-reply. Prints the server process's RSS every simulated 10 minutes and its growth after the
+reply. The client runs in the same process as the server. Prints the process's RSS every simulated 10 minutes and its growth after the
 first 10 (warm-up: first loads, allocator pools). Tiny test engines unless ``--config``.
 """
 
@@ -93,9 +93,8 @@ async def main() -> None:
     await runner.cleanup()
     await runtime.stop()
     base = samples[1][1] if len(samples) > 2 else samples[0][1]
-    print(
-        f"{audio_s / 60:.1f} simulated minutes, {turn} turns, in {time.perf_counter() - started:.0f} s"
-    )
+    took = time.perf_counter() - started
+    print(f"{audio_s / 60:.1f} simulated minutes, {turn} turns, in {took:.0f} s")
     print(f"RSS after warm-up {base:.1f} MB, at the end {rss:.1f} MB: growth {rss - base:+.1f} MB")
 
 
