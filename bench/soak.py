@@ -4,8 +4,9 @@
 
 Simulates a lesson of ``--minutes`` of audio, time-compressed (audio is sent as fast as the
 server takes it): turns of espeak-ng speech followed by silence, each answered by a spoken
-reply. The client runs in the same process as the server. Prints the process's RSS every simulated 10 minutes and its growth after the
-first 10 (warm-up: first loads, allocator pools). Tiny test engines unless ``--config``.
+reply. The client runs in the same process as the server. Prints the process's RSS every
+simulated 10 minutes and its growth after the first 10 (warm-up: first loads, allocator pools).
+Tiny test engines unless ``--config``.
 """
 
 from __future__ import annotations
