@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator import health
+from orchestrator.chat_api import add_chat_routes
 from orchestrator.fleet import WakeTimeout
 from orchestrator.http_errors import error_response
 from orchestrator.realtime import add_realtime_routes
@@ -143,4 +144,5 @@ def create_api_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/metrics", metrics)
     add_voice_routes(app)
     add_realtime_routes(app)
+    add_chat_routes(app)
     return app

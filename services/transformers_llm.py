@@ -101,7 +101,7 @@ class TransformersChat(InProcessEngine):
                 **inputs,
                 "streamer": streamer,
                 "max_new_tokens": max_new,
-                "min_new_tokens": int(settings.get("min_new_tokens", 0)),
+                "min_new_tokens": min(int(settings.get("min_new_tokens", 0)), max_new),
                 "do_sample": float(settings.get("temperature", 0.0)) > 0,
                 "stopping_criteria": StoppingCriteriaList([Stop()]),
                 "pad_token_id": tokenizer.eos_token_id,

@@ -1,0 +1,76 @@
+"""``/v1/chat/completions`` with the official ``openai`` client, streamed and not."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import openai
+import pytest
+from aiohttp.test_utils import TestServer
+
+from orchestrator.api import create_api_app
+from orchestrator.config import AppConfig
+from orchestrator.ladder import IdleState
+from orchestrator.runtime import Runtime
+from orchestrator.secrets import Secrets
+from tests.conftest import API_KEY
+
+MESSAGES: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+
+
+@pytest.fixture
+async def runtime(cascade_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
+    runtime = Runtime.create(cascade_config, secrets)
+    runtime.hibernator.start()
+    yield runtime
+    await runtime.stop()
+
+
+@pytest.fixture
+async def client(runtime: Runtime, aiohttp_server: Any) -> openai.AsyncOpenAI:
+    server: TestServer = await aiohttp_server(create_api_app(runtime))
+    return openai.AsyncOpenAI(
+        base_url=f"http://{server.host}:{server.port}/v1", api_key=API_KEY, max_retries=0
+    )
+
+
+async def test_streamed_chat(client: openai.AsyncOpenAI) -> None:
+    stream = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert len(chunks) > 3  # it really streamed
+
+
+async def test_whole_chat_and_limits(client: openai.AsyncOpenAI) -> None:
+    completion = await client.chat.completions.create(
+        model="llm", messages=MESSAGES, max_tokens=8, temperature=0.0
+    )
+    assert completion.choices[0].message.role == "assistant"
+    assert completion.choices[0].finish_reason == "stop"
+    assert isinstance(completion.choices[0].message.content, str)
+
+
+async def test_bad_requests(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.NotFoundError, match="unknown chat model"):
+        await client.chat.completions.create(model="llama-900b", messages=MESSAGES)
+    with pytest.raises(openai.BadRequestError, match="non-empty list"):
+        await client.chat.completions.create(model="llm", messages=[])
+    with pytest.raises(openai.BadRequestError, match="role"):
+        await client.chat.completions.create(
+            model="llm",
+            messages=[{"role": "wizard", "content": "x"}],  # type: ignore[list-item,misc]
+        )
+
+
+async def test_chat_wakes_a_hibernated_llm(client: openai.AsyncOpenAI, runtime: Runtime) -> None:
+    await runtime.hibernator.force(IdleState.COLD)
+    response = await client.chat.completions.with_raw_response.create(
+        model="llm", messages=MESSAGES, max_tokens=4
+    )
+    assert response.headers["x-voice-waking"] == "llm"
+    await runtime.hibernator.settled()
+    assert runtime.hibernator.state is IdleState.ACTIVE
