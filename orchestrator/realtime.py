@@ -35,6 +35,16 @@ SOCKETS: web.AppKey[weakref.WeakSet[Any]] = web.AppKey("realtime_sockets")
 PER_KEY: web.AppKey[Counter[str]] = web.AppKey("realtime_per_key")
 
 
+# The GA protocol renamed these; a client that sends ``session.type`` gets the GA names.
+GA_NAMES = {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "conversation.item.created": "conversation.item.added",
+}
+
+
 def _event(type_: str, **fields: Any) -> dict[str, Any]:
     return {"event_id": f"event_{uuid.uuid4().hex[:20]}", "type": type_, **fields}
 
@@ -45,8 +55,11 @@ class RealtimeConnection:
         self.runtime = runtime
         self.session = CascadeSession(runtime, self._render)
         self._send_lock = asyncio.Lock()
+        self.ga = False
 
     async def send(self, event: dict[str, Any]) -> None:
+        if self.ga:
+            event["type"] = GA_NAMES.get(event["type"], event["type"])
         async with self._send_lock:
             if not self.ws.closed:
                 await self.ws.send_json(event)
@@ -68,6 +81,7 @@ class RealtimeConnection:
     def session_view(self) -> dict[str, Any]:
         s = self.session
         return {
+            **({"type": "realtime"} if self.ga else {}),
             "id": s.id,
             "object": "realtime.session",
             "model": "voice-orchestrator-cascade",
@@ -113,6 +127,13 @@ class RealtimeConnection:
         config = event.get("session")
         if not isinstance(config, dict):
             raise InvalidInput("session.update needs a 'session' object")
+        if "type" in config:
+            if config["type"] != "realtime":
+                raise InvalidInput(
+                    "session.type must be 'realtime' (transcription-only sessions "
+                    "are not supported)"
+                )
+            self.ga = True
         detection = config.get("turn_detection", ...)
         if detection is not ... and detection is not None and not isinstance(detection, dict):
             raise InvalidInput("turn_detection must be an object or null")

@@ -240,3 +240,25 @@ async def test_the_openai_sdk_speaks_to_it(server: TestServer) -> None:
                 assert event.response.status == "completed", [k for k in kinds if "error" in k]
                 break
     assert "session.created" in kinds and "response.audio.delta" in kinds
+
+
+async def test_ga_event_names_when_the_client_speaks_ga(server: TestServer) -> None:
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        await socket.until("session.created")
+        await socket.send("session.update", session={"type": "realtime", "instructions": "Hi"})
+        assert (await socket.until("session.updated"))["session"]["type"] == "realtime"
+        await socket.send(
+            "conversation.item.create",
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "Hello"}],
+            },
+        )
+        await socket.until("conversation.item.added")
+        await socket.send("response.create")
+        await socket.until("response.output_audio.delta")
+        await socket.until("response.done")
+        assert "response.audio.delta" not in socket.types()
+        await socket.ws.close()
