@@ -112,6 +112,7 @@ async def health_summary(request: web.Request) -> web.Response:
         hibernation=runtime.hibernation_summary(),
         shutting_down=runtime.shutting_down,
         credits=await asyncio.to_thread(runtime.credits),
+        vram=await runtime.fleet.vram_budget(),
         uptime_s=runtime.uptime(),
     )
     return web.json_response(body)

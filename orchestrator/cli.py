@@ -18,6 +18,7 @@ from orchestrator.commands import (
     CommandError,
     download,
     hibernate,
+    plan,
     serve,
     simulate,
     status,
@@ -26,7 +27,7 @@ from orchestrator.commands import (
 from orchestrator.config import AppConfig, ConfigError, load_config
 from services import nvml
 
-COMMANDS: list[Command] = [serve, status, download, wake, hibernate, simulate]
+COMMANDS: list[Command] = [serve, status, download, wake, hibernate, simulate, plan]
 
 
 def _parser() -> argparse.ArgumentParser:

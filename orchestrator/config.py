@@ -385,9 +385,9 @@ def describe_errors(exc: ValidationError, sources: Sources) -> str:
         message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
         message = message.removeprefix("Value error, ")
         origin = _origin(path, sources)
-        value = (
-            "" if error["type"] in ("missing", "extra_forbidden") else f" (got {error['input']!r})"
-        )
+        given = error.get("input")
+        scalar = isinstance(given, str | int | float | bool) and error["type"] != "missing"
+        value = f" (got {given!r})" if scalar and error["type"] != "extra_forbidden" else ""
         lines.append(f"{origin}: {key}: {message}{value}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 

@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.admission import Admission
+from orchestrator.admission import EngineState as AdmissionState
 from orchestrator.config import AppConfig, EngineConfig
 from orchestrator.downloads import DownloadError, download_in_background
 from orchestrator.metrics import Metrics
+from orchestrator.planner import Action
 from orchestrator.tasks import TaskSet
 from services import measure
 from services.base import (
@@ -115,6 +118,7 @@ class _Record:
     last_used: float | None = None
     downloading: bool = False
     download_error: str | None = None
+    on_cpu_instead: bool = False  # the planner placed a GPU engine on the CPU
 
 
 def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
@@ -140,8 +144,10 @@ class Fleet:
         *,
         engines: dict[str, Engine] | None = None,
         clock: Callable[[], float] = time.time,
+        admission: Admission | None = None,
     ) -> None:
         self._config = config
+        self.admission = admission
         self._metrics = metrics
         self._clock = clock
         self._tasks = TaskSet("fleet")
@@ -224,16 +230,57 @@ class Fleet:
         record = self._records[name]
         started = time.perf_counter()  # spans measure real elapsed time, not the ladder's clock
         try:
+            if self.admission is not None and record.engine.state is not EngineState.LOADED:
+                decision = await self.admission.admit(name, self._admission_view, self._evict)
+                if decision.action is Action.CPU and record.config.device != "cpu":
+                    self._move_to_cpu(name, decision.message)
             report = await record.engine.load()
         except EngineError:
             self._metrics.load_finished(name, time.perf_counter() - started, ok=False)
             raise
         if report.seconds > 0:
+            if self.admission is not None:
+                self.admission.record(self._effective_config(record), report.vram_delta_bytes)
             record.loads += 1
             record.last_load = report
             record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
             self._metrics.load_finished(name, report.seconds, ok=True)
         return report
+
+    def _effective_config(self, record: _Record) -> EngineConfig:
+        if record.on_cpu_instead:
+            return record.config.model_copy(update={"device": "cpu", "compute_type": "default"})
+        return record.config
+
+    def _admission_view(self) -> dict[str, AdmissionState]:
+        return {
+            name: AdmissionState(
+                config=self._effective_config(rec),
+                loaded=_loaded(rec),
+                loading=rec.loading is not None and not rec.loading.done(),
+                held=bool(rec.leases or rec.waiting),
+                pinned=rec.pinned,
+            )
+            for name, rec in self._records.items()
+        }
+
+    async def _evict(self, name: str) -> bool:
+        return (await self.unload(name)).unloaded
+
+    def _move_to_cpu(self, name: str, why: str) -> None:
+        """Rebuild a GPU engine for the CPU (the planner found no room and the model allows it)."""
+        record = self._records[name]
+        record.on_cpu_instead = True
+        config = self._effective_config(record)
+        record.engine = create_engine(
+            config.adapter, spec_for(name, config, self._config.models.dir)
+        )
+        log.warning("%s: %s", name, why)
+
+    async def vram_budget(self) -> dict[str, Any] | None:
+        if self.admission is None:
+            return None
+        return await self.admission.budget(self._admission_view())
 
     def prewarm(self, names: Sequence[str]) -> None:
         """Start loading engines a session may use, without waiting for them."""

@@ -59,6 +59,7 @@ def summary(
     hibernation: dict[str, Any],
     shutting_down: bool,
     credits: dict[str, Any] | None = None,
+    vram: dict[str, Any] | None = None,
     uptime_s: float,
 ) -> dict[str, Any]:
     problems = [f"{s.name}: {s.detail}" for s in statuses if not s.usable]
@@ -70,4 +71,5 @@ def summary(
         "engines": {s.name: engine_entry(s) for s in statuses},
         "problems": problems,
         "credits": credits,
+        "vram": vram,
     }

@@ -16,9 +16,12 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from orchestrator.admission import Admission
 from orchestrator.config import AppConfig
 from orchestrator.events import EventBus
 from orchestrator.fleet import Fleet
+from orchestrator.gpu_metrics import GpuGauges
+from orchestrator.gpu_sampler import GpuSampler
 from orchestrator.hibernator import Hibernator
 from orchestrator.host_power import HostPower, host_power_from_config
 from orchestrator.ladder import IdleState, Ladder
@@ -42,6 +45,7 @@ class Runtime:
     bus: EventBus
     hibernator: Hibernator
     ledger: Ledger
+    gpu_sampler: GpuSampler
     clock: Callable[[], float] = time.time
     started_at: float = field(default_factory=time.monotonic)
     shutting_down: bool = False
@@ -60,7 +64,8 @@ class Runtime:
         metrics = Metrics()
         bus = EventBus()
         store = StateStore(config.state.dir / "orchestrator.db")
-        fleet = Fleet(config, metrics, clock=clock, **fleet_kwargs)
+        admission = fleet_kwargs.pop("admission", None) or Admission(config)
+        fleet = Fleet(config, metrics, clock=clock, admission=admission, **fleet_kwargs)
         fleet.pin_all(store.get("pins", []))
         ladder = Ladder(config.hibernation.thresholds(), last_activity=clock())
         hibernator = Hibernator.restore(
@@ -73,9 +78,21 @@ class Runtime:
             clock=clock,
         )
         fleet.on_activity = hibernator.note_activity
+        gauges = GpuGauges(metrics.registry)
+        gauges.set_reserve(admission.reserve_bytes)
+        sampler = GpuSampler(
+            admission.backend,
+            config.hibernation.actions[hibernator.state].telemetry_interval_s,
+            on_sample=lambda samples: gauges.observe(samples, admission.owners()),
+        )
+        hibernator.listeners.append(
+            lambda _state, acts: sampler.set_interval(acts.telemetry_interval_s)
+        )
         ledger = Ledger(config.state.dir / "orchestrator.db", config.costs)
         hibernator.record_listeners.append(ledger.note_transition)
-        return cls(config, secrets, metrics, fleet, store, bus, hibernator, ledger, clock=clock)
+        return cls(
+            config, secrets, metrics, fleet, store, bus, hibernator, ledger, sampler, clock=clock
+        )
 
     @property
     def hibernation_state(self) -> str:
@@ -88,6 +105,8 @@ class Runtime:
         """Begin serving: the hibernation writer, its scheduler tick, and engine preparation."""
         self.hibernator.start()
         self.ledger.host_on(self.clock())
+        if self.gpu_sampler.sample_once():  # a GPU to watch: sample it at the state's pace
+            self.gpu_sampler.start()
         if tick:
             self.scheduler = AsyncIOScheduler()
             self.scheduler.add_job(
@@ -112,6 +131,7 @@ class Runtime:
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        await self.gpu_sampler.stop()
         await self.hibernator.stop()
         await self.fleet.stop()
         await self._heartbeat()

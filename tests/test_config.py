@@ -160,3 +160,10 @@ def test_an_engine_can_be_switched_off(tmp_path: Path) -> None:
     config = load_config(profile="cpu", config_file=user, environ={})
     assert "llm" not in config.engines
     assert "vad" in config.engines
+
+
+def test_whole_tables_are_not_dumped_into_errors(tmp_path: Path) -> None:
+    user = write(tmp_path, '[routing]\ndefault = ["nothing"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(profile="cpu", config_file=user, environ={})
+    assert "{" not in str(caught.value)
