@@ -203,6 +203,9 @@ class SessionsConfig(_Model):
     max_append_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     max_utterance_s: Annotated[float, Field(gt=0)] = 60.0
     llm_options: dict[str, Any] = Field(default_factory=dict)
+    # Engines tried in order when the one above fails; failed ones are probed again.
+    fallbacks: dict[Literal["asr", "llm", "tts"], tuple[str, ...]] = Field(default_factory=dict)
+    fallback_probe_s: Seconds = 30.0
 
 
 class RoutingConfig(_Model):

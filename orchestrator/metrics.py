@@ -45,6 +45,12 @@ class Metrics:
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
             registry=self.registry,
         )
+        self.switches = Counter(
+            "vo_fallback_switches",
+            "Sessions switching a role to another engine (failure, or recovery)",
+            ["role", "source", "target"],
+            registry=self.registry,
+        )
         self.unload_seconds = Histogram(
             "vo_engine_unload_seconds",
             "Time to unload an engine",
@@ -52,6 +58,9 @@ class Metrics:
             buckets=LOAD_BUCKETS,
             registry=self.registry,
         )
+
+    def fallback_switch(self, role: str, source: str, target: str) -> None:
+        self.switches.labels(role, source, target).inc()
 
     def turn_stage(self, stage: str, seconds: float) -> None:
         self.turn_seconds.labels(stage).observe(seconds)

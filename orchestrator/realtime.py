@@ -263,6 +263,11 @@ class RealtimeConnection:
             await self.send(_event("response.audio.done", **ids))
             await self.send(_event("response.audio_transcript.done", transcript=e.text, **ids))
             await self.send(_event("response.done", response=self._response(e, e.status)))
+        elif e.kind == "fallback":
+            role, source, target = e.engines
+            await self.send(
+                _event("fallback", role=role, source=source, target=target, reason=e.text)
+            )
         elif e.kind == "error":
             await self.error(e.text, e.code)
 

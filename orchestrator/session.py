@@ -21,6 +21,7 @@ import numpy as np
 import soxr
 
 from orchestrator.cascade import ReplyTimings, reply
+from orchestrator.fallback import RoleChain
 from orchestrator.history import History
 from orchestrator.runtime import Runtime
 from orchestrator.turns import TurnDetector, TurnEvent, TurnSettings
@@ -83,12 +84,16 @@ class CascadeSession:
         self._stream_s = 0.0
         self._reply: _Reply | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.chains: dict[str, RoleChain] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def open(self) -> None:
         s = self.settings
-        names = [s.vad, s.asr, s.llm, s.tts]
+        fallbacks: dict[str, tuple[str, ...]] = {str(k): v for k, v in s.fallbacks.items()}
+        primaries = {"asr": s.asr, "llm": s.llm, "tts": s.tts}
+        chains = {role: [name, *fallbacks.get(role, ())] for role, name in primaries.items()}
+        names = [s.vad, *(n for chain in chains.values() for n in chain)]
         missing = [n for n in names if n not in self.runtime.fleet.names]
         if missing:
             raise InvalidInput(f"the cascade needs engines that are not configured: {missing}")
@@ -99,11 +104,24 @@ class CascadeSession:
         def on_waking(engines: list[str]) -> None:
             self._spawn(waking(engines))
 
+        timeout = self.runtime.config.hibernation.wake_timeout_s
         self._engines = await self._stack.enter_async_context(
-            self.runtime.fleet.lease(
-                names, timeout_s=self.runtime.config.hibernation.wake_timeout_s, on_waking=on_waking
-            )
+            self.runtime.fleet.lease([s.vad], timeout_s=timeout, on_waking=on_waking)
         )
+        for role, candidates in chains.items():
+            chain = RoleChain(
+                role,
+                candidates,
+                self.runtime.fleet,
+                timeout_s=timeout,
+                on_switch=self._switched,
+                on_waking=on_waking,
+            )
+            self._stack.push_async_callback(chain.close)
+            await chain.open()
+            self.chains[role] = chain
+        if any(len(c.names) > 1 for c in self.chains.values()):
+            self._spawn(self._probe_failed_engines())
         self.runtime.hibernator.session_opened(self.id)
         self._stack.callback(self.runtime.hibernator.session_closed, self.id)
         vad = self._engines[s.vad]
@@ -117,6 +135,27 @@ class CascadeSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._stack.aclose()
+
+    async def _switched(self, role: str, source: str | None, target: str, why: str) -> None:
+        log.warning("session %s: %s %s -> %s (%s)", self.id, role, source, target, why)
+        self.runtime.metrics.fallback_switch(role, source or "", target)
+        await self.emit(SessionEvent("fallback", text=why, engines=(role, source or "", target)))
+
+    async def _probe_failed_engines(self) -> None:
+        """Every ``fallback_probe_s``, try failed better engines again (a loop-owned timer)."""
+        while True:
+            await asyncio.sleep(self.settings.fallback_probe_s)
+            for chain in self.chains.values():
+                if chain.failed:
+                    await chain.probe()
+
+    async def _failover(self, exc: EngineError) -> bool:
+        """Switch the role whose engine raised ``exc``; False when nothing could take over."""
+        for chain in self.chains.values():
+            if chain.current is not None and chain.current == exc.engine:
+                switched: bool = await chain.fail(str(exc))
+                return switched
+        return False
 
     def configure(
         self,
@@ -201,15 +240,21 @@ class CascadeSession:
         self._spawn(self._transcribe_and_reply(audio, stopped))
 
     async def _transcribe_and_reply(self, audio: np.ndarray, stopped: float) -> None:
-        asr = self._engines[self.settings.asr]
-        assert isinstance(asr, SpeechRecognizer)
         item_id = f"item_{uuid.uuid4().hex[:16]}"
-        try:
-            async with aclosing(asr.transcribe(audio)) as segments:
-                text = "".join([s.text async for s in segments]).strip()
-        except EngineError as exc:
-            await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
-            return
+        while True:
+            asr = self.chains["asr"].engine
+            assert isinstance(asr, SpeechRecognizer)
+            try:
+                async with aclosing(asr.transcribe(audio)) as segments:
+                    text = "".join([s.text async for s in segments]).strip()
+                break
+            except InvalidInput as exc:
+                await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                return
+            except EngineError as exc:
+                if not await self._failover(exc):
+                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                    return
         transcribed = time.perf_counter()
         await self.emit(SessionEvent("transcript", item_id=item_id, text=text))
         self.history.add("user", text)
@@ -233,34 +278,44 @@ class CascadeSession:
     async def _speak(
         self, current: _Reply, turn_started: float | None, transcribed: float | None
     ) -> None:
-        llm, tts = self._engines[self.settings.llm], self._engines[self.settings.tts]
-        assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
         timings = ReplyTimings()
+        attempts = sum(len(chain.names) for chain in self.chains.values())
+        for _attempt in range(attempts):
+            if not await self._speak_once(current, timings):
+                break
+        spoken = " ".join(text for text, _ in current.sentences)
+        self.history.add("assistant", spoken)
+        self._record(turn_started, transcribed, timings)
+        await self.emit(
+            SessionEvent(
+                "reply_done",
+                status=current.status,
+                text=spoken,
+                item_id=current.item_id,
+                response_id=current.response_id,
+            )
+        )
+
+    async def _speak_once(self, current: _Reply, timings: ReplyTimings) -> bool:
+        """One try at a reply. True when an engine failed before anything was said and another
+        took over its role, so the reply starts again (a sentence never switches voices)."""
+        llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
+        assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
+        ids = (current.item_id, current.response_id)
         pending = ""
         try:
-            async with aclosing(
-                reply(
-                    llm,
-                    tts,
-                    self.history.messages(),
-                    voice=self.voice,
-                    llm_options=self.settings.llm_options,
-                    timings=timings,
-                )
-            ) as pieces:
+            messages = self.history.messages()
+            options = self.settings.llm_options
+            pieces = reply(
+                llm, tts, messages, voice=self.voice, llm_options=options, timings=timings
+            )
+            async with aclosing(pieces):
                 async for piece in pieces:
                     if piece.text:
                         if pending:
                             current.sentences.append((pending, current.audio_ms))
                         pending = piece.text
-                        await self.emit(
-                            SessionEvent(
-                                "reply_text",
-                                text=piece.text + " ",
-                                item_id=current.item_id,
-                                response_id=current.response_id,
-                            )
-                        )
+                        await self.emit(_reply_event("reply_text", ids, text=piece.text + " "))
                     elif piece.audio is not None:
                         pcm = piece.audio.pcm16
                         if piece.audio.sample_rate != OUT_RATE:
@@ -268,14 +323,7 @@ class CascadeSession:
                                 _to_out_rate, pcm, piece.audio.sample_rate
                             )
                         current.audio_ms += len(pcm) * 1000 // (2 * OUT_RATE)
-                        await self.emit(
-                            SessionEvent(
-                                "reply_audio",
-                                audio=pcm,
-                                item_id=current.item_id,
-                                response_id=current.response_id,
-                            )
-                        )
+                        await self.emit(_reply_event("reply_audio", ids, audio=pcm))
             if pending:
                 current.sentences.append((pending, current.audio_ms))
             current.status = "completed"
@@ -284,29 +332,13 @@ class CascadeSession:
             if pending and current.audio_ms:
                 current.sentences.append((pending, current.audio_ms))
         except EngineError as exc:
+            nothing_said = not current.sentences and not pending and current.audio_ms == 0
+            switched = await self._failover(exc)
+            if switched and nothing_said:
+                return True
             current.status = "failed"
-            await self.emit(
-                SessionEvent(
-                    "error",
-                    code=exc.code,
-                    text=str(exc),
-                    item_id=current.item_id,
-                    response_id=current.response_id,
-                )
-            )
-        finally:
-            spoken = " ".join(text for text, _ in current.sentences)
-            self.history.add("assistant", spoken)
-            self._record(turn_started, transcribed, timings)
-            await self.emit(
-                SessionEvent(
-                    "reply_done",
-                    status=current.status,
-                    text=spoken,
-                    item_id=current.item_id,
-                    response_id=current.response_id,
-                )
-            )
+            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc)))
+        return False
 
     async def cancel_reply(self) -> None:
         current = self._reply
@@ -342,6 +374,10 @@ class CascadeSession:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _reply_event(kind: str, ids: tuple[str, str], **fields: Any) -> SessionEvent:
+    return SessionEvent(kind, item_id=ids[0], response_id=ids[1], **fields)
 
 
 def _to_out_rate(pcm16: bytes, rate: int) -> bytes:

@@ -201,9 +201,9 @@ async def test_a_session_wakes_hibernated_engines(server: TestServer, runtime: R
     await runtime.hibernator.force(IdleState.COLD)
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
-        waking = await socket.until("waking")
-        assert set(waking["engines"]) == {"vad", "asr", "llm", "tts"}
         await socket.until("session.created")
+        woke = {name for e in socket.seen if e["type"] == "waking" for name in e["engines"]}
+        assert woke == {"vad", "asr", "llm", "tts"}
         await runtime.hibernator.settled()
         assert runtime.hibernator.state is IdleState.ACTIVE
         assert runtime.hibernator.ladder.open_sessions
@@ -262,3 +262,64 @@ async def test_ga_event_names_when_the_client_speaks_ga(server: TestServer) -> N
         await socket.until("response.done")
         assert "response.audio.delta" not in socket.types()
         await socket.ws.close()
+
+
+async def test_a_broken_first_voice_falls_back_for_the_whole_session(
+    cascade_config_file: Any,
+    tiny_piper_onnx: Any,
+    secrets: Secrets,
+    aiohttp_server: Any,
+    tmp_path: Any,
+) -> None:
+    broken = tmp_path / "voice.onnx"
+    broken.write_bytes(b"not a voice")
+    broken.with_name("voice.onnx.json").write_text(
+        tiny_piper_onnx.with_name(tiny_piper_onnx.name + ".json").read_text()
+    )
+    text = (
+        cascade_config_file.read_text()
+        + f"""
+[engines.tts_first]
+role = "tts"
+adapter = "piper"
+model = "{broken}"
+preload = false
+"""
+    )
+    text += '\n[sessions]\ntts = "tts_first"\nfallbacks = { tts = ["tts"] }\n'
+    cascade_config_file.write_text(text)
+    from orchestrator.config import load_config
+
+    runtime = Runtime.create(load_config(config_file=cascade_config_file, environ={}), secrets)
+    runtime.hibernator.start()
+    server: TestServer = await aiohttp_server(create_api_app(runtime))
+    try:
+        async with aiohttp.ClientSession() as http:
+            socket = await connect(server, http)
+            switch = await socket.until("fallback")
+            assert (switch["role"], switch["source"], switch["target"]) == (
+                "tts",
+                "tts_first",
+                "tts",
+            )
+            assert "load failed" in switch["reason"]
+            await socket.until("session.created")
+            await socket.send(
+                "conversation.item.create",
+                item={
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "Hello"}],
+                },
+            )
+            await socket.send("response.create")
+            await socket.until("response.audio.delta")  # the fallback voice speaks
+            done = await socket.until("response.done")
+            assert done["response"]["status"] == "completed"
+            await socket.ws.close()
+        metrics = runtime.metrics.render().decode()
+        assert (
+            'vo_fallback_switches_total{role="tts",source="tts_first",target="tts"} 1.0' in metrics
+        )
+    finally:
+        await runtime.stop()
