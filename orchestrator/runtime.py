@@ -50,6 +50,8 @@ class Runtime:
     started_at: float = field(default_factory=time.monotonic)
     shutting_down: bool = False
     scheduler: AsyncIOScheduler | None = None
+    # Open voice sessions by id, each able to describe itself (the console lists them).
+    sessions: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -149,6 +151,9 @@ class Runtime:
         self.fleet.pin(name, pinned)
         self.store.put("pins", self.fleet.pinned())
         self.bus.publish("engine.pin", engine=name, pinned=pinned)
+
+    def session_summaries(self) -> list[dict[str, Any]]:
+        return [session.summary() for session in self.sessions.values()]
 
     def preload_engines(self) -> list[str]:
         """Engines an operator's wake brings up: the preloaded ones, in config order."""

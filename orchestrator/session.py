@@ -85,6 +85,7 @@ class CascadeSession:
         self._reply: _Reply | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.chains: dict[str, RoleChain] = {}
+        self.opened_at = time.time()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -123,6 +124,8 @@ class CascadeSession:
         if any(len(c.names) > 1 for c in self.chains.values()):
             self._spawn(self._probe_failed_engines())
         self.runtime.hibernator.session_opened(self.id)
+        self.runtime.sessions[self.id] = self
+        self._stack.callback(self.runtime.sessions.pop, self.id, None)
         self._stack.callback(self.runtime.hibernator.session_closed, self.id)
         vad = self._engines[s.vad]
         assert isinstance(vad, SileroVad)
@@ -135,6 +138,19 @@ class CascadeSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._stack.aclose()
+
+    def summary(self) -> dict[str, Any]:
+        """What the console shows: back-end, engines serving each role, and turn latencies."""
+        return {
+            "id": self.id,
+            "backend": "cascade",
+            "opened_at": self.opened_at,
+            "engines": {role: chain.current for role, chain in self.chains.items()},
+            "failed": {role: dict(chain.failed) for role, chain in self.chains.items()},
+            "turns": len(self.turn_metrics),
+            "last_turn": self.turn_metrics[-1] if self.turn_metrics else None,
+            "history_tokens": self.history.tokens,
+        }
 
     async def _switched(self, role: str, source: str | None, target: str, why: str) -> None:
         log.warning("session %s: %s %s -> %s (%s)", self.id, role, source, target, why)

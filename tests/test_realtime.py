@@ -107,6 +107,10 @@ async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Ru
         assert socket.types().index("response.audio_transcript.delta") < socket.types().index(
             "response.done"
         )
+        (summary,) = runtime.session_summaries()
+        assert summary["engines"] == {"asr": "asr", "llm": "llm", "tts": "tts"}
+        assert summary["turns"] == 1
+        assert 0 < summary["last_turn"]["first_audio_s"] < 60
         await socket.ws.close()
     messages = runtime.fleet  # the session is closed: its leases are gone
     assert all(s.leases == 0 for s in await messages.statuses())
