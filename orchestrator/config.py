@@ -202,6 +202,7 @@ class SessionsConfig(_Model):
     max_per_key: Annotated[int, Field(ge=1)] = 4
     max_append_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     max_utterance_s: Annotated[float, Field(gt=0)] = 60.0
+    partial_transcript_s: Annotated[float, Field(ge=0)] = 1.0  # 0: no partial transcripts
     llm_options: dict[str, Any] = Field(default_factory=dict)
     # Engines tried in order when the one above fails; failed ones are probed again.
     fallbacks: dict[Literal["asr", "llm", "tts"], tuple[str, ...]] = Field(default_factory=dict)

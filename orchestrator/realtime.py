@@ -6,7 +6,9 @@ Server events: ``session.created|updated``, ``input_audio_buffer.speech_started|
 speech_stopped|committed|cleared``, ``conversation.item.created``,
 ``conversation.item.input_audio_transcription.completed``, ``response.created``,
 ``response.audio_transcript.delta``, ``response.audio.delta``, ``response.done``,
-``conversation.item.truncated``, ``error``, and ``waking`` while hibernated engines load.
+``conversation.item.truncated``, ``error``; ``conversation.item.input_audio_transcription.delta``
+with a partial transcript while the user speaks, ``waking`` while hibernated engines load, and
+``fallback`` when a role switches engines.
 Audio is base64 PCM16 mono at 24 kHz both ways. Bad input gets an ``error`` event; the session
 goes on.
 """
@@ -263,6 +265,15 @@ class RealtimeConnection:
             await self.send(_event("response.audio.done", **ids))
             await self.send(_event("response.audio_transcript.done", transcript=e.text, **ids))
             await self.send(_event("response.done", response=self._response(e, e.status)))
+        elif e.kind == "partial_transcript":
+            await self.send(
+                _event(
+                    "conversation.item.input_audio_transcription.delta",
+                    item_id="",
+                    content_index=0,
+                    delta=e.text,
+                )
+            )
         elif e.kind == "fallback":
             role, source, target = e.engines
             await self.send(

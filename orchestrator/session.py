@@ -86,6 +86,8 @@ class CascadeSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self.chains: dict[str, RoleChain] = {}
         self.opened_at = time.time()
+        self._partial: asyncio.Future[None] | None = None
+        self._partial_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -231,6 +233,8 @@ class CascadeSession:
                 self._utterance = self._utterance[-keep:]
             elif sum(len(f) for f in self._utterance) > self.settings.max_utterance_s * SAMPLE_RATE:
                 await self._end_turn(at)
+            elif self._detector.speaking:
+                self._maybe_partial()
             return
         if turn.event is TurnEvent.SPEECH_STARTED:
             await self.emit(SessionEvent("speech_started", at_ms=int(turn.at * 1000)))
@@ -238,6 +242,31 @@ class CascadeSession:
                 await self.cancel_reply()  # barge-in
         else:
             await self._end_turn(turn.at)
+
+    def _maybe_partial(self) -> None:
+        """While the user speaks, transcribe what was said so far every ``partial_transcript_s``
+        of audio (one at a time, so partials never queue up behind each other)."""
+        interval = self.settings.partial_transcript_s
+        heard = len(self._utterance) * FRAME_SAMPLES / SAMPLE_RATE
+        busy = self._partial is not None and not self._partial.done()
+        if interval <= 0 or busy or heard - self._partial_at < interval:
+            return
+        self._partial_at = heard
+        audio = np.concatenate(self._utterance)
+        self._partial = asyncio.ensure_future(self._transcribe_partial(audio))
+        self._tasks.add(self._partial)
+        self._partial.add_done_callback(self._tasks.discard)
+
+    async def _transcribe_partial(self, audio: np.ndarray) -> None:
+        asr = self.chains["asr"].engine
+        assert isinstance(asr, SpeechRecognizer)
+        try:
+            async with aclosing(asr.transcribe(audio)) as segments:
+                text = "".join([s.text async for s in segments]).strip()
+        except EngineError as exc:  # a partial is a courtesy: the final transcript decides
+            log.info("partial transcript failed: %s", exc)
+            return
+        await self.emit(SessionEvent("partial_transcript", text=text))
 
     async def commit(self) -> None:
         """End the user's turn now (manual turn taking, server VAD off)."""
@@ -248,6 +277,9 @@ class CascadeSession:
 
     async def _end_turn(self, at_s: float) -> None:
         stopped = time.perf_counter()
+        if self._partial is not None:
+            self._partial.cancel()  # the final transcript supersedes it
+        self._partial_at = 0.0
         await self.emit(SessionEvent("speech_stopped", at_ms=int(at_s * 1000)))
         audio = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
         self._utterance = []

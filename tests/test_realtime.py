@@ -92,9 +92,14 @@ async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Ru
         socket = await connect(server, http)
         created = await socket.until("session.created")
         assert created["session"]["turn_detection"]["type"] == "server_vad"
-        for chunk in utterance("Hello teacher, what is two plus two?"):
+        chunks = utterance("Hello teacher, what is two plus two?")
+        for chunk in chunks[:16]:  # 1.6 s: the user is still speaking
             await socket.send("input_audio_buffer.append", audio=chunk)
         started = await socket.until("input_audio_buffer.speech_started")
+        partial = await socket.until("conversation.item.input_audio_transcription.delta")
+        assert isinstance(partial["delta"], str)
+        for chunk in chunks[16:]:
+            await socket.send("input_audio_buffer.append", audio=chunk)
         stopped = await socket.until("input_audio_buffer.speech_stopped")
         assert 0 <= started["audio_start_ms"] < stopped["audio_end_ms"]
         transcript = await socket.until("conversation.item.input_audio_transcription.completed")
