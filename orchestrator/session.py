@@ -409,10 +409,14 @@ class CascadeSession:
     ) -> None:
         if turn_started is None or timings.first_audio is None:
             return
+        first_sentence = timings.first_sentence or timings.first_audio
         record = {
             "transcript_s": (transcribed or turn_started) - turn_started,
             "first_token_s": (timings.first_token or timings.started) - turn_started,
+            # TTS time to first byte: from the first complete sentence to its first audio
+            "tts_first_byte_s": timings.first_audio - first_sentence,
             "first_audio_s": timings.first_audio - turn_started,
+            "turn_total_s": time.perf_counter() - turn_started,
         }
         self.turn_metrics = [*self.turn_metrics[-99:], record]
         for stage, seconds in record.items():
