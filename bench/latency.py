@@ -55,25 +55,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def tiny_config(scratch: Path) -> Path:
-    from tests.conftest import tiny_profile_toml
+    from tests.conftest import cascade_toml
     from tests.fixtures.tiny_llm import build_tiny_llm
     from tests.fixtures.tiny_piper import build_tiny_piper_voice
     from tests.fixtures.tiny_whisper import build_tiny_whisper
 
-    text = tiny_profile_toml(
-        build_tiny_whisper(scratch / "w"), build_tiny_piper_voice(scratch / "p"), scratch
-    ).split("[engines.vad]")[0]
-    text += f"""
-[engines.vad]
-role = "vad"
-adapter = "silero-vad"
-model = "bundled"
-[engines.llm]
-role = "llm"
-adapter = "transformers"
-model = "{build_tiny_llm(scratch / "l")}"
-options = {{ max_new_tokens = 40, min_new_tokens = 20, temperature = 1.0 }}
-"""
+    text = cascade_toml(
+        build_tiny_whisper(scratch / "w"),
+        build_tiny_piper_voice(scratch / "p"),
+        build_tiny_llm(scratch / "l"),
+        scratch,
+    )
     path = scratch / "bench.toml"
     path.write_text(text)
     return path

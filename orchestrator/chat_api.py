@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator.http_errors import json_object
 from orchestrator.runtime import RUNTIME, Runtime
 from services.base import ChatModel, Role
 from services.errors import InvalidInput
@@ -65,12 +66,7 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body must be a JSON object")
+    body = await json_object(request)
     name = _engine_for(runtime, body.get("model"))
     messages, options = _messages(body), _options(body)
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())

@@ -8,7 +8,6 @@ Each request leases the engine it needs; a hibernated engine is loaded while the
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from orchestrator import audio
+from orchestrator.http_errors import json_object
 from orchestrator.runtime import RUNTIME, Runtime
 from services.base import AudioChunk, Engine, Role, SpeechRecognizer, SpeechSynthesizer
 from services.errors import InvalidInput
@@ -125,12 +125,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 
 async def speech(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body must be a JSON object")
+    body = await json_object(request)
     text = body.get("input")
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("'input' must be non-empty text")

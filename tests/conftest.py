@@ -90,6 +90,26 @@ enabled = false
 """
 
 
+def cascade_toml(whisper: Path, piper: Path, llm: Path, tmp: Path) -> str:
+    """The tiny profile plus the Silero VAD and a tiny LLM: everything a voice session needs."""
+    text = tiny_profile_toml(whisper, piper, tmp, preload=False).split("[engines.vad]")[0]
+    return (
+        text
+        + f"""
+[engines.vad]
+role = "vad"
+adapter = "silero-vad"
+model = "bundled"
+
+[engines.llm]
+role = "llm"
+adapter = "transformers"
+model = "{llm}"
+options = {{ max_new_tokens = 48, min_new_tokens = 24, temperature = 1.0 }}
+"""
+    )
+
+
 @pytest.fixture
 def tiny_config_file(tmp_path: Path, tiny_whisper_dir: Path, tiny_piper_onnx: Path) -> Path:
     path = tmp_path / "tiny.toml"
@@ -125,20 +145,7 @@ def cascade_config_file(
     tmp_path: Path, tiny_whisper_dir: Path, tiny_piper_onnx: Path, tiny_llm_dir: Path
 ) -> Path:
     """The tiny profile plus the Silero VAD and a tiny LLM: everything a voice session needs."""
-    text = tiny_profile_toml(tiny_whisper_dir, tiny_piper_onnx, tmp_path, preload=False)
-    text = text.split("[engines.vad]")[0]  # this profile keeps the VAD and the LLM
-    text += f"""
-[engines.vad]
-role = "vad"
-adapter = "silero-vad"
-model = "bundled"
-
-[engines.llm]
-role = "llm"
-adapter = "transformers"
-model = "{tiny_llm_dir}"
-options = {{ max_new_tokens = 48, min_new_tokens = 24, temperature = 1.0 }}
-"""
+    text = cascade_toml(tiny_whisper_dir, tiny_piper_onnx, tiny_llm_dir, tmp_path)
     path = tmp_path / "cascade.toml"
     path.write_text(text)
     return path

@@ -75,6 +75,17 @@ class Socket:
                 if event["type"] == "error" and type_ != "error":
                     raise AssertionError(f"waiting for {type_}: {event['error']}")
 
+    async def say(self, text: str) -> None:
+        """Add a typed user message to the conversation."""
+        await self.send(
+            "conversation.item.create",
+            item={
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": text}],
+            },
+        )
+
     def types(self) -> list[str]:
         return [e["type"] for e in self.seen]
 
@@ -128,14 +139,7 @@ async def test_text_turn_and_cancel(server: TestServer) -> None:
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
         await socket.until("session.created")
-        await socket.send(
-            "conversation.item.create",
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Hi"}],
-            },
-        )
+        await socket.say("Hi")
         await socket.until("conversation.item.created")
         await socket.send("response.create")
         await socket.until("response.created")
@@ -158,14 +162,7 @@ async def test_barge_in_cancels_the_reply(
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
         await socket.until("session.created")
-        await socket.send(
-            "conversation.item.create",
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Tell me a long story."}],
-            },
-        )
+        await socket.say("Tell me a long story.")
         session_reply = socket.send("response.create")
         await session_reply
         await socket.until("response.audio.delta")
@@ -260,14 +257,7 @@ async def test_ga_event_names_when_the_client_speaks_ga(server: TestServer) -> N
         await socket.until("session.created")
         await socket.send("session.update", session={"type": "realtime", "instructions": "Hi"})
         assert (await socket.until("session.updated"))["session"]["type"] == "realtime"
-        await socket.send(
-            "conversation.item.create",
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": "Hello"}],
-            },
-        )
+        await socket.say("Hello")
         await socket.until("conversation.item.added")
         await socket.send("response.create")
         await socket.until("response.output_audio.delta")
@@ -316,14 +306,7 @@ preload = false
             )
             assert "load failed" in switch["reason"]
             await socket.until("session.created")
-            await socket.send(
-                "conversation.item.create",
-                item={
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "Hello"}],
-                },
-            )
+            await socket.say("Hello")
             await socket.send("response.create")
             await socket.until("response.audio.delta")  # the fallback voice speaks
             done = await socket.until("response.done")
