@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator import health
 from orchestrator.chat_api import add_chat_routes
+from orchestrator.duplex import add_duplex_routes
 from orchestrator.fleet import WakeTimeout
 from orchestrator.http_errors import error_response
 from orchestrator.realtime import add_realtime_routes
@@ -146,4 +147,5 @@ def create_api_app(runtime: Runtime) -> web.Application:
     add_voice_routes(app)
     add_realtime_routes(app)
     add_chat_routes(app)
+    add_duplex_routes(app)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -17,16 +17,23 @@ async def iterate_in_thread(
     """Yield items of a blocking iterator, each ``next()`` running in a worker thread.
 
     The iterator is created in the thread too (model calls often start work eagerly). If the
-    consumer stops early or is cancelled, the iterator is closed so the engine stops decoding.
+    consumer stops early or is cancelled, the iterator is closed so the engine stops decoding;
+    a ``next()`` still running in its thread is waited for first (a generator cannot be closed
+    while it executes).
     """
     iterator: Iterator[T] = await asyncio.to_thread(make_iterator)
+    running: asyncio.Future[Any] | None = None
     try:
         while True:
-            item = await asyncio.to_thread(next, iterator, _DONE)
+            running = asyncio.ensure_future(asyncio.to_thread(next, iterator, _DONE))
+            item = await asyncio.shield(running)
+            running = None
             if item is _DONE:
                 return
-            yield item  # type: ignore[misc]
+            yield item
     finally:
+        if running is not None:
+            await asyncio.wait([running])
         close = getattr(iterator, "close", None)
         if close is not None:
             await asyncio.to_thread(close)
