@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.sentences import SentenceSplitter
 from services.base import AudioChunk, ChatModel, SpeechSynthesizer
-from services.errors import InvalidInput
+from services.errors import EngineCallError, InvalidInput
 
 _END = object()
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -49,13 +50,18 @@ async def reply(
     voice: str | None = None,
     llm_options: dict[str, Any] | None = None,
     timings: ReplyTimings | None = None,
+    stall_timeout_s: float | None = None,
 ) -> AsyncGenerator[ReplyPiece, None]:
-    """Stream a reply: each sentence's text, then its audio chunks, in order."""
+    """Stream a reply: each sentence's text, then its audio chunks, in order.
+
+    An engine that goes quiet for ``stall_timeout_s`` (no next sentence from the LLM, no next
+    chunk from the TTS) fails the reply with ``EngineCallError`` naming it, so a fallback can
+    take over."""
     timings = timings or ReplyTimings()
     sentences: asyncio.Queue[object] = asyncio.Queue()
     producer = asyncio.create_task(_produce(llm, messages, llm_options, sentences, timings))
     try:
-        while (sentence := await sentences.get()) is not _END:
+        while (sentence := await _within(sentences.get(), stall_timeout_s, llm.name)) is not _END:
             if isinstance(sentence, BaseException):
                 raise sentence
             assert isinstance(sentence, str)
@@ -65,7 +71,7 @@ async def reply(
             yield ReplyPiece(text=sentence)
             try:
                 async with aclosing(tts.synthesize(sentence, voice=voice)) as chunks:
-                    async for chunk in chunks:
+                    while chunk := await _within(anext(chunks, None), stall_timeout_s, tts.name):
                         if timings.first_audio is None:
                             timings.first_audio = time.perf_counter()
                         yield ReplyPiece(audio=chunk)
@@ -104,6 +110,14 @@ async def _produce(
     except Exception as exc:  # handed to the consumer, which raises it in the reply's task
         out.put_nowait(exc)
     out.put_nowait(_END)
+
+
+async def _within(step: Awaitable[T], timeout_s: float | None, engine: str) -> T:
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await step
+    except TimeoutError:
+        raise EngineCallError(f"no output for {timeout_s} s", engine=engine) from None
 
 
 def _first_sentence(timings: ReplyTimings) -> None:

@@ -207,6 +207,7 @@ class SessionsConfig(_Model):
     # Engines tried in order when the one above fails; failed ones are probed again.
     fallbacks: dict[Literal["asr", "llm", "tts"], tuple[str, ...]] = Field(default_factory=dict)
     fallback_probe_s: Seconds = 30.0
+    engine_timeout_s: Seconds = 15.0  # an engine silent this long mid-reply counts as failed
 
 
 class RoutingConfig(_Model):

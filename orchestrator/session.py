@@ -355,7 +355,13 @@ class CascadeSession:
             messages = self.history.messages()
             options = self.settings.llm_options
             pieces = reply(
-                llm, tts, messages, voice=self.voice, llm_options=options, timings=timings
+                llm,
+                tts,
+                messages,
+                voice=self.voice,
+                llm_options=options,
+                timings=timings,
+                stall_timeout_s=self.settings.engine_timeout_s,
             )
             async with aclosing(pieces):
                 async for piece in pieces:

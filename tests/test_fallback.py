@@ -51,3 +51,27 @@ async def test_switch_away_and_back(
         assert all(s.leases == 0 for s in await runtime.fleet.statuses())
     finally:
         await runtime.stop()
+
+
+async def test_a_silent_engine_fails_the_reply_by_name(
+    cascade_config_file: Path, secrets: Secrets
+) -> None:
+    import pytest
+
+    from orchestrator.cascade import reply
+    from services.errors import EngineCallError
+
+    runtime = Runtime.create(load_config(config_file=cascade_config_file, environ={}), secrets)
+    try:
+        await runtime.fleet.load("llm")
+        await runtime.fleet.load("tts")
+        llm, tts = runtime.fleet.engine("llm"), runtime.fleet.engine("tts")
+        messages = [{"role": "user", "content": "Hello"}]
+        with pytest.raises(EngineCallError, match="no output for") as caught:
+            async for _piece in reply(llm, tts, messages, stall_timeout_s=1e-6):  # type: ignore[arg-type]
+                pass
+        assert caught.value.engine == "llm"  # the fallback chain knows whom to replace
+        pieces = [p async for p in reply(llm, tts, messages, stall_timeout_s=30)]  # type: ignore[arg-type]
+        assert any(p.audio for p in pieces)
+    finally:
+        await runtime.stop()
