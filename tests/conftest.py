@@ -13,12 +13,13 @@ os.environ.pop("VO_API_KEYS", None)
 os.environ.pop("VO_CONSOLE_PASSWORD", None)
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from orchestrator.config import AppConfig, load_config
+from orchestrator.runtime import Runtime
 from orchestrator.secrets import Secrets
 from tests.fixtures.tiny_llm import build_tiny_llm
 from tests.fixtures.tiny_piper import build_tiny_piper_voice
@@ -154,3 +155,12 @@ def cascade_config_file(
 @pytest.fixture
 def cascade_config(cascade_config_file: Path) -> AppConfig:
     return load_config(config_file=cascade_config_file, environ={})
+
+
+@pytest.fixture
+async def cascade_runtime(cascade_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
+    """A runtime with every cascade engine, its hibernation writer running; stopped after."""
+    runtime = Runtime.create(cascade_config, secrets)
+    runtime.hibernator.start()
+    yield runtime
+    await runtime.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -10,21 +9,16 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from orchestrator.api import create_api_app
-from orchestrator.config import AppConfig
 from orchestrator.ladder import IdleState
 from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
 from tests.conftest import API_KEY
 
 MESSAGES: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture
-async def runtime(cascade_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(cascade_config, secrets)
-    runtime.hibernator.start()
-    yield runtime
-    await runtime.stop()
+async def runtime(cascade_runtime: Runtime) -> Runtime:
+    return cascade_runtime
 
 
 @pytest.fixture

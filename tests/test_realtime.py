@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -40,11 +39,8 @@ def utterance(text: str) -> list[str]:
 
 
 @pytest.fixture
-async def runtime(cascade_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(cascade_config, secrets)
-    runtime.hibernator.start()
-    yield runtime
-    await runtime.stop()
+async def runtime(cascade_runtime: Runtime) -> Runtime:
+    return cascade_runtime
 
 
 @pytest.fixture
