@@ -1,43 +1,31 @@
 """The console's admin API: operator actions as JSON, behind the console login.
 
-State-changing requests must carry ``Content-Type: application/json`` (a cross-site form
-cannot send it without a CORS preflight, which we never grant) and, when the browser sends an
-``Origin``, it must be this console's own. Every action is written to the log and published
-as an ``audit`` event.
+Every request here passed ``console.auth`` (login, Origin, JSON body, CSRF token for cookie
+sessions). Every action, done or refused, is written to the audit log (``console.audit``) and
+published on the bus as an ``audit`` event, which open consoles show at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
+from console import overrides
+from console.context import CONSOLE, IDENTITY, record
+from console.credits_view import SimulationError, parse_timeouts, run_simulation
 from orchestrator.fleet import UnknownEngine
 from orchestrator.ladder import IdleState
-from orchestrator.runtime import RUNTIME, Runtime
+from orchestrator.runtime import RUNTIME
 from services.errors import EngineError
 
-log = logging.getLogger("console.audit")
 MAX_KEEP_AWAKE_MIN = 24 * 60
 
 
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-@web.middleware
-async def guard_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        if request.content_type != "application/json":
-            return _json_error(415, "state-changing requests must be application/json")
-        origin = request.headers.get("Origin")
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
-            return _json_error(403, f"cross-origin request from {origin} refused")
-    return await handler(request)
+def _json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -50,39 +38,21 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
-def _audit(runtime: Runtime, request: web.Request, action: str, **details: Any) -> None:
-    log.info("operator %s from %s: %s", action, request.remote, details)
-    runtime.bus.publish("audit", action=action, remote=request.remote, **details)
-
-
-async def state(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    statuses = await runtime.fleet.statuses()
-    return web.json_response(
-        {
-            "hibernation": runtime.hibernation_summary(),
-            "engines": {s.name: {"state": s.state, "pinned": s.pinned} for s in statuses},
-        }
-    )
-
-
-async def transitions(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    try:
-        limit = min(int(request.query.get("limit", "100")), 1000)
-    except ValueError:
-        return _json_error(400, "limit must be an integer")
-    records = runtime.store.transitions(limit=limit)
-    return web.json_response([record.__dict__ for record in records])
+async def _refused(
+    request: web.Request, action: str, status: int, message: str, target: str = "", **details: Any
+) -> web.Response:
+    await record(request, action, target=target, ok=False, error=message, **details)
+    return _json_error(status, message)
 
 
 async def keep_awake(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     minutes = (await _body(request)).get("minutes", 60)
     if not isinstance(minutes, int | float) or not 0 < minutes <= MAX_KEEP_AWAKE_MIN:
-        return _json_error(400, f"minutes must be a number in (0, {MAX_KEEP_AWAKE_MIN}]")
+        message = f"minutes must be a number in (0, {MAX_KEEP_AWAKE_MIN}]"
+        return await _refused(request, "keep_awake", 400, message, minutes=str(minutes))
     await runtime.hibernator.keep_awake(minutes * 60, cause="operator keep-awake")
-    _audit(runtime, request, "keep_awake", minutes=minutes)
+    await record(request, "keep_awake", minutes=minutes)
     return web.json_response(runtime.hibernation_summary())
 
 
@@ -92,19 +62,21 @@ async def hibernate(request: web.Request) -> web.Response:
     try:
         target = IdleState(name)
     except ValueError:
-        return _json_error(400, f"state must be one of {[s.value for s in IdleState]}")
+        message = f"state must be one of {[s.value for s in IdleState]}"
+        return await _refused(request, "hibernate", 400, message, state=str(name))
     if target is IdleState.ACTIVE:
-        return _json_error(400, "use /api/hibernation/wake to wake")
+        return await _refused(request, "hibernate", 400, "use /api/hibernation/wake to wake")
     await runtime.hibernator.force(target, cause="operator hibernate")
-    _audit(runtime, request, "hibernate", state=target.value)
+    await record(request, "hibernate", target=target.value)
     return web.json_response(runtime.hibernation_summary())
 
 
 async def wake(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     await runtime.hibernator.force(IdleState.ACTIVE, cause="operator wake")
-    runtime.fleet.prewarm(runtime.preload_engines())
-    _audit(runtime, request, "wake")
+    engines = runtime.preload_engines()
+    runtime.fleet.prewarm(engines)
+    await record(request, "wake", loading=engines)
     return web.json_response(runtime.hibernation_summary())
 
 
@@ -112,36 +84,80 @@ async def engine_action(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     name, action = request.match_info["name"], request.match_info["action"]
     body = await _body(request)
+    if action not in ("load", "unload", "pin"):
+        return _json_error(404, f"unknown action {action!r}; use load, unload or pin")
+    if name not in runtime.fleet.names:
+        return await _refused(request, action, 404, f"no engine named {name!r}", target=name)
+    details: dict[str, Any] = {}
     try:
         if action == "load":
-            await runtime.fleet.load(name)
+            runtime.bus.publish("engine.loading", engine=name)
+            report = await runtime.fleet.load(name)
+            details = {"seconds": round(report.seconds, 3)}
         elif action == "unload":
             outcome = await runtime.fleet.unload(name, respect_pin=False)
             if not outcome.unloaded:
-                return _json_error(409, f"{name} not unloaded: {outcome.reason}")
-        elif action == "pin":
-            runtime.pin(name, bool(body.get("pinned", True)))
+                message = f"{name} not unloaded: {outcome.reason}"
+                return await _refused(request, action, 409, message, target=name)
+            if outcome.report is not None:
+                details = {
+                    "seconds": round(outcome.report.seconds, 3),
+                    "ram_freed_bytes": outcome.report.ram_freed_bytes,
+                    "vram_freed_bytes": outcome.report.vram_freed_bytes,
+                }
         else:
-            return _json_error(404, f"unknown action {action!r}; use load, unload or pin")
+            details = {"pinned": bool(body.get("pinned", True))}
+            runtime.pin(name, details["pinned"])
     except UnknownEngine:
-        return _json_error(404, f"no engine named {name!r}")
+        return await _refused(request, action, 404, f"no engine named {name!r}", target=name)
     except EngineError as exc:
-        return _json_error(409, str(exc))
-    _audit(runtime, request, action, engine=name, **body)
+        return await _refused(request, action, 409, str(exc), target=name)
+    await record(request, action, target=name, **details)
     status = await runtime.fleet.status(name)
     return web.json_response({"engine": name, "state": status.state, "pinned": status.pinned})
 
 
-async def credits(request: web.Request) -> web.Response:
+async def save_hibernation_settings(request: web.Request) -> web.Response:
+    """Validate new thresholds and per-state actions; save them as an override for restart."""
+    runtime, console = request.app[RUNTIME], request.app[CONSOLE]
+    changes = await _body(request)
+    try:
+        settings = overrides.proposed(runtime.config.hibernation, changes)
+    except overrides.OverrideError as exc:
+        await record(request, "hibernation_settings", ok=False, error=str(exc))
+        return _json_error(400, "invalid settings", problems=exc.problems)
+    path = console.overrides_path
+    await asyncio.to_thread(overrides.save, path, settings, who=request[IDENTITY].actor)
+    await record(request, "hibernation_settings", target=str(path), **changes)
+    return web.json_response(
+        {
+            "saved": str(path),
+            "restart": f"python -m orchestrator serve --config {path}",
+            "settings": settings.model_dump(mode="json"),
+        }
+    )
+
+
+async def run_simulator(request: web.Request) -> web.Response:
+    """Replay an uploaded trace (sent as text in JSON) under the standard policies."""
     runtime = request.app[RUNTIME]
-    return web.json_response(await asyncio.to_thread(runtime.credits))
+    body = await _body(request)
+    trace, filename = body.get("trace"), str(body.get("filename", "trace.csv"))[:200]
+    if not isinstance(trace, str) or not trace.strip():
+        return _json_error(400, "trace must be the text of a CSV or JSONL file")
+    try:
+        timeouts = parse_timeouts(str(body.get("timeouts", "15,30")))
+        report = await asyncio.to_thread(run_simulation, runtime.config, trace, filename, timeouts)
+    except SimulationError as exc:
+        return await _refused(request, "simulate", 400, str(exc), file=filename)
+    await record(request, "simulate", target=filename, sessions=report["trace"]["sessions"])
+    return web.json_response(report)
 
 
 def add_admin_routes(app: web.Application) -> None:
-    app.router.add_get("/api/state", state)
-    app.router.add_get("/api/credits", credits)
-    app.router.add_get("/api/transitions", transitions)
     app.router.add_post("/api/hibernation/keep-awake", keep_awake)
     app.router.add_post("/api/hibernation/hibernate", hibernate)
     app.router.add_post("/api/hibernation/wake", wake)
+    app.router.add_post("/api/hibernation/settings", save_hibernation_settings)
     app.router.add_post("/api/engines/{name}/{action}", engine_action)
+    app.router.add_post("/api/simulate", run_simulator)

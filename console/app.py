@@ -1,81 +1,125 @@
-"""The console application: for now one status page behind a login.
+"""The management console (port 8766): pages, live updates, the admin API, and the sign-in.
 
-The login is HTTP Basic (user ``admin``, the console password from ``orchestrator.secrets``)
-on a loopback bind by default; the full console with its own sign-in page replaces it.
-Console reads never count as voice activity.
+    /login, /logout                     sign-in page and form posts      console.login
+    /, /engines, /hibernation,          server-rendered pages            console.pages
+      /credits, /plan, /audit
+    /events?view=<page>                 server-sent events from the bus  console.live
+    /api/...                            JSON reads and operator actions  console.reads, .admin
+    /static/...                         CSS, scripts, vendored Chart.js  console/static
+
+Everything but ``/login`` needs the session cookie or HTTP Basic (``console.auth``). The
+console binds to loopback by default; nothing here records voice activity, so an open console
+never keeps the engines awake.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import functools
+import logging
+import os
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import jinja2
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from console.admin import add_admin_routes, guard_writes
-from orchestrator import health
+from console import format as formatting
+from console.admin import add_admin_routes
+from console.audit import AuditLog
+from console.auth import authenticate, guard_writes, security_headers
+from console.context import CONSOLE, Console
+from console.live import add_live_routes
+from console.login import add_login_routes
+from console.overrides import FILE_NAME
+from console.pages import add_page_routes
+from console.password import HASH_ENV, PasswordCheck
+from console.reads import add_read_routes
+from console.session import RevokedSessions, SessionSigner, load_or_create_key
+from orchestrator.config import ConfigError
 from orchestrator.runtime import RUNTIME, Runtime
 
-USER = "admin"
-_templates = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=jinja2.select_autoescape(["html"]),
-)
+log = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
 
 
-def _credentials_ok(request: web.Request, runtime: Runtime) -> bool:
-    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return False
+def _templates(app: web.Application) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    formatting.install(env)
+
+    def static_url(name: str) -> str:
+        return str(app.router["static"].url_for(filename=name))
+
+    env.globals["static_url"] = static_url
+    return env
+
+
+def _console(
+    app: web.Application,
+    runtime: Runtime,
+    environ: Mapping[str, str],
+    clock: Callable[[], float],
+) -> Console:
+    state_dir = runtime.config.state.dir
     try:
-        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return user == USER and runtime.secrets.console_password_valid(password)
+        passwords = PasswordCheck.from_environment(runtime.secrets.console_password, environ)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    db = runtime.store.path
+    return Console(
+        templates=_templates(app),
+        passwords=passwords,
+        signer=SessionSigner(load_or_create_key(state_dir / "console_session_key"), clock=clock),
+        revoked=RevokedSessions(db),
+        audit=AuditLog(db),
+        overrides_path=state_dir / FILE_NAME,
+        clock=clock,
+    )
 
 
-@web.middleware
-async def require_login(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _credentials_ok(request, request.app[RUNTIME]):
-        return web.Response(
-            status=401,
-            text="login required",
-            headers={"WWW-Authenticate": 'Basic realm="voice-orchestrator console"'},
+async def _announce(app: web.Application, environ: Mapping[str, str]) -> None:
+    """Say at start where the password is, and how to choose one's own."""
+    if app[CONSOLE].passwords.hashed is None:
+        where = (
+            "VO_CONSOLE_PASSWORD"
+            if environ.get("VO_CONSOLE_PASSWORD")
+            else app[RUNTIME].config.state.dir / "console_password"
         )
-    return await handler(request)
+        log.warning(
+            "console sign-in: user admin, the password in %s. To choose your own, run "
+            "`python -m console.password` and set the %s it prints",
+            where,
+            HASH_ENV,
+        )
 
 
-def _mb(value: int | None) -> str:
-    return "—" if value is None else f"{value / 1e6:,.0f} MB"
+async def _close(app: web.Application) -> None:
+    app[CONSOLE].close()
 
 
-async def status_page(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    statuses = await runtime.fleet.statuses()
-    summary = health.summary(
-        statuses,
-        profile=runtime.config.profile,
-        hibernation=runtime.hibernation_summary(),
-        shutting_down=runtime.shutting_down,
-        uptime_s=runtime.uptime(),
-    )
-    html = _templates.get_template("status.html").render(
-        summary=summary,
-        statuses=statuses,
-        mb=_mb,
-        generated=time.strftime("%Y-%m-%d %H:%M:%S"),
-        api_port=runtime.config.server.api_port,
-    )
-    return web.Response(text=html, content_type="text/html")
-
-
-def create_console_app(runtime: Runtime) -> web.Application:
-    app = web.Application(middlewares=[require_login, guard_writes])
+def create_console_app(
+    runtime: Runtime,
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(middlewares=[security_headers, authenticate, guard_writes])
     app[RUNTIME] = runtime
-    app.router.add_get("/", status_page)
+    app.router.add_static("/static", STATIC, name="static", append_version=True)
+    environ = os.environ if environ is None else environ
+    app[CONSOLE] = _console(app, runtime, environ, clock)
+    add_login_routes(app)
+    add_page_routes(app)
+    add_live_routes(app)
+    add_read_routes(app)
     add_admin_routes(app)
+    app.on_startup.append(functools.partial(_announce, environ=environ))
+    app.on_cleanup.append(_close)
     return app

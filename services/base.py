@@ -189,3 +189,12 @@ class SpeechSynthesizer(Engine, Protocol):
     ) -> AsyncGenerator[AudioChunk, None]:
         """Stream audio, one chunk per sentence, as soon as each is synthesised."""
         ...
+
+
+@runtime_checkable
+class ProcessBacked(Engine, Protocol):
+    """An engine that is a separate server process (``Runtime.MANAGED``)."""
+
+    async def stop_process(self) -> UnloadReport:
+        """Unload, then stop the server process too (DORMANT); a later load starts it again."""
+        ...

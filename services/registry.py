@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services.base import Engine, EngineSpec, Role
+from services.ollama_llm import OllamaChat
+from services.openai_asr import OpenAITranscriber
+from services.openai_llm import OpenAIChat
+from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
 from services.piper_tts import PiperEngine
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
@@ -17,6 +21,12 @@ ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
     "piper": (Role.TTS, PiperEngine),
     "silero-vad": (Role.VAD, SileroVad),
     "transformers": (Role.LLM, TransformersChat),
+    # separate servers: supervised (Runtime.MANAGED) or already running (Runtime.REMOTE)
+    "ollama": (Role.LLM, OllamaChat),
+    "openai-llm": (Role.LLM, OpenAIChat),
+    "openai-asr": (Role.ASR, OpenAITranscriber),
+    "openai-tts": (Role.TTS, OpenAISpeech),
+    "vibevoice": (Role.TTS, VibeVoiceSpeech),
 }
 
 

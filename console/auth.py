@@ -1,0 +1,137 @@
+"""The console's gate: who a request is, and whether a state-changing request may go through.
+
+Requests prove who they are with the signed session cookie (the browser, after signing in at
+``/login``) or with HTTP Basic ``admin:<password>`` (the CLI's ``wake``/``hibernate``; the
+console never sends a Basic challenge, so browsers do not offer or cache one). Without either,
+pages redirect to ``/login`` and everything else answers 401.
+
+State-changing requests (POST, PUT, PATCH, DELETE) pass three checks:
+  - an ``Origin``, when sent, must be this console's own (403 otherwise);
+  - ``/api/*`` bodies must be ``application/json`` (415), which a cross-site form cannot send
+    without a CORS preflight that we never grant;
+  - a cookie session must send its CSRF token, as header ``X-CSRF-Token`` (or form field
+    ``csrf_token`` for the sign-out form) (403). Basic clients carry no cookie and need none.
+Every response also gets a strict Content-Security-Policy and no-store caching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from yarl import URL
+
+from console.context import CONSOLE, IDENTITY, USER, Identity, remote_of
+from console.session import COOKIE
+
+OPEN_PATHS = frozenset({"/login"})
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'"
+)
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def wants_page(request: web.Request) -> bool:
+    """A browser navigation (an HTML page), not the API, the live stream or a static file."""
+    path = request.path
+    return request.method == "GET" and not path.startswith(("/api/", "/events", "/static/"))
+
+
+async def _basic(request: web.Request) -> Identity | None:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    passwords = request.app[CONSOLE].passwords
+    if user != USER:
+        return None
+    if passwords.check_plain(password) or (
+        passwords.hashed is not None and await asyncio.to_thread(passwords.check, password)
+    ):
+        return Identity(via="basic")
+    return None
+
+
+def session_identity(request: web.Request) -> Identity | None:
+    console = request.app[CONSOLE]
+    cookie = request.cookies.get(COOKIE)
+    session = console.signer.verify(cookie) if cookie else None
+    if session is None or session.sid in console.revoked:
+        return None
+    return Identity(via="session", session=session)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    identity = session_identity(request)
+    if identity is None and "Authorization" in request.headers:
+        console, remote = request.app[CONSOLE], remote_of(request)
+        wait = console.throttle.retry_after(remote, console.clock())
+        if wait > 0:
+            return _json_error(429, f"too many failed sign-ins; retry in {wait:.0f} s")
+        identity = await _basic(request)
+        if identity is None:
+            console.throttle.failed(remote, console.clock())
+    if identity is not None:
+        request[IDENTITY] = identity
+    elif request.path not in OPEN_PATHS:
+        if wants_page(request):
+            raise web.HTTPSeeOther(URL("/login").with_query(next=request.rel_url.path_qs))
+        return _json_error(401, "login required: sign in at /login, or send HTTP Basic")
+    return await handler(request)
+
+
+@web.middleware
+async def guard_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method not in WRITES:
+        return await handler(request)
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return _json_error(403, f"cross-origin request from {origin} refused")
+    if request.path.startswith("/api/") and request.content_type != "application/json":
+        return _json_error(415, "state-changing requests must be application/json")
+    identity = request.get(IDENTITY)
+    if identity is not None and identity.session is not None and request.path not in OPEN_PATHS:
+        token = request.headers.get("X-CSRF-Token", "")
+        if not token and request.content_type == "application/x-www-form-urlencoded":
+            token = str((await request.post()).get("csrf_token", ""))
+        if not request.app[CONSOLE].signer.csrf_valid(identity.session, token):
+            return _json_error(403, "missing or wrong CSRF token; reload the page")
+    return await handler(request)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        _harden(request, exc)
+        raise
+    _harden(request, response)
+    return response
+
+
+def _harden(request: web.Request, response: web.StreamResponse) -> None:
+    if response.prepared:  # the live stream sets its own headers before it starts
+        return
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    if request.path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "private, max-age=86400")
+    else:
+        headers.setdefault("Cache-Control", "no-store")

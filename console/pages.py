@@ -1,0 +1,88 @@
+"""The console's HTML pages, rendered on the server from the same data the live stream sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from console import overrides
+from console.context import CONSOLE, IDENTITY
+from console.fragments import view_data
+from console.snapshot import ladder_view
+from orchestrator.runtime import RUNTIME
+from services.base import Role
+
+NAV = (
+    ("overview", "/", "Overview"),
+    ("engines", "/engines", "Engines"),
+    ("hibernation", "/hibernation", "Hibernation"),
+    ("credits", "/credits", "Credits"),
+    ("plan", "/plan", "Plan"),
+    ("audit", "/audit", "Audit"),
+)
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **context: Any
+) -> web.Response:
+    console = request.app[CONSOLE]
+    identity = request.get(IDENTITY)
+    csrf = ""
+    if identity is not None and identity.session is not None:
+        csrf = console.signer.csrf_token(identity.session)
+    html = console.templates.get_template(template).render(
+        nav=NAV, csrf_token=csrf, identity=identity, **context
+    )
+    return web.Response(text=html, content_type="text/html", status=status)
+
+
+async def _page(request: web.Request, view: str, **extra: Any) -> web.Response:
+    data = await view_data(request, view)
+    return render(request, f"{view}.html", **data, **extra)
+
+
+async def overview(request: web.Request) -> web.Response:
+    return await _page(request, "overview")
+
+
+async def engines(request: web.Request) -> web.Response:
+    return await _page(request, "engines")
+
+
+async def hibernation(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    path = request.app[CONSOLE].overrides_path
+    pending = overrides.saved(path)
+    running = runtime.config.hibernation
+    return await _page(
+        request,
+        "hibernation",
+        settings=running,
+        settings_ladder=ladder_view(running),
+        roles=[role.value for role in Role],
+        overrides_path=str(path),
+        pending=None if pending is None or pending == running else ladder_view(pending),
+        pending_settings=pending,
+    )
+
+
+async def credits(request: web.Request) -> web.Response:
+    return await _page(request, "credits")
+
+
+async def plan(request: web.Request) -> web.Response:
+    return await _page(request, "plan")
+
+
+async def audit(request: web.Request) -> web.Response:
+    return await _page(request, "audit")
+
+
+def add_page_routes(app: web.Application) -> None:
+    app.router.add_get("/", overview, name="overview")
+    app.router.add_get("/engines", engines, name="engines")
+    app.router.add_get("/hibernation", hibernation, name="hibernation")
+    app.router.add_get("/credits", credits, name="credits")
+    app.router.add_get("/plan", plan, name="plan")
+    app.router.add_get("/audit", audit, name="audit")

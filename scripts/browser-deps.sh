@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install headless Chromium and its WebDriver for the console's browser tests
+# (tests/console/test_browser.py), when missing and when we can (root + apt):
+#   chromium chromium-driver fonts-dejavu-core
+# Without them those tests skip with a reason; CI (.ci/run) runs this, so there they run.
+set -euo pipefail
+packages=()
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || packages+=(fonts-dejavu-core)
+[ ${#packages[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "note: cannot install ${packages[*]} (needs root and apt-get); browser tests skip" >&2
+  exit 0
+fi
+echo "installing ${packages[*]}" >&2
+apt-get update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

@@ -1,0 +1,264 @@
+"""Chat with an LLM served by Ollama: a server already running, or ``ollama serve`` supervised.
+
+Ollama keeps a model for ``keep_alive`` after each request (5 min by default) and unloads it on
+its own timer. Here the hibernation ladder decides, so every request sets ``keep_alive``
+explicitly (default -1: until we unload it). Load is ``POST /api/generate`` without a prompt;
+unload is the same with ``keep_alive: 0``, confirmed on ``/api/ps`` (Ollama expires the runner
+after answering). ``num_ctx`` goes with every request and never varies: another value makes
+Ollama reload the model. Residency and measured VRAM come from ``/api/ps`` (``size_vram``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+import ollama
+from pydantic import Field, field_validator
+
+from orchestrator.probes import HttpProbe, Probe
+from services.base import EngineState, Role
+from services.errors import (
+    EngineCallError,
+    EngineError,
+    EngineLoadError,
+    InvalidInput,
+    ModelMissing,
+)
+from services.managed import ServerEngine
+from services.server_errors import from_status, translate
+from services.server_options import Seconds, ServerOptions
+
+log = logging.getLogger(__name__)
+
+_GO_DURATION = re.compile(r"^-?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+$")
+# Our generic option names, as the cascade and the chat API pass them, in Ollama's words.
+_ALIASES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
+_IGNORED = {"min_new_tokens", "num_ctx"}
+
+
+class OllamaOptions(ServerOptions):
+    url: str = "http://127.0.0.1:11434"
+    binary: str = "ollama"  # supervised: runs `<binary> serve` unless `command` is given
+    keep_alive: float | str = -1  # seconds, or a Go duration ("24h"); negative: until unloaded
+    num_ctx: int = Field(default=4096, ge=256)
+    pull: bool = False  # pull a model the server lacks (progress in the log and health)
+    unload_timeout_s: Seconds = 30.0
+    ready_timeout_s: Seconds = 60.0
+    model_options: dict[str, Any] = Field(default_factory=dict)  # temperature, top_p, seed...
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: float | str) -> float | str:
+        if isinstance(value, str) and value != "0" and not _GO_DURATION.match(value):
+            raise ValueError("a number of seconds or a duration with a unit, like '30m' or '-1m'")
+        return value
+
+
+def canonical(name: str) -> str:
+    """Ollama's form of a model name: ``mistral`` is ``mistral:latest``."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+
+class OllamaChat(ServerEngine):
+    role = Role.LLM
+    Options = OllamaOptions
+    unload_stops_process = False  # Ollama unloads a model on request; its server stays up
+    options: OllamaOptions
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._api: ollama.AsyncClient | None = None
+        self._resident: ollama.ProcessResponse.Model | None = None
+
+    # -- server and model --------------------------------------------------------------------
+
+    def default_command(self) -> tuple[str, ...]:
+        return (self.options.binary, "serve")
+
+    def default_env(self) -> dict[str, str]:
+        parts = urlsplit(self.base_url)
+        return {"OLLAMA_HOST": f"{parts.hostname}:{parts.port or 11434}"}
+
+    def readiness_probe(self) -> Probe:
+        return HttpProbe("/api/version")
+
+    def _ollama(self) -> ollama.AsyncClient:
+        if self._api is None:
+            client = self.client()  # same timeouts and proxy rule as every server engine
+            self._api = ollama.AsyncClient(
+                host=self.base_url,
+                timeout=client.timeout,
+                trust_env=client.trust_env,
+                headers=self.headers(),
+            )
+        return self._api
+
+    async def _probe(self) -> str | None:
+        try:
+            response = await self.client().get(f"{self.base_url}/api/version")
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            return f"Ollama at {self.base_url}: {translate(exc, engine=self.name, what='version')}"
+        return None
+
+    async def _attach(self) -> None:
+        model = self.spec.model
+        try:
+            await self._generate_load()
+        except ollama.ResponseError as exc:
+            if exc.status_code != 404:
+                raise self._translate(exc, "load") from exc
+            if not self.options.pull:
+                raise ModelMissing(
+                    f"Ollama has no model {model!r}",
+                    engine=self.name,
+                    hint=f"run `ollama pull {model}` on that server, or set options.pull = true",
+                ) from exc
+            await self._pull()
+            await self._generate_load()
+        await self._refresh_residency()
+        if self._resident is None:
+            raise EngineLoadError(
+                f"Ollama answered the load but /api/ps lacks {model}", engine=self.name
+            )
+
+    async def _generate_load(self) -> None:
+        try:
+            await self._ollama().generate(
+                model=self.spec.model,
+                keep_alive=self.options.keep_alive,
+                options={"num_ctx": self.options.num_ctx},
+            )
+        except ollama.ResponseError:
+            raise
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise self._translate(exc, "load") from exc
+
+    async def _pull(self) -> None:
+        model, logged = self.spec.model, -10
+        log.info("%s: pulling %s", self.name, model)
+        try:
+            stream = await self._ollama().pull(model, stream=True)
+            async for progress in stream:
+                if progress.total and progress.completed is not None:
+                    percent = int(100 * progress.completed / progress.total)
+                    self._hint = f"pulling {model}: {percent}% of {progress.total / 1e6:.0f} MB"
+                    if percent >= logged + 10:
+                        logged = percent
+                        log.info("%s: %s", self.name, self._hint)
+                else:
+                    self._hint = f"pulling {model}: {progress.status}"
+        except ollama.ResponseError as exc:
+            raise ModelMissing(
+                f"Ollama could not pull {model!r}: {exc.error}",
+                engine=self.name,
+                hint="check the model name and the server's internet access",
+            ) from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise self._translate(exc, "pull") from exc
+        self._hint = ""
+
+    async def _detach(self) -> None:
+        try:
+            await self._ollama().generate(model=self.spec.model, keep_alive=0)
+        except ollama.ResponseError as exc:
+            if exc.status_code != 404:  # 404: no such model, so nothing is loaded
+                raise self._translate(exc, "unload") from exc
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise self._translate(exc, "unload") from exc
+        deadline = time.monotonic() + self.options.unload_timeout_s
+        delay = 0.05
+        while True:  # Ollama expires the runner after answering: wait until /api/ps agrees
+            await self._refresh_residency()
+            if self._resident is None:
+                return
+            if time.monotonic() >= deadline:
+                raise EngineCallError(
+                    f"/api/ps still lists {self.spec.model} {self.options.unload_timeout_s:g} s "
+                    "after unloading it",
+                    engine=self.name,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _refresh_residency(self) -> None:
+        try:
+            running = await self._ollama().ps()
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+            raise self._translate(exc, "ps") from exc
+        wanted = canonical(self.spec.model)
+        self._resident = next(
+            (m for m in running.models if canonical(m.model or m.name or "") == wanted), None
+        )
+
+    async def _check_residency(self) -> None:
+        if self._state is not EngineState.LOADED:
+            return
+        try:
+            await self._refresh_residency()
+        except EngineError:
+            return  # the probe reports an unreachable server
+        if self._resident is None and self._state is EngineState.LOADED:
+            self._state = EngineState.UNLOADED
+            self._last_error = "Ollama dropped the model on its own (no longer in /api/ps)"
+
+    def _measure(self) -> tuple[int | None, int | None]:
+        resident = self._resident
+        if resident is None or resident.size is None:
+            return None, None
+        vram = int(resident.size_vram or 0)
+        return int(resident.size) - vram, vram
+
+    async def _close_client(self) -> None:
+        await super()._close_client()
+        self._resident = None
+        if self._api is not None:
+            await self._api.close()  # type: ignore[no-untyped-call]
+            self._api = None
+
+    # -- the role call -----------------------------------------------------------------------
+
+    async def chat(
+        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Stream the reply's text; closing the stream closes the request, and Ollama stops."""
+        self._require_loaded()
+        if not messages:
+            raise InvalidInput("no messages", engine=self.name)
+        try:
+            stream = await self._ollama().chat(
+                model=self.spec.model,
+                messages=messages,
+                stream=True,
+                keep_alive=self.options.keep_alive,
+                options=self._request_options(options),
+            )
+            async with aclosing(cast(AsyncGenerator[ollama.ChatResponse, None], stream)) as parts:
+                async for part in parts:
+                    if part.message.content:
+                        yield part.message.content
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+            raise self._translate(exc, "chat") from exc
+
+    def _request_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
+        merged = dict(self.options.model_options)
+        for key, value in (options or {}).items():
+            if key not in _IGNORED:
+                merged[_ALIASES.get(key, key)] = value
+        merged["num_ctx"] = self.options.num_ctx  # constant: a change would reload the model
+        return merged
+
+    def _translate(self, exc: Exception, what: str) -> EngineError:
+        if isinstance(exc, ollama.ResponseError):
+            if exc.status_code < 0:  # an error line inside a stream
+                return EngineCallError(f"{what}: Ollama: {exc.error}", engine=self.name)
+            return from_status(exc.status_code, exc.error, engine=self.name, what=what)
+        return translate(exc, engine=self.name, what=what)

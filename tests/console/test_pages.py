@@ -1,0 +1,153 @@
+"""Every console page renders what it promises, static files are served behind the login, and
+nothing the console does counts as voice activity."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from orchestrator.ladder import IdleState
+from orchestrator.runtime import Runtime
+from tests.console.conftest import Client
+from tests.console.test_auth import PAGES
+from tests.fakes import FakeClock
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = ROOT / "console" / "static"
+
+
+async def page(client: Client, path: str) -> str:
+    response = await client.get(path)
+    assert response.status == 200, path
+    assert response.headers["Cache-Control"] == "no-store"
+    return await response.text()
+
+
+async def test_overview_shows_the_ladder_credits_and_engines(
+    client: Client, csrf: dict[str, str], runtime: Runtime, clock: FakeClock
+) -> None:
+    clock.advance(12)
+    html = await page(client, "/")
+    assert 'class="step current" data-state="active"' in html
+    assert 'class="step next" data-state="warm"' in html
+    assert f'data-until="{runtime.clock() + 18}"' in html  # the countdown to WARM
+    assert "Credits left" in html and "$500.00" in html
+    assert 'data-engine="asr"' in html and 'data-engine="tts"' in html
+    assert "of 25.8 GB (simulated GPU)" in html  # the simulated GPU's bar
+    assert "No open voice sessions" in html
+
+
+async def test_engines_page_lists_each_engine_with_its_actions(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    await runtime.fleet.load("tts")
+    runtime.pin("tts", True)
+    html = await page(client, "/engines")
+    for text in ("faster-whisper", "piper", "in-process", 'data-label="VRAM"', "0.01 s"):
+        assert text in html
+    assert 'data-post="/api/engines/asr/load"' in html
+    assert "data-body='{\"pinned\": false}'>Unpin</button>" in html  # tts is pinned
+    assert 'data-engine="tts" data-state="loaded"' in html
+
+
+async def test_hibernation_page_shows_settings_actions_and_the_timeline(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    await runtime.fleet.load("tts")
+    await runtime.hibernator.force(IdleState.COOL, cause="operator hibernate")
+    html = await page(client, "/hibernation")
+    assert 'name="cool_after_s"' in html and 'value="300.0"' in html
+    assert "unload tts, duplex" in html  # what COOL does, from the configuration
+    assert "active → cool" in html
+    assert "unload tts: done" in html and "RAM freed 0 MB" in html
+    assert 'id="hibernate-now"' in html and 'id="wake-now"' in html
+
+
+async def test_credits_page_has_the_daily_chart_costs_and_simulator(
+    client: Client, csrf: dict[str, str], runtime: Runtime, clock: FakeClock
+) -> None:
+    runtime.ledger.host_on(clock() - 3 * 86400)
+    runtime.ledger.heartbeat(clock())
+    html = await page(client, "/credits")
+    assert '<canvas id="daily-chart"' in html
+    assert "chart.umd.min.js?v=" in html
+    assert 'id="simulate"' in html
+    daily = await (await client.get("/api/credits/daily?days=5")).json()
+    assert len(daily["days"]) == 5
+    assert sum(d["billed_hours"] for d in daily["days"]) == 72.0
+    assert daily["days"][-2]["billed_hours"] == 24.0
+    assert daily["days"][-2]["cost_usd"] == 19.2
+    assert "$57.60" in html  # three days at $0.80/h
+
+
+async def test_plan_page_waits_for_the_planner_hook(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    html = await page(client, "/plan")
+    assert "Planner not available" in html
+    assert (await (await client.get("/api/plan")).json())["available"] is False
+
+    async def plan() -> dict[str, Any]:
+        return {"fits": [{"gpu": "l4-24gb", "engines": "asr, tts", "usd_per_month": 584}]}
+
+    runtime.plan = plan  # type: ignore[attr-defined]
+    html = await page(client, "/plan")
+    assert "Planner not available" not in html
+    assert '<td data-label="gpu">l4-24gb</td>' in html
+    assert (await (await client.get("/api/plan")).json())["plan"]["fits"][0]["usd_per_month"]
+
+
+async def test_audit_page_lists_operator_actions(client: Client, csrf: dict[str, str]) -> None:
+    await client.post("/api/hibernation/hibernate", json={"state": "cold"}, headers=csrf)
+    html = await page(client, "/audit")
+    assert "<strong>hibernate</strong>" in html
+    assert "<strong>login</strong>" in html
+    assert "(session)" in html
+
+
+async def test_static_files_are_served_behind_the_login(
+    client: Client, csrf: dict[str, str]
+) -> None:
+    for name in ("console.js", "console.css", "credits.js", "hibernation.js", "chart.umd.min.js"):
+        response = await client.get(f"/static/{name}")
+        assert response.status == 200, name
+        assert response.headers["Cache-Control"] == "private, max-age=86400"
+    chart = (STATIC / "chart.umd.min.js").read_text()[:200]
+    assert "Chart.js v4.6.1" in chart
+    assert "MIT License" in (STATIC / "chart.js-LICENSE.md").read_text()
+
+
+def test_package_data_ships_templates_and_static_files() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["console"]
+    shipped = {p for pattern in patterns for p in (ROOT / "console").glob(pattern)}
+    wanted = {p for p in (ROOT / "console").rglob("*") if p.is_file()} - set(
+        (ROOT / "console").rglob("*.py")
+    )
+    wanted = {p for p in wanted if "__pycache__" not in p.parts}
+    assert wanted <= shipped, sorted(str(p) for p in wanted - shipped)
+
+
+async def test_console_traffic_is_never_voice_activity(
+    client: Client, csrf: dict[str, str], runtime: Runtime, clock: FakeClock
+) -> None:
+    """Reads, the live stream and even operator actions leave the idle time running."""
+    activity = runtime.hibernator.ladder.last_activity
+    stream = await client.get("/events?view=overview")
+    await stream.content.readuntil(b"\n\n")
+    for _ in range(3):
+        clock.advance(15)
+        for path in PAGES:
+            await page(client, path)
+        for path in ("/api/state", "/api/snapshot", "/api/credits", "/api/audit", "/api/plan"):
+            assert (await client.get(path)).status == 200
+        await client.post("/api/engines/asr/pin", json={"pinned": False}, headers=csrf)
+        await client.post("/api/engines/asr/load", json={}, headers=csrf)
+        await client.post("/api/engines/asr/unload", json={}, headers=csrf)
+        runtime.hibernator.tick()
+        await runtime.hibernator.settled()
+    assert runtime.hibernator.ladder.last_activity == activity
+    assert runtime.hibernation_summary()["idle_s"] == 45
+    assert runtime.hibernator.state is IdleState.WARM
+    stream.close()

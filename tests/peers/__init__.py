@@ -1,0 +1,1 @@
+"""Small real server processes the tests talk to, each standing in for one real server."""
