@@ -29,6 +29,8 @@ from orchestrator.ledger import Ledger
 from orchestrator.metrics import Metrics
 from orchestrator.secrets import Secrets
 from orchestrator.store import StateStore
+from orchestrator.supervisor import Supervisor
+from services.managed import ServerEngine
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class Runtime:
     scheduler: AsyncIOScheduler | None = None
     # Open voice sessions by id, each able to describe itself (the console lists them).
     sessions: dict[str, Any] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
 
     @classmethod
     def create(
@@ -69,6 +72,11 @@ class Runtime:
         admission = fleet_kwargs.pop("admission", None) or Admission(config)
         fleet = Fleet(config, metrics, clock=clock, admission=admission, **fleet_kwargs)
         fleet.pin_all(store.get("pins", []))
+        supervisor = Supervisor(config.state.dir / "processes")
+        for name in fleet.names:
+            engine = fleet.engine(name)
+            if isinstance(engine, ServerEngine):
+                engine.use_supervisor(supervisor)
         ladder = Ladder(config.hibernation.thresholds(), last_activity=clock())
         hibernator = Hibernator.restore(
             ladder,
@@ -92,9 +100,11 @@ class Runtime:
         )
         ledger = Ledger(config.state.dir / "orchestrator.db", config.costs)
         hibernator.record_listeners.append(ledger.note_transition)
-        return cls(
+        runtime = cls(
             config, secrets, metrics, fleet, store, bus, hibernator, ledger, sampler, clock=clock
         )
+        runtime.supervisor = supervisor
+        return runtime
 
     @property
     def hibernation_state(self) -> str:
@@ -136,6 +146,8 @@ class Runtime:
         await self.gpu_sampler.stop()
         await self.hibernator.stop()
         await self.fleet.stop()
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()  # no managed child outlives the orchestrator
         await self._heartbeat()
         self.ledger.close()
         self.store.close()

@@ -59,6 +59,8 @@ async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | No
         await _start_site(
             runners[1], server.console_host, server.console_port, "server.console_port", grace
         )
+        if runtime.supervisor is not None:
+            await runtime.supervisor.recover_orphans()  # children a crashed run left behind
         runtime.start()
         print(
             f"voice-orchestrator up (profile {config.profile})\n"
