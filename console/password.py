@@ -30,11 +30,12 @@ DIGEST_BYTES = 32
 MAX_LOG2_N = 20  # a configured hash may be slower, never absurd
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """URL-safe base64 without padding, for hashes and signed cookies."""
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
+def unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -54,7 +55,7 @@ class PasswordHash:
             raise ValueError(f"expected {SCHEME}$<log2 n>$<r>$<p>$<salt>$<digest>")
         try:
             log2_n, r, p = (int(part) for part in parts[1:4])
-            salt, digest = _unb64(parts[4]), _unb64(parts[5])
+            salt, digest = unb64(parts[4]), unb64(parts[5])
         except ValueError:
             raise ValueError("cost numbers or base64 parts are malformed") from None
         if not (1 <= log2_n <= MAX_LOG2_N and 1 <= r <= 32 and 1 <= p <= 16):
@@ -80,7 +81,7 @@ class PasswordHash:
 
     def __str__(self) -> str:
         costs = f"{self.log2_n}${self.r}${self.p}"
-        return f"{SCHEME}${costs}${_b64(self.salt)}${_b64(self.digest)}"
+        return f"{SCHEME}${costs}${b64(self.salt)}${b64(self.digest)}"
 
 
 def hash_password(password: str, *, log2_n: int = LOG2_N) -> str:

@@ -13,7 +13,6 @@ orchestrator's SQLite file, so a copied cookie stays dead across restarts.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -26,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from console.password import b64 as _b64
+from console.password import unb64 as _unb64
 from orchestrator.secrets import read_private_file
 
 COOKIE = "vo_console"
@@ -44,14 +45,6 @@ def load_or_create_key(path: Path) -> bytes:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(secrets.token_urlsafe(48) + "\n")
     return read_private_file(path).encode()
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @dataclass(frozen=True)
