@@ -32,6 +32,8 @@ from services.base import (
     EngineSpec,
     EngineState,
     LoadReport,
+    ProcessBacked,
+    ProcessView,
     Role,
     Runtime,
     UnloadReport,
@@ -95,6 +97,7 @@ class EngineStatus:
     last_used: float | None
     leases: int
     pinned: bool
+    process: ProcessView | None = None  # the server process of a managed engine
 
     @property
     def usable(self) -> bool:
@@ -154,6 +157,8 @@ class Fleet:
         self._preparing: list[asyncio.Task[None]] = []
         self._records: dict[str, _Record] = {}
         self.on_activity: Callable[[], None] = lambda: None
+        # Told ``(engine, state)`` after every load, unload and failure (the console's live view).
+        self.on_state: Callable[[str, str], object] = lambda _name, _state: None
         for name, engine_config in config.engines.items():
             engine = (engines or {}).get(name) or create_engine(
                 engine_config.adapter, spec_for(name, engine_config, config.models.dir)
@@ -234,10 +239,17 @@ class Fleet:
                 decision = await self.admission.admit(name, self._admission_view, self._evict)
                 if decision.action is Action.CPU and record.config.device != "cpu":
                     self._move_to_cpu(name, decision.message)
+            if record.engine.state is not EngineState.LOADED:
+                self._publish_state(name, EngineState.LOADING.value)
             report = await record.engine.load()
         except EngineError:
             self._metrics.load_finished(name, time.perf_counter() - started, ok=False)
+            self._publish_state(name)
             raise
+        except asyncio.CancelledError:
+            self._publish_state(name)
+            raise
+        self._publish_state(name)
         if report.seconds > 0:
             if self.admission is not None:
                 self.admission.record(self._effective_config(record), report.vram_delta_bytes)
@@ -246,6 +258,12 @@ class Fleet:
             record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
             self._metrics.load_finished(name, report.seconds, ok=True)
         return report
+
+    def _publish_state(self, name: str, state: str | None = None) -> None:
+        try:
+            self.on_state(name, state or self._records[name].engine.state.value)
+        except Exception:  # a listener's bug must not break a load or an unload
+            log.exception("engine state listener failed")
 
     def _effective_config(self, record: _Record) -> EngineConfig:
         if record.on_cpu_instead:
@@ -377,6 +395,7 @@ class Fleet:
             if not _loaded(record) and record.engine.state is not EngineState.FAILED:
                 return UnloadOutcome(name, False, f"already {record.engine.state}")
             report = await record.engine.unload()
+        self._publish_state(name)
         if report.seconds > 0:
             record.last_unload = report
             self._metrics.unload_finished(name, report.seconds)
@@ -387,9 +406,32 @@ class Fleet:
         return list(await asyncio.gather(*(self.unload(name) for name in names)))
 
     async def stop_managed(self) -> list[UnloadOutcome]:
-        """Stop engines that run as separate processes (their unload is a process stop)."""
+        """Stop the server processes of managed engines (DORMANT), loaded or not: a server
+        whose model was unloaded earlier (Ollama's) still holds RAM and a CUDA context."""
         names = [n for n, r in self._records.items() if r.engine.runtime is Runtime.MANAGED]
-        return list(await asyncio.gather(*(self.unload(name) for name in names)))
+        return list(await asyncio.gather(*(self._stop_process(name) for name in names)))
+
+    async def _stop_process(self, name: str) -> UnloadOutcome:
+        record = self._record(name)
+        engine = record.engine
+        if not isinstance(engine, ProcessBacked):
+            return await self.unload(name)
+        async with record.gate:
+            if record.pinned:
+                return UnloadOutcome(name, False, "pinned")
+            if record.leases or record.waiting:
+                busy = record.leases + record.waiting
+                return UnloadOutcome(name, False, f"in use by {busy} request(s)")
+            view = engine.process_view()
+            if view is None or view.state in ("stopped", "failed"):
+                return UnloadOutcome(name, False, "process not running")
+            was_loaded = _loaded(record)
+            report = await engine.stop_process()
+        self._publish_state(name)
+        if was_loaded and report.seconds > 0:
+            record.last_unload = report
+            self._metrics.unload_finished(name, report.seconds)
+        return UnloadOutcome(name, True, "process stopped", report=report)
 
     def pin(self, name: str, pinned: bool) -> None:
         self._record(name).pinned = pinned
@@ -463,7 +505,12 @@ class Fleet:
             last_used=record.last_used,
             leases=record.leases,
             pinned=record.pinned,
+            process=_process_view(record.engine),
         )
+
+
+def _process_view(engine: Engine) -> ProcessView | None:
+    return engine.process_view() if isinstance(engine, ProcessBacked) else None
 
 
 def _loaded(record: _Record) -> bool:

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from orchestrator.fleet import EngineStatus
+from services.base import ProcessView
 
 
 class Overall(StrEnum):
@@ -49,7 +50,18 @@ def engine_entry(status: EngineStatus) -> dict[str, Any]:
         "pinned": status.pinned,
         "last_error": status.detail or None,
         "hint": status.hint or None,
+        "process": _process_entry(status.process),
     }
+
+
+def _process_entry(view: ProcessView | None) -> dict[str, Any] | None:
+    """A managed engine's server process: state, pid, restarts and its last output lines."""
+    if view is None:
+        return None
+    entry = asdict(view)
+    entry["seconds_in_state"] = round(view.seconds_in_state, 1)
+    entry["last_lines"] = list(view.last_lines[-10:])
+    return entry
 
 
 def summary(

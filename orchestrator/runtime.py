@@ -77,6 +77,12 @@ class Runtime:
             engine = fleet.engine(name)
             if isinstance(engine, ServerEngine):
                 engine.use_supervisor(supervisor)
+        fleet.on_state = lambda name, state: bus.publish("engine.state", engine=name, state=state)
+        supervisor.listeners.append(
+            lambda name, state: bus.publish("process.state", process=name, state=state.value)
+        )
+        known = admission.owners  # the orchestrator's own pid; managed servers join it
+        admission.owners = lambda: {**known(), **supervisor.owned_pids()}
         ladder = Ladder(config.hibernation.thresholds(), last_activity=clock())
         hibernator = Hibernator.restore(
             ladder,

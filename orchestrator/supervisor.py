@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
+
 from orchestrator import pidfiles
 from orchestrator.managed_process import (
     ManagedProcess,
@@ -45,6 +47,8 @@ class Supervisor:
         self.pid_dir = state_dir
         self._clock = clock
         self._processes: dict[str, ManagedProcess] = {}
+        # Told ``(process name, state)`` on every state change of every process it hands out.
+        self.listeners: list[Callable[[str, ProcessState], object]] = []
 
     def process(self, spec: ProcessSpec) -> ManagedProcess:
         """The process named ``spec.name``, created on first use; a changed spec replaces a
@@ -56,8 +60,32 @@ class Supervisor:
             if existing.state not in (ProcessState.STOPPED, ProcessState.FAILED):
                 raise ValueError(f"process {spec.name!r} is {existing.state} with another spec")
         created = ManagedProcess(spec, pid_dir=self.pid_dir, clock=self._clock)
+        created.listeners.append(lambda state: self._tell(spec.name, state))
         self._processes[spec.name] = created
         return created
+
+    def _tell(self, name: str, state: ProcessState) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(name, state)
+            except Exception:  # a listener's bug must not stop the process's life
+                log.exception("process state listener failed")
+
+    def owned_pids(self) -> dict[int, str]:
+        """Our children and their descendants by pid (a server's GPU work may run in a
+        runner process it spawned, as Ollama's does), for attributing GPU memory."""
+        owned: dict[int, str] = {}
+        for name, process in self._processes.items():
+            pid = process.pid
+            if pid is None:
+                continue
+            owned[pid] = name
+            try:
+                descendants = psutil.Process(pid).children(recursive=True)
+            except psutil.Error:
+                continue
+            owned.update((child.pid, name) for child in descendants)
+        return owned
 
     def get(self, name: str) -> ManagedProcess | None:
         return self._processes.get(name)

@@ -95,6 +95,20 @@ class EngineMemory:
 
 
 @dataclass(frozen=True)
+class ProcessView:
+    """A server engine's process as health and the console show it (no supervisor types)."""
+
+    state: str
+    detail: str
+    pid: int | None
+    port: int | None
+    starts: int
+    exit_code: int | None
+    seconds_in_state: float
+    last_lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LoadReport:
     seconds: float
     ram_delta_bytes: int
@@ -197,4 +211,8 @@ class ProcessBacked(Engine, Protocol):
 
     async def stop_process(self) -> UnloadReport:
         """Unload, then stop the server process too (DORMANT); a later load starts it again."""
+        ...
+
+    def process_view(self, lines: int = 20) -> ProcessView | None:
+        """The process's state and last output lines; None until the process exists."""
         ...

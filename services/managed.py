@@ -39,6 +39,7 @@ from services.base import (
     EngineState,
     LoadReport,
     ModelArtifact,
+    ProcessView,
     Role,
     Runtime,
     UnloadReport,
@@ -283,6 +284,22 @@ class ServerEngine(ABC):
             if self._process is not None:
                 await self._process.stop()
         return report
+
+    def process_view(self, lines: int = 20) -> ProcessView | None:
+        process = self._process
+        if process is None:
+            return None
+        status = process.status(lines)
+        return ProcessView(
+            state=status.state.value,
+            detail=status.detail,
+            pid=status.pid,
+            port=status.port,
+            starts=status.starts,
+            exit_code=status.exit_code,
+            seconds_in_state=max(0.0, time.time() - status.since),
+            last_lines=status.last_lines,
+        )
 
     async def health(self) -> EngineHealth:
         process = self._process

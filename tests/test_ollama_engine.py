@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.config import load_config
 from orchestrator.fleet import Fleet
+from orchestrator.health import engine_entry
 from orchestrator.metrics import Metrics
 from orchestrator.supervisor import ProcessState, Supervisor
 from services.base import ChatModel, EngineSpec, EngineState, Role, Runtime
@@ -282,3 +283,58 @@ async def test_the_fleet_runs_an_ollama_engine_from_config(
         assert resident(await peer_get(ollama_url, "/api/ps"), "other:latest") is None
     finally:
         await fleet.stop()
+
+
+async def test_dormant_stops_a_server_whose_model_was_already_unloaded(
+    peer_env: dict[str, str], tmp_path: Path, tiny_whisper_dir: Path, tiny_piper_onnx: Path
+) -> None:
+    """Unloading a model leaves ``ollama serve`` running; DORMANT's process stop ends it,
+    and health shows the process with its output on the way."""
+    port = free_port()
+    command = f'["{sys.executable}", "-m", "tests.peers.ollama_peer", "serve"]'
+    env = ", ".join(f'{k} = "{v}"' for k, v in peer_env.items())
+    root = Path(__file__).resolve().parent.parent
+    text = tiny_profile_toml(tiny_whisper_dir, tiny_piper_onnx, tmp_path, preload=False)
+    text = text.split("[engines.llm]")[0] + (
+        f'[engines.llm]\nrole = "llm"\nadapter = "ollama"\nmodel = "tiny"\npreload = false\n'
+        f"[engines.llm.options]\n"
+        f'url = "http://127.0.0.1:{port}"\nnum_ctx = {NUM_CTX}\nsupervise = true\n'
+        f'command = {command}\ncwd = "{root}"\nenv = {{ {env} }}\n'
+    )
+    path = tmp_path / "ollama.toml"
+    path.write_text(text)
+    fleet = Fleet(load_config(config_file=path, environ={}), Metrics())
+    supervisor = Supervisor(tmp_path / "pids")
+    engine = fleet.engine("llm")
+    assert isinstance(engine, OllamaChat)
+    engine.use_supervisor(supervisor)
+    seen: list[tuple[str, str]] = []
+    fleet.on_state = lambda name, state: seen.append((name, state))
+    try:
+        await fleet.load("llm")
+        view = (await fleet.status("llm")).process
+        assert view is not None and view.state == "ready" and view.pid is not None
+        pid = view.pid
+        assert supervisor.owned_pids()[pid] == "llm"
+        assert any("Listening on" in line for line in view.last_lines)
+        entry = engine_entry(await fleet.status("llm"))
+        assert entry["process"]["state"] == "ready" and entry["process"]["pid"] == pid
+
+        assert (await fleet.unload("llm")).unloaded
+        assert alive(pid)  # Ollama unloads the model and keeps serving
+        ps = await peer_get(f"http://127.0.0.1:{port}", "/api/ps")
+        assert resident(ps, "tiny:latest") is None
+
+        [outcome] = await fleet.stop_managed()
+        assert outcome.unloaded and outcome.reason == "process stopped"
+        assert not alive(pid)
+        stopped = (await fleet.status("llm")).process
+        assert stopped is not None and stopped.state == "stopped"
+        assert engine_entry(await fleet.status("llm"))["process"]["state"] == "stopped"
+        [again] = await fleet.stop_managed()
+        assert not again.unloaded and again.reason == "process not running"
+        assert seen[:2] == [("llm", "loading"), ("llm", "loaded")]
+        assert ("llm", "unloaded") in seen[2:]
+    finally:
+        await fleet.stop()
+        await supervisor.stop_all()
