@@ -33,6 +33,7 @@ CONFIG_DIR = Path(
 )
 ENV_PREFIX = "VO__"
 AUTO_PROFILE = "auto"
+CONSOLE_OVERRIDES = "console-overrides.toml"  # written by the console, in the state dir
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -352,6 +353,9 @@ def load_config(
     merge(data, read_toml(profile_file), str(profile_file), sources)
     if config_file:
         merge(data, user, str(config_file), sources)
+    overrides = _console_overrides(data, env_layers)
+    if overrides is not None:
+        merge(data, read_toml(overrides), str(overrides), sources)
     for source, layer in env_layers:
         merge(data, layer, source, sources)
     data["profile"] = chosen
@@ -359,6 +363,26 @@ def load_config(
         return AppConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc, sources)) from None
+
+
+def _console_overrides(
+    data: dict[str, Any], env_layers: list[tuple[str, dict[str, Any]]]
+) -> Path | None:
+    """``<state.dir>/console-overrides.toml``, the hibernation settings an operator saved in the
+    console, when it exists; it layers over the files and under the environment. Only its
+    ``[hibernation]`` tables count: a file the console writes never changes anything else."""
+    state_dir = data.get("state", {}).get("dir")
+    for _source, layer in env_layers:
+        state_dir = layer.get("state", {}).get("dir", state_dir)
+    if not isinstance(state_dir, str):
+        return None
+    path = Path(state_dir).expanduser() / CONSOLE_OVERRIDES
+    if not path.is_file():
+        return None
+    stray = sorted(set(read_toml(path)) - {"hibernation"})
+    if stray:
+        raise ConfigError(f"{path}: only [hibernation] may be set here, not {', '.join(stray)}")
+    return path
 
 
 def _last_profile_setting(

@@ -8,6 +8,7 @@ import pytest
 
 from orchestrator.config import (
     CONFIG_DIR,
+    CONSOLE_OVERRIDES,
     ConfigError,
     list_profiles,
     load_config,
@@ -167,3 +168,35 @@ def test_whole_tables_are_not_dumped_into_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(profile="cpu", config_file=user, environ={})
     assert "{" not in str(caught.value)
+
+
+def test_console_overrides_layer_over_files_and_under_the_environment(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    user = write(tmp_path, f'[state]\ndir = "{state}"\n[hibernation]\nwarm_after_s = 40\n')
+    (state / CONSOLE_OVERRIDES).write_text(
+        "[hibernation]\nwarm_after_s = 45\ncool_after_s = 600\n"
+        '[hibernation.actions.cool]\nunload_roles = ["tts"]\n'
+    )
+    config = load_config(profile="cpu", config_file=user, environ={})
+    assert (config.hibernation.warm_after_s, config.hibernation.cool_after_s) == (45, 600)
+    assert config.hibernation.actions["cool"].unload_roles == (Role.TTS,)
+    env = {"VO__HIBERNATION__WARM_AFTER_S": "50"}
+    assert load_config(profile="cpu", config_file=user, environ=env).hibernation.warm_after_s == 50
+
+
+def test_console_overrides_follow_a_state_dir_set_in_the_environment(tmp_path: Path) -> None:
+    (tmp_path / CONSOLE_OVERRIDES).write_text("[hibernation]\nwarm_after_s = 77\n")
+    env = {"VO__STATE__DIR": str(tmp_path)}
+    assert load_config(profile="cpu", environ=env).hibernation.warm_after_s == 77
+
+
+def test_console_overrides_may_only_set_hibernation(tmp_path: Path) -> None:
+    overrides = tmp_path / CONSOLE_OVERRIDES
+    overrides.write_text('[server]\napi_host = "0.0.0.0"\n')
+    env = {"VO__STATE__DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"only \[hibernation\] may be set here, not server"):
+        load_config(profile="cpu", environ=env)
+    overrides.write_text("[hibernation]\nwarm_after_s = -3\n")
+    with pytest.raises(ConfigError, match=r"console-overrides\.toml: hibernation\.warm_after_s"):
+        load_config(profile="cpu", environ=env)

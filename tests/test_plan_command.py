@@ -79,7 +79,9 @@ def test_json_has_the_documented_structure(
     assert engines["asr"]["estimate_source"] == "catalog"
     assert engines["tts"]["placement"] == "cpu"
     assert set(engines["asr"]) >= {"role", "priority", "vram_bytes", "runs_on", "configured"}
-    assert report["vram"]["used_bytes"] == engines["asr"]["vram_bytes"]
+    assert engines["llm"]["placement"] == "gpu" and engines["llm"]["estimate_source"] == "catalog"
+    on_gpu = engines["asr"]["vram_bytes"] + engines["llm"]["vram_bytes"]
+    assert report["vram"]["used_bytes"] == on_gpu
     assert report["all_fit"] is True
     assert len(report["modes"]) == 1
     assert report["cost"]["usd_per_hour"] == 0.67
