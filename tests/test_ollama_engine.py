@@ -237,6 +237,10 @@ async def test_supervised_ollama_serve_comes_back_after_a_kill(
         await states.reach(ProcessState.CRASHED)
         assert engine.state is EngineState.LOADING
         await states.reach(ProcessState.READY)
+        view = engine.process_view()
+        assert view is not None and view.state == "ready" and view.starts == 2
+        assert view.pid not in (None, first)
+        assert any("Listening on" in line for line in view.last_lines)
         url = f"http://127.0.0.1:{port}"
         for _ in range(400):  # the adapter re-attaches the model in the new server
             if engine.state is EngineState.LOADED:
