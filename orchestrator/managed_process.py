@@ -33,6 +33,7 @@ from orchestrator.child import Child
 from orchestrator.probes import Probe, port_free, port_holder
 from orchestrator.process_log import LogRing, RateLimitedLog
 from orchestrator.restart_policy import CrashHistory, RestartPolicy
+from services.base import ProcessView
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,12 @@ class ProcessStatus:
     starts: int
     exit_code: int | None
     last_lines: tuple[str, ...]
+
+    def view(self) -> ProcessView:
+        """The same, in the engine-facing shape health and the console read."""
+        seconds = max(0.0, time.time() - self.since)
+        fields = {k: v for k, v in vars(self).items() if k not in ("name", "since", "state")}
+        return ProcessView(state=self.state.value, seconds_in_state=seconds, **fields)
 
 
 class ManagedProcess:

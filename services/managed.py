@@ -286,20 +286,7 @@ class ServerEngine(ABC):
         return report
 
     def process_view(self, lines: int = 20) -> ProcessView | None:
-        process = self._process
-        if process is None:
-            return None
-        status = process.status(lines)
-        return ProcessView(
-            state=status.state.value,
-            detail=status.detail,
-            pid=status.pid,
-            port=status.port,
-            starts=status.starts,
-            exit_code=status.exit_code,
-            seconds_in_state=max(0.0, time.time() - status.since),
-            last_lines=status.last_lines,
-        )
+        return None if self._process is None else self._process.status(lines).view()
 
     async def health(self) -> EngineHealth:
         process = self._process
