@@ -16,12 +16,13 @@ from aiohttp import web
 from console import overrides
 from console.context import CONSOLE, IDENTITY, record
 from console.credits_view import SimulationError, parse_timeouts, run_simulation
-from orchestrator.fleet import UnknownEngine
+from orchestrator.fleet import UnknownEngine, UnloadOutcome
 from orchestrator.ladder import IdleState
-from orchestrator.runtime import RUNTIME
+from orchestrator.runtime import RUNTIME, Runtime
 from services.errors import EngineError
 
 MAX_KEEP_AWAKE_MIN = 24 * 60
+ACTIONS = ("load", "unload", "restart", "pin")
 
 
 def _json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -84,8 +85,8 @@ async def engine_action(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     name, action = request.match_info["name"], request.match_info["action"]
     body = await _body(request)
-    if action not in ("load", "unload", "pin"):
-        return _json_error(404, f"unknown action {action!r}; use load, unload or pin")
+    if action not in ACTIONS:
+        return _json_error(404, f"unknown action {action!r}; use {', '.join(ACTIONS)}")
     if name not in runtime.fleet.names:
         return await _refused(request, action, 404, f"no engine named {name!r}", target=name)
     details: dict[str, Any] = {}
@@ -99,12 +100,9 @@ async def engine_action(request: web.Request) -> web.Response:
             if not outcome.unloaded:
                 message = f"{name} not unloaded: {outcome.reason}"
                 return await _refused(request, action, 409, message, target=name)
-            if outcome.report is not None:
-                details = {
-                    "seconds": round(outcome.report.seconds, 3),
-                    "ram_freed_bytes": outcome.report.ram_freed_bytes,
-                    "vram_freed_bytes": outcome.report.vram_freed_bytes,
-                }
+            details = _unload_details(outcome)
+        elif action == "restart":
+            details = await _restart(runtime, name)
         else:
             details = {"pinned": bool(body.get("pinned", True))}
             runtime.pin(name, details["pinned"])
@@ -115,6 +113,30 @@ async def engine_action(request: web.Request) -> web.Response:
     await record(request, action, target=name, **details)
     status = await runtime.fleet.status(name)
     return web.json_response({"engine": name, "state": status.state, "pinned": status.pinned})
+
+
+def _unload_details(outcome: UnloadOutcome) -> dict[str, Any]:
+    report = outcome.report
+    if report is None:
+        return {}
+    return {
+        "seconds": round(report.seconds, 3),
+        "ram_freed_bytes": report.ram_freed_bytes,
+        "vram_freed_bytes": report.vram_freed_bytes,
+    }
+
+
+async def _restart(runtime: Runtime, name: str) -> dict[str, Any]:
+    """Unload (a managed engine's unload stops its server) and load again: a fresh start.
+
+    An engine in use by a request is not unloaded: the restart is refused rather than cut a
+    student off mid-sentence. An engine that was not loaded is simply loaded."""
+    outcome = await runtime.fleet.unload(name, respect_pin=False)
+    if not outcome.unloaded and not outcome.reason.startswith("already"):
+        raise EngineError(f"not restarted: {outcome.reason}", engine=name)
+    runtime.bus.publish("engine.loading", engine=name)
+    report = await runtime.fleet.load(name)
+    return {"unloaded": outcome.unloaded, "seconds": round(report.seconds, 3)}
 
 
 async def save_hibernation_settings(request: web.Request) -> web.Response:

@@ -4,12 +4,15 @@
     /, /engines, /hibernation,          server-rendered pages            console.pages
       /credits, /plan, /audit
     /events?view=<page>                 server-sent events from the bus  console.live
+    /events/logs                        managed processes' output, live  console.process_logs
     /api/...                            JSON reads and operator actions  console.reads, .admin
     /static/...                         CSS, scripts, vendored Chart.js  console/static
 
 Everything but ``/login`` needs the session cookie or HTTP Basic (``console.auth``). The
-console binds to loopback by default; nothing here records voice activity, so an open console
-never keeps the engines awake.
+console binds to loopback by default; behind a TLS proxy it believes ``X-Forwarded-Proto`` only
+when ``server.console_trust_proxy`` is set (``console.proxy``). Nothing here records voice
+activity, so an open console never keeps the engines awake; its one background task keeps the
+overview's chart history (``console.recorder``).
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ from console.admin import add_admin_routes
 from console.audit import AuditLog
 from console.auth import authenticate, guard_writes, security_headers
 from console.context import CONSOLE, Console
-from console.live import add_live_routes
+from console.live import add_live_routes, push_point
 from console.login import add_login_routes
 from console.overrides import FILE_NAME
 from console.pages import add_page_routes
 from console.password import HASH_ENV, PasswordCheck
+from console.process_logs import add_log_routes
+from console.proxy import trusted_proxy
 from console.reads import add_read_routes
+from console.recorder import recording
 from console.session import RevokedSessions, SessionSigner, load_or_create_key
 from orchestrator.config import ConfigError
 from orchestrator.runtime import RUNTIME, Runtime
@@ -73,7 +79,8 @@ def _console(
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     db = runtime.store.path
-    return Console(
+    trust_proxy = runtime.config.server.console_trust_proxy
+    console = Console(
         templates=_templates(app),
         passwords=passwords,
         signer=SessionSigner(load_or_create_key(state_dir / "console_session_key"), clock=clock),
@@ -81,7 +88,10 @@ def _console(
         audit=AuditLog(db),
         overrides_path=state_dir / FILE_NAME,
         clock=clock,
+        trust_proxy=trust_proxy,
     )
+    console.history.listeners.append(lambda point: push_point(console, point))
+    return console
 
 
 async def _announce(app: web.Application, environ: Mapping[str, str]) -> None:
@@ -110,7 +120,7 @@ def create_console_app(
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    app = web.Application(middlewares=[security_headers, authenticate, guard_writes])
+    app = web.Application(middlewares=[trusted_proxy, security_headers, authenticate, guard_writes])
     app[RUNTIME] = runtime
     app.router.add_static("/static", STATIC, name="static", append_version=True)
     environ = os.environ if environ is None else environ
@@ -118,8 +128,10 @@ def create_console_app(
     add_login_routes(app)
     add_page_routes(app)
     add_live_routes(app)
+    add_log_routes(app)
     add_read_routes(app)
     add_admin_routes(app)
     app.on_startup.append(functools.partial(_announce, environ=environ))
+    app.cleanup_ctx.append(recording)
     app.on_cleanup.append(_close)
     return app

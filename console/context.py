@@ -9,18 +9,16 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import jinja2
 from aiohttp import web
 
 from console.audit import AuditEntry, AuditLog
+from console.history import History
 from console.password import PasswordCheck
 from console.session import RevokedSessions, Session, SessionSigner
 from orchestrator.runtime import RUNTIME
-
-if TYPE_CHECKING:
-    from console.live import LiveStream
 
 log = logging.getLogger("console.audit")
 USER = "admin"
@@ -60,6 +58,12 @@ class LoginThrottle:
         self.failures.pop(remote, None)
 
 
+class Stream(Protocol):
+    """An open event stream (pages, process logs): ``close()`` ends it from outside."""
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Console:
     templates: jinja2.Environment
@@ -70,7 +74,10 @@ class Console:
     overrides_path: Path
     clock: Callable[[], float] = time.time
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
-    streams: weakref.WeakSet[LiveStream] = field(default_factory=weakref.WeakSet)
+    streams: weakref.WeakSet[Stream] = field(default_factory=weakref.WeakSet)
+    history: History = field(default_factory=History)
+    # Believe X-Forwarded-Proto/-For (a TLS proxy in front): only when the operator says so.
+    trust_proxy: bool = False
 
     def close(self) -> None:
         self.audit.close()

@@ -8,7 +8,6 @@ in HTML rendered by the server rather than keeping a second renderer in JavaScri
 from __future__ import annotations
 
 import asyncio
-import inspect
 from typing import Any
 
 from aiohttp import web
@@ -16,7 +15,7 @@ from aiohttp import web
 from console.context import CONSOLE
 from console.credits_view import cost_by_state, daily
 from console.snapshot import snapshot, transitions_view
-from orchestrator.runtime import RUNTIME, Runtime
+from orchestrator.runtime import RUNTIME
 
 # Which fragments each page shows; "status" is the header badge every page has.
 VIEWS: dict[str, tuple[str, ...]] = {
@@ -29,15 +28,6 @@ VIEWS: dict[str, tuple[str, ...]] = {
 }
 AUDIT_ROWS = 100
 TIMELINE_ROWS = 20
-
-
-async def plan_of(runtime: Runtime) -> Any:
-    """The VRAM planner's view through ``runtime.plan()`` when the runtime has one, else None."""
-    hook = getattr(runtime, "plan", None)
-    if not callable(hook):
-        return None
-    result = hook()
-    return await result if inspect.isawaitable(result) else result
 
 
 async def view_data(request: web.Request, view: str) -> dict[str, Any]:
@@ -53,8 +43,6 @@ async def view_data(request: web.Request, view: str) -> dict[str, Any]:
     if "cost_by_state" in names:
         data["daily"] = await asyncio.to_thread(daily, runtime.ledger, runtime.clock())
         data["cost_by_state"] = cost_by_state(data["snap"]["credits"])
-    if view == "plan":
-        data["plan"] = await plan_of(runtime)
     return data
 
 

@@ -1,11 +1,12 @@
 """Live updates: ``GET /events?view=<page>`` as server-sent events, driven by the event bus.
 
 A stream sends an ``update`` (the page's fragments rendered anew) when it opens, and then only
-when the bus publishes something: transitions, operator actions, pins. Each bus event is
-also forwarded as a ``bus`` message. With nothing happening the server does no work for it but
-a comment line every ``KEEPALIVE_S`` (so a vanished client is noticed); only while an engine is
-loading or unloading does it look again every ``SETTLE_S``, since the fleet does not announce the
-end of a load. Open streams are kept in a WeakSet and ended on shutdown.
+when the bus publishes something: ``engine.state`` (every load, unload and failure, from the
+fleet), ``engine.loading``, ``engine.pin``, ``process.state``, ``hibernation.transition`` and
+``audit``. Each bus event is also forwarded as a ``bus`` message. New chart points go to
+overview pages as ``history`` messages, without re-rendering anything. With nothing happening
+the server does no work for a stream but a comment line every ``KEEPALIVE_S`` (so a vanished
+client is noticed). Open streams are kept in a WeakSet and ended on shutdown.
 """
 
 from __future__ import annotations
@@ -17,27 +18,40 @@ from typing import Any
 
 from aiohttp import web
 
-from console.context import CONSOLE
+from console.context import CONSOLE, Console
 from console.fragments import VIEWS, update_message, view_data
-from console.snapshot import changing
+from console.history import Point
 from orchestrator.events import Event, Subscription
 from orchestrator.runtime import RUNTIME
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE_S = 25.0
-SETTLE_S = 1.0
 _CLOSE = "console.stream-closed"
+_HISTORY = "console.history"
+CHART_VIEWS = frozenset({"overview"})
 
 
 class LiveStream:
-    """One open event stream; ``close()`` ends it from outside (shutdown)."""
+    """One open page stream; ``close()`` ends it from outside (shutdown)."""
 
-    def __init__(self, subscription: Subscription) -> None:
+    def __init__(self, subscription: Subscription, view: str) -> None:
         self.subscription = subscription
+        self.view = view
 
     def close(self) -> None:
         self.subscription.offer(Event(_CLOSE, {}))
+
+    def chart_point(self, point: Point) -> None:
+        if self.view in CHART_VIEWS:
+            self.subscription.offer(Event(_HISTORY, point.to_dict()))
+
+
+def push_point(console: Console, point: Point) -> None:
+    """A ``History`` listener: hand a new chart point to every open page that draws charts."""
+    for stream in list(console.streams):
+        if isinstance(stream, LiveStream):
+            stream.chart_point(point)
 
 
 def _message(kind: str, data: Any) -> bytes:
@@ -75,7 +89,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         }
     )
     with runtime.bus.subscribe(maxsize=64) as subscription:
-        stream = LiveStream(subscription)
+        stream = LiveStream(subscription, view)
         console.streams.add(stream)
         await response.prepare(request)
         try:
@@ -93,19 +107,23 @@ async def _serve(
     data = await view_data(request, view)
     await response.write(b"retry: 2000\n" + _message("update", update_message(request, data)))
     while True:
-        wait = SETTLE_S if changing(data["snap"]) else KEEPALIVE_S
-        batch = await _next(subscription, wait)
+        batch = await _next(subscription, KEEPALIVE_S)
         if any(event.type == _CLOSE for event in batch):
             await response.write_eof()
             return
-        if not batch and not changing(data["snap"]):
+        if not batch:
             await response.write(b": keep-alive\n\n")
             continue
         for event in batch:
+            if event.type == _HISTORY:
+                await response.write(_message("history", event.data))
+        changes = [event for event in batch if event.type != _HISTORY]
+        for event in changes:
             bus = {"type": event.type, "at": event.at, "data": event.data}
             await response.write(_message("bus", bus))
-        data = await view_data(request, view)
-        await response.write(_message("update", update_message(request, data)))
+        if changes:
+            data = await view_data(request, view)
+            await response.write(_message("update", update_message(request, data)))
 
 
 async def close_streams(app: web.Application) -> None:

@@ -9,6 +9,8 @@ from aiohttp import web
 from console import overrides
 from console.context import CONSOLE, IDENTITY
 from console.fragments import view_data
+from console.plan_view import plan_of
+from console.process_logs import BACKLOG, tails
 from console.snapshot import ladder_view
 from orchestrator.runtime import RUNTIME
 from services.base import Role
@@ -43,11 +45,23 @@ async def _page(request: web.Request, view: str, **extra: Any) -> web.Response:
 
 
 async def overview(request: web.Request) -> web.Response:
-    return await _page(request, "overview")
+    history = request.app[CONSOLE].history
+    return await _page(
+        request,
+        "overview",
+        history=history.to_list(),
+        history_step_s=history.step_s,
+        history_keep_s=history.keep_s,
+    )
 
 
 async def engines(request: web.Request) -> web.Response:
-    return await _page(request, "engines")
+    runtime = request.app[RUNTIME]
+    data = await view_data(request, "engines")
+    managed = [
+        e["name"] for e in data["snap"]["engines"] if e["runtime"] == "managed" or e["process"]
+    ]
+    return render(request, "engines.html", **data, logs=tails(runtime, managed), backlog=BACKLOG)
 
 
 async def hibernation(request: web.Request) -> web.Response:
@@ -72,7 +86,7 @@ async def credits(request: web.Request) -> web.Response:
 
 
 async def plan(request: web.Request) -> web.Response:
-    return await _page(request, "plan")
+    return await _page(request, "plan", plan=await plan_of(request.app[RUNTIME]))
 
 
 async def audit(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from console.context import CONSOLE
 from console.credits_view import MAX_DAYS, daily
-from console.fragments import plan_of
+from console.plan_view import plan_of
 from console.snapshot import snapshot
 from orchestrator.runtime import RUNTIME
 
@@ -67,14 +67,8 @@ async def audit(request: web.Request) -> web.Response:
 
 
 async def plan(request: web.Request) -> web.Response:
-    result = await plan_of(request.app[RUNTIME])
-    if result is None:
-        return web.json_response({"available": False, "reason": "planner not available"})
-    return web.json_response({"available": True, "plan": result}, dumps=_dumps)
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, default=str)
+    """The plan page's table as JSON: one column per GPU (detected, then each named type)."""
+    return web.json_response(await plan_of(request.app[RUNTIME]))
 
 
 def add_read_routes(app: web.Application) -> None:

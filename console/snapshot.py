@@ -17,9 +17,6 @@ from orchestrator.fleet import EngineStatus
 from orchestrator.ladder import ORDER, IdleState
 from orchestrator.runtime import Runtime
 
-# Engine states that change by themselves soon: while one shows, the live stream looks again.
-TRANSIENT = frozenset({"loading", "unloading", "downloading"})
-
 
 def engine_view(status: EngineStatus) -> dict[str, Any]:
     memory = status.memory
@@ -44,6 +41,7 @@ def engine_view(status: EngineStatus) -> dict[str, Any]:
         "priority": status.priority,
         "detail": status.detail,
         "hint": status.hint,
+        "process": None if status.process is None else asdict(status.process),
     }
 
 
@@ -101,11 +99,6 @@ async def snapshot(runtime: Runtime) -> dict[str, Any]:
         "vram": vram,
         "sessions": runtime.session_summaries(),
     }
-
-
-def changing(data: dict[str, Any]) -> bool:
-    """Whether an engine is in a state that will change by itself soon."""
-    return any(engine["state"] in TRANSIENT for engine in data["engines"])
 
 
 async def transitions_view(runtime: Runtime, limit: int = 50) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orchestrator.duplex_config import DuplexConfig
 from orchestrator.ladder import IdleState, Thresholds
 from services.base import Role
 from services.registry import ADAPTERS
@@ -52,6 +53,9 @@ class ServerConfig(_Model):
     api_port: Port = 11400
     console_host: str = "127.0.0.1"
     console_port: Port = 8766
+    # Behind a TLS-terminating proxy on this host: believe its X-Forwarded-Proto/-For headers
+    # (Secure cookies, the audit log's client address). Off, they are ignored: anyone can send them.
+    console_trust_proxy: bool = False
     open_paths: tuple[str, ...] = ("/health/live",)
     shutdown_grace_s: Seconds = 10.0
 
@@ -227,6 +231,7 @@ class AppConfig(_Model):
     engines: dict[str, EngineConfig] = Field(default_factory=dict)
     routing: RoutingConfig = RoutingConfig()
     sessions: SessionsConfig = SessionsConfig()
+    duplex: DuplexConfig = DuplexConfig()
 
     @model_validator(mode="before")
     @classmethod

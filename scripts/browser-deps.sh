@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install headless Chromium and its WebDriver for the console's browser tests
-# (tests/console/test_browser.py), when missing and when we can (root + apt):
-#   chromium chromium-driver fonts-dejavu-core
-# Without them those tests skip with a reason; CI (.ci/run) runs this, so there they run.
+# Install headless Chromium for the console's browser tests (tests/console/test_browser.py),
+# when missing and when we can (root + apt):  chromium fonts-dejavu-core
+# Playwright (the `dev` extra) drives it with executable_path=/usr/bin/chromium; its pip wheel
+# carries its own driver, so `playwright install` (a browser download) is never needed.
+# Without chromium those tests skip with a reason; CI (.ci/run) runs this, so there they run.
 set -euo pipefail
 packages=()
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
-command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || packages+=(fonts-dejavu-core)
 [ ${#packages[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then

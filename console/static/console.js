@@ -4,7 +4,7 @@
 "use strict";
 
 (function () {
-  const VO = (window.VO = { offset: 0, handlers: { update: [], bus: [] } });
+  const VO = (window.VO = { offset: 0, handlers: { update: [], bus: [], history: [] } });
   const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
   // -- time: server clock offset, relative times, countdowns ---------------------------------
@@ -121,8 +121,14 @@
       const message = JSON.parse(event.data);
       if (message.type === "hibernation.transition") {
         VO.toast(`${message.data.source} → ${message.data.target}: ${message.data.cause}`, "info");
+      } else if (message.type === "engine.state" && message.data.state === "failed") {
+        VO.toast(`${message.data.engine} failed`, "error");
       }
       VO.handlers.bus.forEach((fn) => fn(message));
+    });
+    source.addEventListener("history", (event) => {
+      const point = JSON.parse(event.data);
+      VO.handlers.history.forEach((fn) => fn(point));
     });
     source.addEventListener("error", () => {
       if (source.readyState === EventSource.CLOSED) {

@@ -1,161 +1,133 @@
-"""A small async face on selenium driving Debian's headless Chromium, for the console's tests.
+"""Debian's headless Chromium driven by Playwright (async API), for the console's browser tests.
 
-Selenium blocks, and the console under test runs on the test's event loop, so every browser
-call runs in a worker thread (``asyncio.to_thread``) while the loop goes on serving.
+Playwright's wheel carries its own driver; the browser is the system's ``chromium`` (or
+``$VO_CHROMIUM``), started with ``executable_path``: ``playwright install`` is never needed.
+Playwright's async API runs on the test's event loop beside the console under test, and its
+``expect`` waits for a condition to hold (no sleeps).
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import os
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING
 
 from tests.conftest import CONSOLE_PASSWORD
 
-T = TypeVar("T")
-FLAGS = (
+if TYPE_CHECKING:
+    from playwright.async_api import ConsoleMessage, Page, ViewportSize
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = Path(os.environ.get("VO_SCREENSHOTS") or ROOT / "test-artifacts" / "screenshots")
+FLAGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
-    "--no-first-run",
     "--disable-dev-shm-usage",
-    "--window-size=1280,900",
-)
-WAIT_S = 10.0
+]
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+WAIT_MS = 10_000
+written: list[Path] = []  # screenshots saved in this run, for the summary at the end
 
 
-def chromium_paths() -> tuple[str, str] | str:
-    """(browser, driver), or why the browser tests cannot run here."""
+def chromium_path() -> str:
+    """The browser to drive; raises ``LookupError`` saying why the tests cannot run here."""
     try:
-        import selenium  # noqa: F401
+        import playwright.async_api  # noqa: F401
     except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
+        raise LookupError("playwright is not installed (pip install -e '.[dev]')") from None
     browser = os.environ.get("VO_CHROMIUM") or shutil.which("chromium")
-    driver = os.environ.get("VO_CHROMEDRIVER") or shutil.which("chromedriver")
-    if not browser or not driver or not (Path(browser).exists() and Path(driver).exists()):
-        return "chromium and chromium-driver are missing (scripts/browser-deps.sh installs them)"
-    return browser, driver
+    if not browser or not Path(browser).exists():
+        raise LookupError("chromium is missing (scripts/browser-deps.sh installs it)")
+    return browser
 
 
-def start_chromium(browser: str, driver: str, profile: Path) -> Any:
-    os.environ.setdefault("SE_OFFLINE", "true")  # selenium must not look for downloads
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+class Console:
+    """One signed-out browser tab on the console at ``base``; collects script errors."""
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (*FLAGS, f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(driver))
-
-
-class Browser:
-    def __init__(self, driver: Any, base: str) -> None:
-        self.driver = driver
+    def __init__(self, page: Page, base: str) -> None:
+        self.page = page
         self.base = base
+        self.errors: list[str] = []
+        page.on("console", self._console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.set_default_timeout(WAIT_MS)
 
-    async def run(self, call: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(call, *args)
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.errors.append(f"console: {message.text} at {message.location}")
 
-    async def get(self, path: str) -> None:
-        await self.run(self.driver.get, self.base + path)
-
-    async def script(self, code: str) -> Any:
-        return await self.run(self.driver.execute_script, code)
-
-    def _wait(self, condition: Callable[[Any], Any], what: str) -> Any:
-        from selenium.common.exceptions import TimeoutException
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        try:
-            return WebDriverWait(self.driver, WAIT_S, poll_frequency=0.05).until(condition)
-        except TimeoutException:
-            where = self.driver.current_url
-            raise AssertionError(f"waited {WAIT_S:g} s for {what} on {where}") from None
-
-    async def wait_css(self, selector: str) -> Any:
-        from selenium.webdriver.common.by import By
-
-        def found(driver: Any) -> Any:
-            elements = driver.find_elements(By.CSS_SELECTOR, selector)
-            return elements[0] if elements else False
-
-        return await self.run(self._wait, found, selector)
-
-    async def wait_text(self, selector: str, text: str) -> None:
-        from selenium.webdriver.common.by import By
-
-        def shows(driver: Any) -> bool:
-            elements = driver.find_elements(By.CSS_SELECTOR, selector)
-            return bool(elements) and text in elements[0].text
-
-        await self.run(self._wait, shows, f"{text!r} in {selector}")
-
-    async def count(self, selector: str) -> int:
-        from selenium.webdriver.common.by import By
-
-        return len(await self.run(self.driver.find_elements, By.CSS_SELECTOR, selector))
-
-    async def click(self, selector: str, *, confirm: bool = False) -> None:
-        element = await self.wait_css(selector)
-        await self.run(element.click)
-        if confirm:
-            from selenium.webdriver.support import expected_conditions
-
-            alert = await self.run(self._wait, expected_conditions.alert_is_present(), "confirm")
-            await self.run(alert.accept)
-
-    async def fill(self, selector: str, value: str) -> None:
-        element = await self.wait_css(selector)
-        await self.run(element.clear)
-        await self.run(element.send_keys, value)
-
-    async def send_file(self, selector: str, path: Path) -> None:
-        element = await self.wait_css(selector)
-        await self.run(element.send_keys, str(path))
+    async def goto(self, path: str) -> None:
+        await self.page.goto(self.base + path)
 
     async def sign_in(self, path: str) -> None:
-        await self.get(path)
-        await self.wait_css('input[name="password"]')
-        await self.fill('input[name="password"]', CONSOLE_PASSWORD)
-        await self.click('button[type="submit"]')
-        await self.wait_css("header.top")
-        assert self.driver.current_url == self.base + path
+        """Ask for ``path``, get the sign-in form, sign in, and land on ``path`` with the
+        live stream open."""
+        from playwright.async_api import expect
 
-    async def screenshot(self, width: int, *, mobile: bool) -> bytes:
-        """The whole page at ``width`` CSS pixels (a phone's viewport when ``mobile``)."""
+        await self.goto(path)
+        await expect(self.page).to_have_url(re.compile(r"/login\?next="))
+        await self.page.fill('input[name="password"]', CONSOLE_PASSWORD)
+        await self.page.click('button[type="submit"]')
+        await expect(self.page).to_have_url(self.base + path)
+        await self.live()
 
-        def shoot() -> bytes:
-            metrics = {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": mobile}
-            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-            height = self.driver.execute_script(
-                "return new Promise(r => requestAnimationFrame(() => requestAnimationFrame("
-                "() => r(document.documentElement.scrollHeight))))"
-            )
-            metrics["height"] = min(int(height), 6000)
-            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-            self.driver.execute_script(
-                "return new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
-            )
-            shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
-            return base64.b64decode(shot["data"])
+    async def live(self) -> None:
+        """Wait until the page's event stream is open (so later changes will reach it)."""
+        from playwright.async_api import expect
 
-        return await self.run(shoot)
+        await expect(self.page.locator("#live")).to_have_text("live")
 
-    async def forget_console(self) -> None:
-        """Drop the console log so far (after errors a test caused on purpose)."""
-        await self.run(self.driver.get_log, "browser")
+    async def mark(self) -> None:
+        """Tag this document, so ``same_document()`` tells whether the page was reloaded."""
+        await self.page.evaluate("window.__sameDocument = true")
 
-    async def expect_no_console_errors(self) -> None:
+    async def same_document(self) -> bool:
+        return bool(await self.page.evaluate("window.__sameDocument === true"))
+
+    async def screenshot(self, name: str) -> tuple[int, int]:
+        """Save ``<name>-desktop.png`` and ``<name>-phone.png`` (whole page); returns the
+        phone page's (viewport width, document width), equal when nothing overflows."""
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        widths = (0, 0)
+        for form, size in (("desktop", DESKTOP), ("phone", PHONE)):
+            await self.page.set_viewport_size(size)
+            await self.page.evaluate("new Promise(r => requestAnimationFrame(() => r(null)))")
+            path = SHOTS / f"{name}-{form}.png"
+            await self.page.screenshot(path=str(path), full_page=True)
+            written.append(path)
+            if form == "phone":
+                found = await self.page.evaluate(
+                    "[window.innerWidth, document.documentElement.scrollWidth]"
+                )
+                widths = (int(found[0]), int(found[1]))
+        await self.page.set_viewport_size(DESKTOP)
+        return widths
+
+    def expect_no_errors(self) -> None:
         """Scripts ran without errors and nothing broke the Content-Security-Policy."""
-        entries = await self.run(self.driver.get_log, "browser")
-        errors = [e["message"] for e in entries if e["level"] == "SEVERE"]
-        assert not errors, errors
+        assert not self.errors, self.errors
+
+
+@asynccontextmanager
+async def chromium(base: str) -> AsyncIterator[Console]:
+    """A fresh headless Chromium with one tab on the console at ``base``."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=chromium_path(), args=FLAGS)
+        try:
+            context = await browser.new_context(viewport=DESKTOP)
+            yield Console(await context.new_page(), base)
+        finally:
+            await browser.close()

@@ -21,16 +21,24 @@ from orchestrator.config import AppConfig, load_config
 from orchestrator.host_power import SimulatedHost
 from orchestrator.runtime import Runtime
 from orchestrator.secrets import Secrets
-from services.base import Role
+from services.base import Engine, Role
 from tests.conftest import CONSOLE_PASSWORD
+from tests.console.managed import ManagedFakeEngine
 from tests.fakes import FakeClock, FakeEngine
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
 
 
-def console_toml(tmp: Path) -> str:
-    return f"""
+NO_LLM = """
+[engines.llm]
+enabled = false
+"""
+
+
+def console_toml(tmp: Path, extra: str = NO_LLM) -> str:
+    return (
+        f"""
 profile = "cpu"
 
 [models]
@@ -64,16 +72,27 @@ estimate_ram_mb = 120
 
 [engines.vad]
 enabled = false
-
-[engines.llm]
-enabled = false
 """
+        + extra
+    )
 
 
 @pytest.fixture
-def console_config(tmp_path: Path) -> AppConfig:
+def extra_toml() -> str:
+    """The end of the console runtime's configuration; a test module may override it."""
+    return NO_LLM
+
+
+@pytest.fixture
+def engines() -> dict[str, Engine]:
+    """The runtime's engines by name; a test module may override it (with ``extra_toml``)."""
+    return {"asr": FakeEngine("asr", Role.ASR), "tts": FakeEngine("tts", Role.TTS)}
+
+
+@pytest.fixture
+def console_config(tmp_path: Path, extra_toml: str) -> AppConfig:
     path = tmp_path / "console.toml"
-    path.write_text(console_toml(tmp_path))
+    path.write_text(console_toml(tmp_path, extra_toml))
     return load_config(config_file=path, environ={})
 
 
@@ -84,12 +103,14 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def runtime(
-    console_config: AppConfig, secrets: Secrets, clock: FakeClock
+    console_config: AppConfig, secrets: Secrets, clock: FakeClock, engines: dict[str, Engine]
 ) -> AsyncIterator[Runtime]:
-    engines = {"asr": FakeEngine("asr", Role.ASR), "tts": FakeEngine("tts", Role.TTS)}
     runtime = Runtime.create(
         console_config, secrets, clock=clock, host=SimulatedHost(), engines=engines
     )
+    for engine in engines.values():
+        if isinstance(engine, ManagedFakeEngine):
+            engine.supervisor = runtime.supervisor
     runtime.hibernator.start()
     yield runtime
     await runtime.stop()
@@ -120,3 +141,12 @@ async def sign_in(client: Client, password: str = CONSOLE_PASSWORD) -> dict[str,
 @pytest.fixture
 async def csrf(client: Client) -> dict[str, str]:
     return await sign_in(client)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say where the browser tests left their screenshots (the issue asks for the paths)."""
+    from tests.console.browser import SHOTS, written
+
+    if written:
+        terminalreporter.write_sep("-", "console screenshots")
+        terminalreporter.write_line(f"{len(written)} saved in {SHOTS}/")

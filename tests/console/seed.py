@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from console.history import History
 from orchestrator.runtime import Runtime
 from orchestrator.store import TransitionRecord
+from services.nvml import GpuTelemetry
 from tests.fakes import FakeClock
 
 DAY, HOUR, MB = 86400.0, 3600.0, 1_000_000
@@ -69,3 +72,24 @@ def seed_history(runtime: Runtime, clock: FakeClock, days: int = 4) -> None:
                 now - 65, source, target, cause, [], _memory(900, 300), _memory(900, 300), 0.1
             )
         )
+
+
+def seed_charts(history: History, clock: FakeClock, hours: int = 6) -> None:
+    """Six hours of GPU readings and turn latencies through ``History.step``, as the console's
+    task would have recorded them: classes at fixed times load the GPU and make turns."""
+    bounds = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, math.inf)
+    counts = [0.0] * len(bounds)
+    total = 24 * 1024**3
+    start = clock() - hours * HOUR
+    for minute in range(hours * 60):
+        at = start + minute * 60
+        talking = (minute // 45) % 3 == 1  # 45 minutes of class, 90 minutes of quiet
+        used = (8.6 if talking else 0.4) * 1024**3 + (minute % 7) * 40 * MB
+        util = 45.0 + 20 * math.sin(minute / 4) if talking else 0.0
+        gpu = GpuTelemetry(0, "NVIDIA L4", total, int(used), total - int(used), util)
+        if talking:  # a few turns a minute: most answered in 0.3-0.75 s, some slower
+            turns = ((4, 3 + minute % 3), (5, 1 + minute % 2), (7, int(minute % 5 == 0)))
+            for index, extra in turns:
+                for i in range(index, len(bounds)):
+                    counts[i] += extra
+        history.step(at, minute + 1, [gpu], list(zip(bounds, counts, strict=True)))

@@ -158,3 +158,27 @@ async def test_audit_entries_are_served_newest_first(client: Client, csrf: dict[
     assert entries[0]["target"] == "asr"
     assert entries[0]["via"] == "session"
     assert json.dumps(entries)  # plain JSON all through
+
+
+async def test_restart_unloads_and_loads_again_unless_in_use(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    engine = runtime.fleet.engine("tts")
+    cold = await client.post("/api/engines/tts/restart", json={}, headers=csrf)
+    assert cold.status == 200 and (await cold.json())["state"] == "loaded"  # was not loaded
+    assert (engine.loads, engine.unloads) == (1, 0)  # type: ignore[attr-defined]
+
+    runtime.pin("tts", True)  # an operator's restart goes through a pin, as an unload does
+    warm = await client.post("/api/engines/tts/restart", json={}, headers=csrf)
+    assert (await warm.json())["state"] == "loaded"
+    assert (engine.loads, engine.unloads) == (2, 1)  # type: ignore[attr-defined]
+
+    async with runtime.fleet.lease(["tts"]):  # a request is using it
+        busy = await client.post("/api/engines/tts/restart", json={}, headers=csrf)
+    assert busy.status == 409
+    assert "in use by 1 request" in (await busy.json())["error"]
+    assert engine.state.value == "loaded"
+    restarts = [(target, ok) for action, target, ok in audit_actions(client) if action == "restart"]
+    assert restarts == [("tts", False), ("tts", True), ("tts", True)]
+    entry = client.app[CONSOLE].audit.recent()[1]
+    assert entry.details == {"unloaded": True, "seconds": 0.01}

@@ -34,6 +34,7 @@ READS = [
     "/api/audit",
     "/api/plan",
     "/events",
+    "/events/logs",
     "/static/console.js",
 ]
 WRITES = [
@@ -44,6 +45,7 @@ WRITES = [
     "/api/engines/asr/load",
     "/api/engines/asr/unload",
     "/api/engines/asr/pin",
+    "/api/engines/asr/restart",
     "/api/simulate",
 ]
 

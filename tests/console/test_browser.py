@@ -1,29 +1,37 @@
-"""The console in a real headless Chromium: sign in, see the engines, act, and watch the pages
-change live over server-sent events without a reload; screenshots of every page, desktop and
-phone, go to ``build/screenshots/`` (or ``$VO_SCREENSHOTS``).
+"""The console in a real headless Chromium (Playwright driving Debian's ``chromium``): sign in,
+see the engines, act, and watch the pages change live over server-sent events without a
+reload; screenshots of every page, desktop and phone, go to ``test-artifacts/screenshots/``
+(or ``$VO_SCREENSHOTS``), and the run's summary prints where.
 
-Needs Debian's ``chromium`` and ``chromium-driver`` (``scripts/browser-deps.sh`` installs them;
-CI runs it) and selenium (the ``dev`` extra); without them these tests skip, saying why.
+Needs ``chromium`` (``scripts/browser-deps.sh`` installs it; CI runs it) and the ``playwright``
+package (the ``dev`` extra); without them these tests skip, saying why.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from console.context import CONSOLE
 from orchestrator.ladder import IdleState
 from orchestrator.runtime import Runtime
-from tests.console.browser import Browser, chromium_paths, start_chromium
-from tests.console.seed import seed_history
-from tests.fakes import FakeClock
+from services.base import Engine, Role
+from tests.console import managed
+from tests.console.browser import Console, chromium, chromium_path
+from tests.console.seed import seed_charts, seed_history
+from tests.fakes import FakeClock, FakeEngine
 
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = Path(os.environ.get("VO_SCREENSHOTS", ROOT / "build" / "screenshots"))
+try:
+    chromium_path()
+    missing = ""
+except LookupError as exc:
+    missing = str(exc)
+pytestmark = pytest.mark.skipif(bool(missing), reason=missing)
+
 PAGES = {
     "overview": "/",
     "engines": "/engines",
@@ -33,18 +41,19 @@ PAGES = {
     "audit": "/audit",
 }
 
-missing = chromium_paths()
-pytestmark = pytest.mark.skipif(
-    isinstance(missing, str), reason=missing if isinstance(missing, str) else ""
-)
+
+@pytest.fixture
+def extra_toml() -> str:
+    return managed.TOML
 
 
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    assert not isinstance(missing, str)
-    chromium = start_chromium(*missing, tmp_path_factory.mktemp("chromium-profile"))
-    yield chromium
-    chromium.quit()
+@pytest.fixture
+def engines() -> dict[str, Engine]:
+    return {
+        "asr": FakeEngine("asr", Role.ASR),
+        "tts": FakeEngine("tts", Role.TTS),
+        "llm": managed.ManagedFakeEngine("llm"),
+    }
 
 
 @pytest.fixture
@@ -53,93 +62,126 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def browser(
-    driver: Any, runtime: Runtime, console_app: Any, aiohttp_server: Any, clock: FakeClock
-) -> AsyncIterator[Browser]:
+async def console(
+    runtime: Runtime, console_app: Any, aiohttp_server: Any, clock: FakeClock
+) -> AsyncIterator[Console]:
     seed_history(runtime, clock)
     server = await aiohttp_server(console_app)
-    browser = Browser(driver, f"http://127.0.0.1:{server.port}")
-    await browser.run(driver.delete_all_cookies)
-    yield browser
-    await browser.expect_no_console_errors()
-    await browser.run(driver.execute_cdp_cmd, "Emulation.clearDeviceMetricsOverride", {})
+    async with chromium(f"http://127.0.0.1:{server.port}") as tab:
+        yield tab
+        tab.expect_no_errors()
 
 
-async def test_sign_in_act_and_see_changes_live(browser: Browser, runtime: Runtime) -> None:
-    await browser.sign_in("/engines")
-    await browser.wait_text("#live", "live")  # the event stream is open
-    assert await browser.count("tr[data-engine]") == 2
-    await browser.script("window.__sameDocument = true")
+def expect(target: Any) -> Any:
+    from playwright.async_api import expect as playwright_expect
 
-    await browser.click('button[data-post="/api/engines/tts/load"]')
-    await browser.wait_css('tr[data-engine="tts"][data-state="loaded"]')
-    await browser.click('button[data-post="/api/engines/tts/unload"]')
-    await browser.wait_css('tr[data-engine="tts"][data-state="unloaded"]')
+    return playwright_expect(target)
 
-    await browser.get("/")
-    await browser.wait_text("#live", "live")
-    await browser.script("window.__sameDocument = true")
-    await browser.click("#hibernate-now", confirm=True)
-    await browser.wait_css('.ladder .step.current[data-state="cold"]')
-    await browser.wait_css('#hib-state[data-state="cold"]')
-    assert runtime.hibernator.state is IdleState.COLD
+
+async def test_engines_load_unload_and_logs_change_live(
+    console: Console, runtime: Runtime, engines: dict[str, Any]
+) -> None:
+    page = console.page
+    await console.sign_in("/engines")
+    await expect(page.locator("tr[data-engine]")).to_have_count(3)
+    await console.mark()
+
+    llm = page.locator('tr[data-engine="llm"]')
+    await expect(llm).to_have_attribute("data-state", "unloaded")
+    await page.click('button[data-post="/api/engines/llm/load"]')
+    await expect(llm).to_have_attribute("data-state", "loaded")
+    await expect(llm.locator(".process")).to_contain_text("process ready")
+
+    # The server process's output follows live: first its start-up lines, then a new one.
+    log = page.locator('details.log[data-log="llm"] pre')
+    await expect(log).to_contain_text("fake llm server: listening")
+    await expect(log.locator(".stderr")).to_contain_text("no GPU")
+    engines["llm"].poke()
+    await expect(log).to_contain_text("poked 1")
+
+    await page.click('button[data-post="/api/engines/llm/unload"]')
+    await expect(llm).to_have_attribute("data-state", "unloaded")
+    await expect(log).to_contain_text("stopped")  # the supervisor's own line
 
     # A change made on the server, not in this page, arrives by the stream too.
+    await runtime.fleet.load("tts")
+    await expect(page.locator('tr[data-engine="tts"]')).to_have_attribute("data-state", "loaded")
+    assert await console.same_document()  # never reloaded
+
+
+async def test_hibernate_now_moves_the_ladder(console: Console, runtime: Runtime) -> None:
+    page = console.page
+    await console.sign_in("/")
+    await console.mark()
+    await expect(page.locator(".ladder .step.current")).to_have_attribute("data-state", "active")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.click("#hibernate-now")
+    await expect(page.locator(".ladder .step.current")).to_have_attribute("data-state", "cold")
+    await expect(page.locator("#hib-state")).to_have_attribute("data-state", "cold")
+    assert runtime.hibernator.state is IdleState.COLD
+
     await runtime.hibernator.force(IdleState.ACTIVE, cause="a voice request")
-    await browser.wait_css('.ladder .step.current[data-state="active"]')
-    assert await browser.script("return window.__sameDocument === true")  # never reloaded
-    await browser.get("/audit")
-    await browser.wait_text("#frag-audit_table", "hibernate")
+    await expect(page.locator(".ladder .step.current")).to_have_attribute("data-state", "active")
+    assert await console.same_document()
+    await console.goto("/audit")
+    await expect(page.locator("#frag-audit_table")).to_contain_text("hibernate")
 
 
-async def test_settings_and_simulator_forms(browser: Browser, tmp_path: Path) -> None:
-    await browser.sign_in("/hibernation")
-    await browser.fill('input[name="warm_after_s"]', "45")
-    await browser.click('#settings button[type="submit"]')
-    await browser.wait_text("#settings-result", "Takes effect on restart")
+async def test_settings_and_simulator_forms(console: Console, tmp_path: Path) -> None:
+    page = console.page
+    await console.sign_in("/hibernation")
+    await page.fill('input[name="warm_after_s"]', "45")
+    await page.click('#settings button[type="submit"]')
+    await expect(page.locator("#settings-result")).to_contain_text("Takes effect on restart")
 
-    await browser.get("/credits")
-    await simulate(browser, tmp_path)
-    assert await browser.script("return !!window.Chart && !!Chart.getChart('daily-chart')")
+    await console.goto("/credits")
+    await simulate(console, tmp_path)
+    assert await page.evaluate("!!window.Chart && !!Chart.getChart('daily-chart')")
 
 
-async def simulate(browser: Browser, folder: Path) -> None:
+async def simulate(console: Console, folder: Path) -> None:
     """Upload a week of three classes a day to the simulator and wait for its table."""
     day, start = 86400, int(time.time()) - 7 * 86400
     starts = [start + d * day + h * 3600 for d in range(7) for h in (9, 14, 19)]
-    rows = [f"{at},{at + 2400}" for at in starts]
     trace = folder / "week.csv"
-    trace.write_text("start,end\n" + "\n".join(rows) + "\n")
-    await browser.send_file('#simulate input[type="file"]', trace)
-    await browser.click('#simulate button[type="submit"]')
-    await browser.wait_css("#simulation-table tbody tr:nth-child(5)")
+    trace.write_text("start,end\n" + "".join(f"{at},{at + 2400}\n" for at in starts))
+    await console.page.set_input_files('#simulate input[type="file"]', trace)
+    await console.page.click('#simulate button[type="submit"]')
+    await expect(console.page.locator("#simulation-table tbody tr")).to_have_count(5)
 
 
 async def test_screenshots_of_every_page(
-    browser: Browser, runtime: Runtime, tmp_path: Path
+    console: Console,
+    console_app: Any,
+    runtime: Runtime,
+    clock: FakeClock,
+    engines: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """Every page with plausible data, desktop and phone; on a phone nothing is wider than
+    the screen."""
+    page = console.page
+    seed_charts(console_app[CONSOLE].history, clock)
     await runtime.fleet.load("asr")
+    await runtime.fleet.load("llm")
+    engines["llm"].poke()
     runtime.pin("asr", True)
-    await browser.get("/login")
-    for width, form in ((1280, "desktop"), (390, "phone")):
-        png = await browser.screenshot(width, mobile=form == "phone")
-        (SHOTS / f"login-{form}.png").write_bytes(png)
-    await browser.run(browser.driver.execute_cdp_cmd, "Emulation.clearDeviceMetricsOverride", {})
-    await browser.sign_in("/")
+    await console.goto("/login")
+    await console.screenshot("login")
+    await console.sign_in("/")
     for action in ("hibernation/keep-awake", "engines/asr/pin", "engines/tts/unload"):
-        await browser.script(f"return VO.post('/api/{action}', {{}}).catch(e => e.message)")
-    await browser.forget_console()  # the refused unload's 409, asked for
+        await page.evaluate(f"VO.post('/api/{action}', {{}}).catch(e => e.message)")
+    console.errors.clear()  # the refused unload's 409, asked for
     for name, path in PAGES.items():
-        await browser.get(path)
-        await browser.wait_text("#live", "live")
+        await console.goto(path)
+        await console.live()
+        if name == "overview":
+            for chart, line in (("gpu-chart", 0), ("latency-chart", 1)):
+                drawn = f"Chart.getChart('{chart}').data.datasets[{line}].data.length"
+                assert await page.evaluate(drawn) > 100, chart
+        if name == "engines":
+            await expect(page.locator('details.log[data-log="llm"] pre')).to_contain_text("poked 1")
         if name == "credits":
-            await simulate(browser, tmp_path)
-        for width, form in ((1280, "desktop"), (390, "phone")):
-            png = await browser.screenshot(width, mobile=form == "phone")
-            (SHOTS / f"{name}-{form}.png").write_bytes(png)
-            widths = await browser.script(
-                "return [window.innerWidth, document.documentElement.scrollWidth]"
-            )
-            assert widths == [width, width], f"{name} is wider than {width} px: {widths}"
-    assert len(list(SHOTS.glob("*.png"))) >= 14
+            await simulate(console, tmp_path)
+        viewport, document = await console.screenshot(name)
+        assert viewport == document, f"{name} is {document} px wide on a {viewport} px phone"

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import ClientResponse
 
 from console.context import CONSOLE
+from console.recorder import step
 from orchestrator.ladder import IdleState
 from orchestrator.runtime import Runtime
 from tests.console.conftest import Client
@@ -107,3 +108,47 @@ async def test_shutdown_ends_open_streams(client: Client, csrf: dict[str, str]) 
             rest = await stream.content.read()
         assert rest == b""  # ended cleanly, nothing more
     assert len(client.app[CONSOLE].streams) == 0
+
+
+async def test_engine_state_changes_made_elsewhere_arrive(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    """The fleet announces every load and unload (``engine.state``): no polling needed."""
+    stream = await client.get("/events?view=engines")
+    await until_update(stream)
+    await runtime.fleet.load("asr")  # not through the console
+    seen: list[str] = []
+    while True:
+        kind, data = await next_message(stream)
+        if kind == "bus" and data["type"] == "engine.state":
+            seen.append(data["data"]["state"])
+        if kind == "update" and data["engines"]["asr"] == "loaded":
+            break
+    assert seen == ["loading", "loaded"]
+    assert 'data-engine="asr" data-state="loaded"' in data["fragments"]["engine_table"]
+    await runtime.fleet.unload("asr")
+    while (await until_update(stream))["engines"]["asr"] != "unloaded":
+        pass
+    stream.close()
+
+
+async def test_chart_points_go_to_overview_pages_only(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    overview = await client.get("/events?view=overview")
+    engines = await client.get("/events?view=engines")
+    for stream in (overview, engines):
+        await until_update(stream)
+    runtime.gpu_sampler.sample_once()
+    step(runtime, client.app[CONSOLE].history)
+    kind, point = await next_message(overview)
+    assert kind == "history"  # a point alone: nothing re-rendered
+    assert point["vram_total_bytes"] == 24576 * 1024**2
+    try:
+        async with asyncio.timeout(0.3):
+            extra = await engines.content.readuntil(b"\n\n")
+    except TimeoutError:
+        extra = b""
+    assert extra == b""
+    overview.close()
+    engines.close()

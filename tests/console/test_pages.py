@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from orchestrator.ladder import IdleState
 from orchestrator.runtime import Runtime
@@ -36,6 +35,9 @@ async def test_overview_shows_the_ladder_credits_and_engines(
     assert 'data-engine="asr"' in html and 'data-engine="tts"' in html
     assert "of 25.8 GB (simulated GPU)" in html  # the simulated GPU's bar
     assert "No open voice sessions" in html
+    assert '<canvas id="gpu-chart"' in html and '<canvas id="latency-chart"' in html
+    assert 'id="history-data" data-step="60.0" data-keep="21600.0">[]</script>' in html
+    assert "No voice turns yet." in html and "overview.js?v=" in html
 
 
 async def test_engines_page_lists_each_engine_with_its_actions(
@@ -81,23 +83,6 @@ async def test_credits_page_has_the_daily_chart_costs_and_simulator(
     assert "$57.60" in html  # three days at $0.80/h
 
 
-async def test_plan_page_waits_for_the_planner_hook(
-    client: Client, csrf: dict[str, str], runtime: Runtime
-) -> None:
-    html = await page(client, "/plan")
-    assert "Planner not available" in html
-    assert (await (await client.get("/api/plan")).json())["available"] is False
-
-    async def plan() -> dict[str, Any]:
-        return {"fits": [{"gpu": "l4-24gb", "engines": "asr, tts", "usd_per_month": 584}]}
-
-    runtime.plan = plan  # type: ignore[attr-defined]
-    html = await page(client, "/plan")
-    assert "Planner not available" not in html
-    assert '<td data-label="gpu">l4-24gb</td>' in html
-    assert (await (await client.get("/api/plan")).json())["plan"]["fits"][0]["usd_per_month"]
-
-
 async def test_audit_page_lists_operator_actions(client: Client, csrf: dict[str, str]) -> None:
     await client.post("/api/hibernation/hibernate", json={"state": "cold"}, headers=csrf)
     html = await page(client, "/audit")
@@ -109,7 +94,8 @@ async def test_audit_page_lists_operator_actions(client: Client, csrf: dict[str,
 async def test_static_files_are_served_behind_the_login(
     client: Client, csrf: dict[str, str]
 ) -> None:
-    for name in ("console.js", "console.css", "credits.js", "hibernation.js", "chart.umd.min.js"):
+    scripts = ("console.js", "credits.js", "hibernation.js", "overview.js", "engines.js")
+    for name in (*scripts, "console.css", "chart.umd.min.js"):
         response = await client.get(f"/static/{name}")
         assert response.status == 200, name
         assert response.headers["Cache-Control"] == "private, max-age=86400"

@@ -1,0 +1,81 @@
+"""The plan page's data: the planner's fit table for the detected GPU and every named GPU type.
+
+Each column is ``python -m orchestrator plan [--gpu TYPE] --json`` for this server's profile:
+the same functions (``orchestrator.commands.plan``) with the same sizes (measured on this host,
+else the catalog, else the engine's estimate) and prices, so the console and the CLI never
+disagree. Reading the catalog and the measurements touches disk: callers run this in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from orchestrator.catalog import catalog_files, load_catalog
+from orchestrator.commands import CommandError
+from orchestrator.commands.plan import Target, build_report, configured_rows, find_target
+from orchestrator.config import AppConfig
+from orchestrator.gpu import GPU_TYPES, GpuBackend
+from orchestrator.measurements import MeasurementStore
+from orchestrator.runtime import Runtime
+
+
+def plan_table(config: AppConfig, backend: GpuBackend | None) -> dict[str, Any]:
+    """``{"columns": [report per GPU], "engines": [row per engine], "notes": [...]}``.
+
+    The first column is the GPU this host has (or "none"); then each named type. A type the
+    planner cannot plan for says why in its column instead of failing the page."""
+    catalog = load_catalog(catalog_files(config.gpu.catalog))
+    store = MeasurementStore.in_state_dir(config.state.dir)
+    rows, notes = configured_rows(config, catalog, store)
+    targets = [find_target(None, config, backend)]
+    targets += [find_target(name, config, backend) for name in GPU_TYPES]
+    columns = [_column(config, target, rows, notes) for target in targets]
+    engines = [
+        {
+            "name": row.view.name,
+            "role": row.role,
+            "priority": row.view.priority,
+            "vram_bytes": row.view.vram_bytes,
+            "runs_on": row.view.runs_on.value,
+            "estimate": f"{row.source} {row.detail}".strip(),
+            "placements": [column["placements"].get(row.view.name, "-") for column in columns],
+        }
+        for row in rows
+    ]
+    return {"profile": config.profile, "columns": columns, "engines": engines, "notes": notes}
+
+
+def _column(config: AppConfig, target: Target, rows: list[Any], notes: list[str]) -> dict[str, Any]:
+    try:
+        report = build_report(config, target, rows, notes)
+    except CommandError as exc:
+        error = str(exc)
+        return {
+            "name": target.name,
+            "source": target.source,
+            "error": error,
+            "notes": [],
+            "placements": {},
+        }
+    # The profile's own notes are the same in every column; keep what is about this GPU.
+    own = [note for note in report["notes"] if note not in notes]
+    return {
+        "name": target.name,
+        "source": target.source,
+        "error": None,
+        "gpu": report["gpu"],
+        "vram": report["vram"],
+        "all_fit": report["all_fit"],
+        "modes": report["modes"],
+        "cost": report["cost"],
+        "notes": own,
+        "placements": {engine["name"]: engine["placement"] for engine in report["engines"]},
+    }
+
+
+async def plan_of(runtime: Runtime) -> dict[str, Any]:
+    """``plan_table`` for this server, off the event loop (it reads files and the GPU)."""
+    admission = runtime.fleet.admission
+    backend = admission.backend if admission is not None else None
+    return await asyncio.to_thread(plan_table, runtime.config, backend)
