@@ -54,6 +54,18 @@ def push_point(console: Console, point: Point) -> None:
             stream.chart_point(point)
 
 
+def event_stream_response() -> web.StreamResponse:
+    """A server-sent events response that no proxy buffers or caches."""
+    return web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+
+
 def _message(kind: str, data: Any) -> bytes:
     return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
@@ -80,14 +92,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if view not in VIEWS:
         raise web.HTTPNotFound(text=f"unknown view {view!r}; one of {', '.join(VIEWS)}")
     runtime, console = request.app[RUNTIME], request.app[CONSOLE]
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
+    response = event_stream_response()
     with runtime.bus.subscribe(maxsize=64) as subscription:
         stream = LiveStream(subscription, view)
         console.streams.add(stream)

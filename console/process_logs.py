@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from console.context import CONSOLE
+from console.live import event_stream_response
 from orchestrator.events import Subscription
 from orchestrator.process_log import LogLine, LogRing
 from orchestrator.runtime import RUNTIME, Runtime
@@ -91,14 +92,7 @@ async def _items(queue: asyncio.Queue[Item]) -> AsyncIterator[Item | None]:
 async def stream_logs(request: web.Request) -> web.StreamResponse:
     runtime, console = request.app[RUNTIME], request.app[CONSOLE]
     names = runtime.fleet.names
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
+    response = event_stream_response()
     stream = LogStream()
     tasks = TaskSet("console-logs")
     followed: set[str] = set()

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import sys
-import time
 
 from orchestrator.supervisor import ProcessSpec, Supervisor
 from services.base import LoadReport, ProcessView, Role, Runtime, UnloadReport
@@ -80,17 +79,7 @@ class ManagedFakeEngine(FakeEngine):
         process = self.supervisor.get(self.name) if self.supervisor else None
         if process is None:
             return None
-        status = process.status(lines)
-        return ProcessView(
-            state=status.state.value,
-            detail=status.detail,
-            pid=status.pid,
-            port=status.port,
-            starts=status.starts,
-            exit_code=status.exit_code,
-            seconds_in_state=max(0.0, time.time() - status.since),
-            last_lines=status.last_lines,
-        )
+        return process.status(lines).view()
 
     def poke(self) -> None:
         """Make the running child print one more line."""
