@@ -290,6 +290,9 @@ class ServerEngine(ABC):
 
     async def health(self) -> EngineHealth:
         process = self._process
+        if process is None and self.options.supervise:  # never started: nothing to probe yet
+            detail = self._last_error or "server process not started; it starts on load"
+            return EngineHealth(self.state, detail, self._hint)
         if process is not None and process.state is not ProcessState.READY:
             status = process.status(5)
             if process.state is ProcessState.FAILED:

@@ -315,6 +315,8 @@ async def test_dormant_stops_a_server_whose_model_was_already_unloaded(
     seen: list[tuple[str, str]] = []
     fleet.on_state = lambda name, state: seen.append((name, state))
     try:
+        before = await fleet.status("llm")  # nothing listens yet: that is not a failure
+        assert before.state == "unloaded" and before.usable and "not started" in before.detail
         await fleet.load("llm")
         view = (await fleet.status("llm")).process
         assert view is not None and view.state == "ready" and view.pid is not None
