@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (or $VO_VENV) if missing and install the project into it, once per change of
-# pyproject.toml. Usage: scripts/ensure-venv.sh [run|dev]   (dev adds the test tools)
+# pyproject.toml or of this script. Usage: scripts/ensure-venv.sh [run|dev]   (dev adds the test tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
-want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml scripts/ensure-venv.sh | sha256sum | cut -d' ' -f1)
 stamp="$venv/.vo-installed-$extras"
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
@@ -33,6 +33,13 @@ if [ -n "${VO_TORCH_INDEX_URL:-}" ]; then
 fi
 if [ "$extras" = dev ]; then
   "${pip[@]}" -e '.[dev]'
+  # PyPI's moshi builds the tiny PersonaPlex models of the tests. It pins an older torch, so it
+  # goes in without its dependencies (sphn, sentencepiece and einops come with the dev extra).
+  # In CI its absence is an error: the PersonaPlex tests must run there, not skip.
+  if ! "${pip[@]}" --no-deps 'moshi==0.2.13'; then
+    echo "warning: moshi not installed: the PersonaPlex process tests will be skipped" >&2
+    if [ -n "${CI:-}" ]; then exit 1; fi
+  fi
   echo "$want" > "$venv/.vo-installed-run"
 else
   "${pip[@]}" -e .

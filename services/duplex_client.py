@@ -1,0 +1,293 @@
+"""A client for one PersonaPlex conversation (``/api/chat``), as its own web client behaves.
+
+The order matters and is enforced by construction: ``connect()`` returns a ``DuplexConnection``
+only after the server's 0x00 handshake, so nothing can be sent before it (the server's prefill
+reads and throws away early messages, and a lost OpusHead page ends the session). Audio goes out
+as Ogg Opus from one writer per connection (its first page is the stream's BOS page), one 80 ms
+frame at a time; the caller streams continuously, silence when muted, because the model only
+advances when audio arrives. ``close()`` keeps the socket up to ``tail_s`` after the last frame,
+so the reply to the last frames still arrives. The persona is ``text_prompt`` (required,
+non-empty) and ``voice_prompt`` (a file in the server's voice directory); ``seed`` is never sent:
+the server reads it from the wrong place and drops the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import aiohttp
+import numpy as np
+import numpy.typing as npt
+import sphn
+
+from services.base import Engine
+from services.duplex_protocol import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    Audio,
+    Handshake,
+    ProtocolError,
+    Text,
+    decode,
+)
+from services.errors import EngineCallError, InvalidInput
+
+log = logging.getLogger(__name__)
+
+Pcm = npt.NDArray[np.float32]
+
+
+class SessionEnded(EngineCallError):
+    """The server closed the conversation, or the connection to it broke."""
+
+    code = "duplex_session_ended"
+
+
+class HandshakeTimeout(EngineCallError):
+    """No 0x00 within the timeout: the server is busy with another conversation, or stuck."""
+
+    code = "duplex_busy"
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Who the model plays: a system prompt and a voice file of the server's voice directory."""
+
+    text_prompt: str
+    voice_prompt: str
+
+    def query(self) -> dict[str, str]:
+        """The query string of ``/api/chat`` (never ``seed``)."""
+        return {"text_prompt": self.text_prompt, "voice_prompt": self.voice_prompt}
+
+
+def make_persona(
+    text_prompt: str | None, voice_prompt: str | None, voices: tuple[str, ...], default_voice: str
+) -> Persona:
+    """Check a persona before it reaches the server (which would close without a word)."""
+    text = (text_prompt or "").strip()
+    if not text:
+        raise InvalidInput("text_prompt is required and must not be empty")
+    voice = voice_prompt or default_voice
+    if voice not in voices:
+        raise InvalidInput(f"voice_prompt {voice!r} is not one of: {', '.join(voices)}")
+    return Persona(text, voice)
+
+
+@runtime_checkable
+class DuplexModel(Engine, Protocol):
+    """The duplex role: full-duplex conversations, one ``open_session`` each."""
+
+    def persona(self, text_prompt: str | None, voice_prompt: str | None) -> Persona:
+        """Check a persona against this engine's voices."""
+        ...
+
+    async def open_session(self, persona: Persona) -> DuplexConnection:
+        """Start a conversation; returns after the server's handshake."""
+        ...
+
+
+@dataclass(frozen=True)
+class AudioOut:
+    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame)."""
+
+    pcm: Pcm
+
+
+@dataclass(frozen=True)
+class TextOut:
+    """A piece of the model's own words, as the server sends it (a SentencePiece piece)."""
+
+    text: str
+
+
+Output = AudioOut | TextOut
+
+
+class DuplexConnection:
+    """One conversation after its handshake: send frames, receive audio and text, close."""
+
+    def __init__(
+        self,
+        ws: aiohttp.ClientWebSocketResponse,
+        http: aiohttp.ClientSession,
+        *,
+        name: str,
+        tail_s: float,
+    ) -> None:
+        self._ws = ws
+        self._http = http
+        self.name = name
+        self.tail_s = tail_s
+        self._writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self._reader = sphn.OpusStreamReader(SAMPLE_RATE)
+        self.samples_sent = 0
+        self.samples_received = 0
+        self.text_received = 0
+        self.ignored = 0  # messages that were not audio or text (logged, skipped)
+        self._received = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self._ws.close_code
+
+    async def send_frame(self, pcm: Pcm) -> None:
+        """Encode and send audio (normally one 80 ms frame); raises SessionEnded once closed."""
+        if self._ws.closed:
+            raise SessionEnded(f"connection closed ({self._ws.close_code})", engine=self.name)
+        encoded = self._writer.append_pcm(np.asarray(pcm, dtype=np.float32))
+        self.samples_sent += len(pcm)
+        if not encoded:
+            return
+        try:
+            await self._ws.send_bytes(Audio(encoded).encode())
+        except (ConnectionError, aiohttp.ClientError) as exc:
+            raise SessionEnded(f"sending audio: {exc}", engine=self.name) from exc
+
+    async def receive(self) -> Output:
+        """The next audio or text from the model; SessionEnded when the conversation ends."""
+        while True:
+            message = await self._ws.receive()
+            if message.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSING,
+                aiohttp.WSMsgType.CLOSED,
+            ):
+                raise SessionEnded(
+                    f"the server closed the conversation ({self._ws.close_code})", engine=self.name
+                )
+            if message.type is aiohttp.WSMsgType.ERROR:
+                raise SessionEnded(f"connection broke: {message.data}", engine=self.name)
+            if message.type is not aiohttp.WSMsgType.BINARY:
+                self.ignored += 1
+                continue
+            output = self._output(message.data)
+            if output is not None:
+                return output
+
+    def _output(self, data: bytes) -> Output | None:
+        try:
+            parsed = decode(data)
+        except ProtocolError as exc:
+            log.info("%s: skipped a message: %s", self.name, exc)
+            self.ignored += 1
+            return None
+        if isinstance(parsed, Text):
+            self.text_received += 1
+            return TextOut(parsed.text)
+        if not isinstance(parsed, Audio):
+            self.ignored += 1
+            return None
+        try:
+            pcm = self._reader.append_bytes(parsed.ogg)
+        except ValueError as exc:
+            log.warning("%s: undecodable audio from the server: %s", self.name, exc)
+            self.ignored += 1
+            return None
+        if pcm is None or len(pcm) == 0:
+            return None  # the stream's header pages
+        self.samples_received += len(pcm)
+        self._received.set()
+        return AudioOut(np.asarray(pcm, dtype=np.float32))
+
+    async def drain_tail(self, tail_s: float | None = None) -> None:
+        """Wait (at most ``tail_s``) until the audio sent so far has been answered; whoever
+        calls ``receive()`` meanwhile gets the tail."""
+        limit = self.tail_s if tail_s is None else tail_s
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                while not self._ws.closed and self.samples_received < self.samples_sent:
+                    self._received.clear()
+                    await self._received.wait()
+
+    async def close(self) -> None:
+        """Close the socket and the HTTP session; safe to call twice."""
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+            await self._ws.close()
+        await self._http.close()
+
+
+async def connect(
+    url: str,
+    persona: Persona,
+    *,
+    name: str = "duplex",
+    handshake_timeout_s: float = 30.0,
+    connect_timeout_s: float = 5.0,
+    tail_s: float = 1.0,
+    headers: dict[str, str] | None = None,
+) -> DuplexConnection:
+    """Open ``{url}/api/chat`` for ``persona`` and wait for the 0x00 handshake.
+
+    The server accepts the upgrade at once and then waits on its single-conversation lock, so a
+    busy server shows up as a ``HandshakeTimeout``. A server that rejects the persona closes
+    without a handshake: ``SessionEnded``."""
+    ws_url = url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://")
+    http = aiohttp.ClientSession(
+        trust_env=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+    )
+    try:
+        ws = await http.ws_connect(
+            f"{ws_url}/api/chat",
+            params=persona.query(),
+            headers=headers,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            max_msg_size=1 << 22,
+        )
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        await http.close()
+        raise SessionEnded(f"cannot connect to {url}: {exc!r}", engine=name) from exc
+    connection = DuplexConnection(ws, http, name=name, tail_s=tail_s)
+    try:
+        await _await_handshake(ws, name, handshake_timeout_s)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
+async def _await_handshake(
+    ws: aiohttp.ClientWebSocketResponse, name: str, timeout_s: float
+) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            message = await ws.receive()
+    except TimeoutError:
+        raise HandshakeTimeout(
+            f"no handshake within {timeout_s:g} s (busy with another conversation?)", engine=name
+        ) from None
+    if message.type is not aiohttp.WSMsgType.BINARY:
+        raise SessionEnded(
+            f"closed before the handshake ({ws.close_code}): the server rejected the persona "
+            "(text_prompt, voice_prompt) or failed",
+            engine=name,
+        )
+    try:
+        first = decode(message.data)
+    except ProtocolError as exc:
+        raise SessionEnded(f"bad first message: {exc}", engine=name) from None
+    if not isinstance(first, Handshake):
+        raise SessionEnded(f"expected the 0x00 handshake first, got {first!r:.60}", engine=name)
+
+
+__all__ = [
+    "FRAME_SAMPLES",
+    "AudioOut",
+    "DuplexConnection",
+    "DuplexModel",
+    "HandshakeTimeout",
+    "Output",
+    "Persona",
+    "SessionEnded",
+    "TextOut",
+    "connect",
+    "make_persona",
+]
