@@ -9,6 +9,7 @@ from services.ollama_llm import OllamaChat
 from services.openai_asr import OpenAITranscriber
 from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
+from services.personaplex import PersonaPlexEngine
 from services.piper_tts import PiperEngine
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
@@ -27,6 +28,7 @@ ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
     "openai-asr": (Role.ASR, OpenAITranscriber),
     "openai-tts": (Role.TTS, OpenAISpeech),
     "vibevoice": (Role.TTS, VibeVoiceSpeech),
+    "personaplex": (Role.DUPLEX, PersonaPlexEngine),
 }
 
 
