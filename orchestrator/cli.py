@@ -18,6 +18,7 @@ from orchestrator.commands import (
     CommandError,
     download,
     hibernate,
+    install,
     plan,
     serve,
     simulate,
@@ -27,7 +28,7 @@ from orchestrator.commands import (
 from orchestrator.config import AppConfig, ConfigError, load_config
 from services import nvml
 
-COMMANDS: list[Command] = [serve, status, download, wake, hibernate, simulate, plan]
+COMMANDS: list[Command] = [serve, status, download, install, wake, hibernate, simulate, plan]
 
 
 def _parser() -> argparse.ArgumentParser:
