@@ -341,9 +341,15 @@ async def realtime(request: web.Request) -> web.StreamResponse:
         )
     finally:
         per_key[key] -= 1
-        await connection.session.close()
-        await ws.close()
+        # aiohttp may cancel the handler when the client's connection drops: the session's
+        # leases and tasks must be released anyway, so the cleanup is shielded.
+        await asyncio.shield(_end(connection, ws))
     return ws
+
+
+async def _end(connection: RealtimeConnection, ws: web.WebSocketResponse) -> None:
+    await connection.session.close()
+    await ws.close()
 
 
 def _offered_protocols(request: web.Request) -> list[str]:

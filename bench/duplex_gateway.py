@@ -1,0 +1,172 @@
+"""What ``/v1/duplex`` adds per frame over talking to PersonaPlex directly, and the failover gap.
+
+    python bench/duplex_gateway.py [--frames 100] [--rounds 2]
+
+It runs the PersonaPlex test peer (tests/peers/personaplex_peer.py: the real server's protocol,
+tiny random Moshi models on the CPU) under the orchestrator's supervisor, beside the tiny test
+cascade, and in one run alternates conversations straight to the peer's ``/api/chat`` and
+through the gateway's ``/v1/duplex`` (which decodes the client's Ogg Opus, routes, and encodes
+again). Each frame is sent when the previous one was answered; its latency is send -> its
+answering audio decoded. It prints the median and p90 of both, the gateway's added latency per
+frame and the ratio gateway / direct (medians). Then it kills the peer mid-conversation and
+prints the failover gap the session recorded (last PersonaPlex audio -> cascade serving) and the
+longest wait the client saw for any frame's answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiohttp
+import numpy as np
+import sphn
+from aiohttp import web
+
+from orchestrator.api import create_api_app
+from orchestrator.config import load_config
+from orchestrator.runtime import Runtime
+from orchestrator.secrets import Secrets
+
+KEY = "bench-key"
+RATE, FRAME = 24_000, 1920
+QUERY = {"text_prompt": "You are a patient maths tutor.", "voice_prompt": "NATF2.pt"}
+
+
+def config_file(scratch: Path) -> Path:
+    from tests.conftest import cascade_toml
+    from tests.fixtures.tiny_llm import build_tiny_llm
+    from tests.fixtures.tiny_piper import build_tiny_piper_voice
+    from tests.fixtures.tiny_whisper import build_tiny_whisper
+    from tests.test_duplex_routing import duplex_toml
+
+    text = cascade_toml(
+        build_tiny_whisper(scratch / "w"),
+        build_tiny_piper_voice(scratch / "p"),
+        build_tiny_llm(scratch / "l"),
+        scratch,
+    )
+    path = scratch / "bench.toml"
+    path.write_text(text + duplex_toml(scratch))
+    return path
+
+
+class Lockstep:
+    """A PersonaPlex-protocol client that sends a frame once the previous one is answered."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.writer = sphn.OpusStreamWriter(RATE)
+        self.reader = sphn.OpusStreamReader(RATE)
+        self.heard = 0
+        self.sent = 0
+        self.waits: list[float] = []
+
+    async def talk(self, frames: int) -> None:
+        rng = np.random.default_rng(self.sent)
+        for _ in range(frames):
+            frame = (rng.standard_normal(FRAME) * 0.01).astype(np.float32)
+            started = time.perf_counter()
+            await self.ws.send_bytes(b"\x01" + self.writer.append_pcm(frame))
+            self.sent += 1
+            while self.heard < self.sent * FRAME:
+                message = await asyncio.wait_for(self.ws.receive(), 60)
+                if message.type is not aiohttp.WSMsgType.BINARY:
+                    raise RuntimeError(f"connection ended: {message.type}")
+                if message.data[:1] == b"\x01":
+                    pcm = self.reader.append_bytes(message.data[1:])
+                    self.heard += 0 if pcm is None else len(pcm)
+            self.waits.append(time.perf_counter() - started)
+
+
+async def conversation(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> Lockstep:
+    ws = await http.ws_connect(url, params=QUERY, headers=headers)
+    first = await asyncio.wait_for(ws.receive(), 60)
+    if first.data != b"\x00":
+        raise RuntimeError(f"no handshake: {first}")
+    return Lockstep(ws)
+
+
+def describe(name: str, waits: list[float]) -> str:
+    ordered = sorted(waits)
+    p90 = ordered[int(0.9 * (len(ordered) - 1))]
+    return f"{name:<28}{statistics.median(waits) * 1000:>9.2f}{p90 * 1000:>9.2f}"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="vo-duplex-"))
+    config = load_config(config_file=config_file(scratch), environ={})
+    runtime = Runtime.create(config, Secrets((KEY,), "x"))
+    runtime.hibernator.start()
+    runner = web.AppRunner(create_api_app(runtime))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    await runtime.fleet.load("duplex")
+    await asyncio.gather(*(runtime.fleet.load(n) for n in ("vad", "asr", "llm", "tts")))
+    engine = runtime.fleet.engine("duplex")
+    direct_url = f"{engine.base_url}/api/chat"  # type: ignore[attr-defined]
+    gateway_url = f"http://127.0.0.1:{port}/v1/duplex"
+    auth = {"Authorization": f"Bearer {KEY}"}
+    direct: list[float] = []
+    gateway: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(args.rounds):
+            for url, headers, waits in ((direct_url, {}, direct), (gateway_url, auth, gateway)):
+                client = await conversation(http, url, headers)
+                await client.talk(5)  # warm-up frames are not counted
+                client.waits.clear()
+                await client.talk(args.frames)
+                waits.extend(client.waits)
+                await client.ws.close()
+
+        moved = runtime.bus.subscribe()
+        client = await conversation(http, gateway_url, auth)
+        await client.talk(10)
+        os.kill(engine.process.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+        client.waits.clear()
+        failover = asyncio.create_task(
+            anext(e async for e in moved if e.type == "session.failover")
+        )
+        while not failover.done():
+            await client.talk(1)
+        await client.talk(10)
+        event = failover.result().data
+        longest = max(client.waits)
+        await client.ws.close()
+        moved.close()
+    await runner.cleanup()
+    await runtime.stop()
+
+    print(f"{args.rounds} rounds x {args.frames} frames of 80 ms each way, lockstep")
+    print(f"{'per-frame latency':<28}{'p50 ms':>9}{'p90 ms':>9}")
+    print(describe("direct to the peer", direct))
+    print(describe("through /v1/duplex", gateway))
+    added = (statistics.median(gateway) - statistics.median(direct)) * 1000
+    ratio = statistics.median(gateway) / statistics.median(direct)
+    print(f"gateway adds {added:.2f} ms per frame; ratio gateway / direct (medians): {ratio:.2f}")
+    print(
+        f"failover after SIGKILL: gap {event['gap_s'] * 1000:.0f} ms (detect "
+        f"{event['detect_s'] * 1000:.0f} ms + switch {event['switch_s'] * 1000:.0f} ms), "
+        f"context {event['context_chars']} chars; the client's longest wait for a frame's "
+        f"answer: {longest * 1000:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
