@@ -2,8 +2,15 @@
 # Run voice-orchestrator: installs itself into .venv on first use, then serves the voice API
 # (port 11400) and the console (127.0.0.1:8766) until Ctrl-C or SIGTERM.
 #   ./start.sh [--profile NAME] [--config FILE] [--log-level LEVEL]
+# PersonaPlex lives in a virtual environment of its own (it pins an older torch); make it with
+#   ./start.sh install personaplex --source PATH [--weights] [--system-deps]
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-venv.sh run
+python="${VO_VENV:-.venv}/bin/python"
+if [ "${1:-}" = install ]; then
+  shift
+  exec "$python" -m orchestrator install "$@"
+fi
 # exec: the server becomes this process, so signals reach it and nothing is left behind.
-exec "${VO_VENV:-.venv}/bin/python" -m orchestrator serve "$@"
+exec "$python" -m orchestrator serve "$@"

@@ -99,3 +99,26 @@ def test_start_sh_serves_and_stops_cleanly(tiny_config_file: Path, stop_signal: 
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert port_is_free(server["api_port"])
     assert port_is_free(server["console_port"])
+
+
+def test_start_sh_install_runs_the_install_command() -> None:
+    env = {**os.environ, "VO_VENV": sys.prefix}
+    done = subprocess.run(
+        [str(ROOT / "start.sh"), "install", "personaplex", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "install" in done.stdout and "--source" in done.stdout
+    wrong = subprocess.run(
+        [str(ROOT / "start.sh"), "install", "vibevoice"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert wrong.returncode != 0 and "personaplex" in wrong.stderr
