@@ -10,7 +10,15 @@ speech_stopped|committed|cleared``, ``conversation.item.created``,
 with a partial transcript while the user speaks, ``waking`` while hibernated engines load, and
 ``fallback`` when a role switches engines.
 Audio is base64 PCM16 mono at 24 kHz both ways. Bad input gets an ``error`` event; the session
-goes on.
+goes on. A client that sends ``session.type = "realtime"`` gets the GA event names.
+
+``session.backend`` (our extension, beta and GA shapes alike): ``"cascade"`` (the default,
+ASR -> LLM -> TTS in turns) or ``"duplex"``: the full-duplex model (PersonaPlex), routed like
+``/v1/duplex`` (to the cascade when the duplex engine is busy or down). Asking for ``"duplex"``
+is allowed before the conversation starts (no audio appended, no item or response created); the
+connection's cascade session is closed and ``instructions`` become the duplex persona's text
+prompt (required). ``orchestrator.realtime_duplex`` serves the session from then on and lists
+what changes in the protocol.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import logging
 import uuid
 import weakref
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -32,7 +40,11 @@ from orchestrator.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.session import CascadeSession, SessionEvent
 from services.errors import EngineError, InvalidInput
 
+if TYPE_CHECKING:
+    from orchestrator.realtime_duplex import RealtimeDuplex
+
 log = logging.getLogger(__name__)
+BACKENDS = ("cascade", "duplex")
 SOCKETS: web.AppKey[weakref.WeakSet[Any]] = web.AppKey("realtime_sockets")
 PER_KEY: web.AppKey[Counter[str]] = web.AppKey("realtime_per_key")
 
@@ -51,13 +63,44 @@ def _event(type_: str, **fields: Any) -> dict[str, Any]:
     return {"event_id": f"event_{uuid.uuid4().hex[:20]}", "type": type_, **fields}
 
 
+class Refused(Exception):
+    """A well-formed client event that cannot be done now: an ``error`` event with a stable
+    ``code``; the session goes on."""
+
+    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.code, self.param = message, code, param
+
+
+def decode_append(event: dict[str, Any], max_bytes: int) -> bytes:
+    """The PCM16 bytes of an ``input_audio_buffer.append``; InvalidInput when unusable."""
+    data = event.get("audio")
+    if not isinstance(data, str):
+        raise InvalidInput("'audio' must be base64 text")
+    if len(data) > max_bytes:
+        raise InvalidInput(f"an append carries at most {max_bytes} bytes")
+    try:
+        pcm = base64.b64decode(data, validate=True)
+    except binascii.Error as exc:
+        raise InvalidInput(f"'audio' is not valid base64: {exc}") from None
+    if len(pcm) % 2:
+        raise InvalidInput("PCM16 audio must have an even number of bytes")
+    return pcm
+
+
 class RealtimeConnection:
-    def __init__(self, ws: web.WebSocketResponse, runtime: Runtime) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, runtime: Runtime, app: web.Application | None = None
+    ) -> None:
         self.ws = ws
         self.runtime = runtime
+        self.app = app  # where the duplex router lives (``session.backend = "duplex"``)
         self.session = CascadeSession(runtime, self._render)
         self._send_lock = asyncio.Lock()
         self.ga = False
+        self.duplex: RealtimeDuplex | None = None  # once the client asked for the duplex back-end
+        self.conversation_started = False  # audio, an item or a response: too late to switch
+        self.client_instructions: str | None = None
 
     async def send(self, event: dict[str, Any]) -> None:
         if self.ga:
@@ -66,7 +109,9 @@ class RealtimeConnection:
             if not self.ws.closed:
                 await self.ws.send_json(event)
 
-    async def error(self, message: str, code: str, client_event: str | None = None) -> None:
+    async def error(
+        self, message: str, code: str, client_event: str | None = None, param: str | None = None
+    ) -> None:
         await self.send(
             _event(
                 "error",
@@ -74,7 +119,7 @@ class RealtimeConnection:
                     "type": "invalid_request_error",
                     "code": code,
                     "message": message,
-                    "param": None,
+                    "param": param,
                     "event_id": client_event,
                 },
             )
@@ -87,6 +132,7 @@ class RealtimeConnection:
             "id": s.id,
             "object": "realtime.session",
             "model": "voice-orchestrator-cascade",
+            "backend": "cascade",
             "modalities": ["audio", "text"],
             "instructions": s.instructions,
             "voice": s.voice or "default",
@@ -119,7 +165,12 @@ class RealtimeConnection:
             await self.error(f"unknown event type {kind!r}", "unknown_event", client_event)
             return
         try:
-            await handler(event)
+            if self.duplex is not None:
+                await self.duplex.handle(kind, event)
+            else:
+                await handler(event)
+        except Refused as exc:
+            await self.error(exc.message, exc.code, client_event, exc.param)
         except InvalidInput as exc:
             await self.error(exc.message, "invalid_value", client_event)
         except EngineError as exc:
@@ -136,6 +187,15 @@ class RealtimeConnection:
                     "are not supported)"
                 )
             self.ga = True
+        backend = config.get("backend", "cascade")
+        if backend not in BACKENDS:
+            raise InvalidInput(f"session.backend must be one of {', '.join(BACKENDS)}")
+        if backend == "duplex":
+            # imported here: orchestrator.duplex (the router's app key) imports this module
+            from orchestrator.realtime_duplex import RealtimeDuplex
+
+            await RealtimeDuplex.switch(self, config)
+            return
         detection = config.get("turn_detection", ...)
         if detection is not ... and detection is not None and not isinstance(detection, dict):
             raise InvalidInput("turn_detection must be an object or null")
@@ -145,20 +205,13 @@ class RealtimeConnection:
             vad=detection if isinstance(detection, dict) else None,
             vad_enabled=None if detection is ... else detection is not None,
         )
+        if isinstance(config.get("instructions"), str):
+            self.client_instructions = config["instructions"]
         await self.send(_event("session.updated", session=self.session_view()))
 
     async def _on_input_audio_buffer_append(self, event: dict[str, Any]) -> None:
-        data = event.get("audio")
-        if not isinstance(data, str):
-            raise InvalidInput("'audio' must be base64 text")
-        if len(data) > self.runtime.config.sessions.max_append_bytes:
-            raise InvalidInput(
-                f"an append carries at most {self.runtime.config.sessions.max_append_bytes} bytes"
-            )
-        try:
-            pcm = base64.b64decode(data, validate=True)
-        except binascii.Error as exc:
-            raise InvalidInput(f"'audio' is not valid base64: {exc}") from None
+        pcm = decode_append(event, self.runtime.config.sessions.max_append_bytes)
+        self.conversation_started = True
         await self.session.append_audio(pcm)
 
     async def _on_input_audio_buffer_commit(self, event: dict[str, Any]) -> None:
@@ -175,6 +228,7 @@ class RealtimeConnection:
         text = " ".join(t for t in texts if isinstance(t, str)).strip()
         if item.get("role") != "user" or not text:
             raise InvalidInput("only user messages with input_text content can be created")
+        self.conversation_started = True
         item_id = self.session.add_user_text(text)
         await self.send(
             _event(
@@ -192,6 +246,7 @@ class RealtimeConnection:
         )
 
     async def _on_response_create(self, event: dict[str, Any]) -> None:
+        self.conversation_started = True
         await self.session.start_reply()
 
     async def _on_response_cancel(self, event: dict[str, Any]) -> None:
@@ -321,7 +376,7 @@ async def realtime(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     per_key[key] += 1
-    connection = RealtimeConnection(ws, runtime)
+    connection = RealtimeConnection(ws, runtime, request.app)
     try:
         try:
             await connection.session.open()
@@ -348,7 +403,9 @@ async def realtime(request: web.Request) -> web.StreamResponse:
 
 
 async def _end(connection: RealtimeConnection, ws: web.WebSocketResponse) -> None:
-    await connection.session.close()
+    if connection.duplex is not None:
+        await connection.duplex.close()
+    await connection.session.close()  # a no-op when it was closed for the duplex back-end
     await ws.close()
 
 

@@ -6,10 +6,7 @@ stopped, on the same socket."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,76 +16,32 @@ import pytest
 import sphn
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api import create_api_app
-from orchestrator.config import AppConfig, load_config
 from orchestrator.duplex import DUPLEX_ROUTER
 from orchestrator.duplex_routing import DuplexUnavailable, Route, choose
 from orchestrator.runtime import Runtime
 from orchestrator.secrets import Secrets
 from services.base import EngineState
-from tests.conftest import API_KEY, free_port
-from tests.peers.personaplex_peer import VOICES, make_voice_dir
+from tests.conftest import API_KEY
+from tests.duplex_helpers import (
+    ServerFactory,
+    duplex_servers,
+    kill,
+    only_session,
+    until_events,
+)
 from tests.peers.watch import alive, until_dead
-from tests.test_personaplex_engine import fill_hf_cache
 
-ROOT = Path(__file__).resolve().parent.parent
 FRAME, RATE = 1920, 24_000
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PERSONA = "text_prompt=You%20are%20a%20maths%20tutor.&voice_prompt=NATF2.pt"
-
-
-def duplex_toml(tmp: Path, *, policy: str = "duplex-first", extra_args: str = "") -> str:
-    voices = make_voice_dir(tmp / "voices")
-    hf_home = fill_hf_cache(tmp / "hf")
-    return f"""
-[engines.duplex]
-role = "duplex"
-adapter = "personaplex"
-model = "nvidia/personaplex-7b-v1"
-preload = false
-[engines.duplex.options]
-url = "http://127.0.0.1:{free_port()}"
-python = "{sys.executable}"
-module = "tests.peers.personaplex_peer"
-cwd = "{ROOT}"
-voice_prompt_dir = "{voices}"
-voices = {list(VOICES)}
-hf_home = "{hf_home}"
-offline = true
-stop_grace_s = 1.0
-extra_args = [{extra_args}]
-restart = {{ enabled = false }}
-
-[duplex]
-policy = "{policy}"
-hang_timeout_s = 1.0
-"""
-
-
-ServerFactory = Callable[..., Any]
 
 
 @pytest.fixture
 async def make_server(
     cascade_config_file: Path, tmp_path: Path, secrets: Secrets, aiohttp_server: Any
 ) -> AsyncIterator[ServerFactory]:
-    pytest.importorskip("moshi", reason="the peer needs PyPI moshi (scripts/ensure-venv.sh dev)")
-    runtimes: list[Runtime] = []
-
-    async def make(**options: Any) -> tuple[TestServer, Runtime]:
-        path = tmp_path / "duplex.toml"
-        path.write_text(cascade_config_file.read_text() + duplex_toml(tmp_path, **options))
-        config: AppConfig = load_config(config_file=path, environ={})
-        runtime = Runtime.create(config, secrets)
-        runtime.hibernator.start()
-        runtimes.append(runtime)
-        server: TestServer = await aiohttp_server(create_api_app(runtime))
-        return server, runtime
-
-    yield make
-    for runtime in runtimes:
-        if not runtime.shutting_down:  # a test may have stopped it itself
-            await runtime.stop()
+    async with duplex_servers(cascade_config_file, tmp_path, secrets, aiohttp_server) as make:
+        yield make
 
 
 class Caller:
@@ -151,22 +104,6 @@ class Caller:
             await self._http.close()
 
 
-async def _until(subscription: Any, kind: str, count: int) -> AsyncIterator[Any]:
-    """Yield the next ``count`` events of ``kind`` as they are published."""
-    seen = 0
-    async for event in subscription:
-        if event.type == kind:
-            yield event
-            seen += 1
-            if seen == count:
-                return
-
-
-def only_session(runtime: Runtime) -> dict[str, Any]:
-    (summary,) = runtime.session_summaries()
-    return summary
-
-
 def test_the_routing_table() -> None:
     free = {"configured": True, "loaded": True, "holder": None}
     assert choose("duplex-first", **free) == Route("duplex", "the duplex engine is free")
@@ -205,7 +142,7 @@ async def test_one_conversation_on_personaplex_the_next_on_the_cascade_at_once(
     assert [r["backend"] for r in routed] == ["duplex", "cascade"]
     assert "in conversation" in routed[1]["reason"]
     async with asyncio.timeout(10):  # the server side ends after the client close
-        ended = {e.data["session"] async for e in _until(closed, "session.closed", 2)}
+        ended = {e.data["session"] async for e in until_events(closed, "session.closed", 2)}
     assert len(ended) == 2 and runtime.sessions == {}
     assert server.app[DUPLEX_ROUTER].holder is None
     closed.close()
@@ -232,11 +169,6 @@ async def test_a_busy_engine_is_503_under_duplex_only_and_a_bad_voice_is_400(
         await first.hang_up()
 
 
-def kill(runtime: Runtime) -> None:
-    process = runtime.fleet.engine("duplex").process  # type: ignore[attr-defined]
-    os.kill(process.pid, signal.SIGKILL)
-
-
 async def unload(runtime: Runtime) -> None:
     await runtime.fleet.engine("duplex").unload()
 
@@ -257,7 +189,7 @@ async def test_the_conversation_moves_to_the_cascade_on_the_same_socket(
             kill(runtime)
         elif how == "unloaded":
             await unload(runtime)
-        failover = asyncio.create_task(anext(_until(moved, "session.failover", 1)))
+        failover = asyncio.create_task(anext(until_events(moved, "session.failover", 1)))
         async with asyncio.timeout(60):
             while not failover.done():  # keep streaming: every frame is answered meanwhile
                 await caller.talk(1)
