@@ -24,41 +24,19 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 import numpy as np
 import sphn
-from aiohttp import web
+from harness import KEY, Served, served, tiny_config
 
-from orchestrator.api import create_api_app
-from orchestrator.config import load_config
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
-
-KEY = "bench-key"
 RATE, FRAME = 24_000, 1920
 QUERY = {"text_prompt": "You are a patient maths tutor.", "voice_prompt": "NATF2.pt"}
-
-
-def config_file(scratch: Path) -> Path:
-    from tests.conftest import cascade_toml
-    from tests.fixtures.tiny_llm import build_tiny_llm
-    from tests.fixtures.tiny_piper import build_tiny_piper_voice
-    from tests.fixtures.tiny_whisper import build_tiny_whisper
-    from tests.test_duplex_routing import duplex_toml
-
-    text = cascade_toml(
-        build_tiny_whisper(scratch / "w"),
-        build_tiny_piper_voice(scratch / "p"),
-        build_tiny_llm(scratch / "l"),
-        scratch,
-    )
-    path = scratch / "bench.toml"
-    path.write_text(text + duplex_toml(scratch))
-    return path
 
 
 class Lockstep:
@@ -103,35 +81,26 @@ def describe(name: str, waits: list[float]) -> str:
     return f"{name:<28}{statistics.median(waits) * 1000:>9.2f}{p90 * 1000:>9.2f}"
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    scratch = Path(tempfile.mkdtemp(prefix="vo-duplex-"))
-    config = load_config(config_file=config_file(scratch), environ={})
-    runtime = Runtime.create(config, Secrets((KEY,), "x"))
-    runtime.hibernator.start()
-    runner = web.AppRunner(create_api_app(runtime))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+async def measure(
+    server: Served, frames: int, rounds: int
+) -> tuple[list[float], list[float], dict[str, Any], float]:
+    """Per-frame waits direct and through the gateway, then the failover after a SIGKILL."""
+    runtime = server.runtime
     await runtime.fleet.load("duplex")
     await asyncio.gather(*(runtime.fleet.load(n) for n in ("vad", "asr", "llm", "tts")))
     engine = runtime.fleet.engine("duplex")
     direct_url = f"{engine.base_url}/api/chat"  # type: ignore[attr-defined]
-    gateway_url = f"http://127.0.0.1:{port}/v1/duplex"
+    gateway_url = f"http://127.0.0.1:{server.port}/v1/duplex"
     auth = {"Authorization": f"Bearer {KEY}"}
     direct: list[float] = []
     gateway: list[float] = []
     async with aiohttp.ClientSession() as http:
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for url, headers, waits in ((direct_url, {}, direct), (gateway_url, auth, gateway)):
                 client = await conversation(http, url, headers)
                 await client.talk(5)  # warm-up frames are not counted
                 client.waits.clear()
-                await client.talk(args.frames)
+                await client.talk(frames)
                 waits.extend(client.waits)
                 await client.ws.close()
 
@@ -150,8 +119,19 @@ async def main() -> None:
         longest = max(client.waits)
         await client.ws.close()
         moved.close()
-    await runner.cleanup()
-    await runtime.stop()
+    return direct, gateway, event, longest
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="vo-duplex-"))
+    from tests.duplex_helpers import duplex_toml
+
+    async with served(tiny_config(scratch, duplex_toml(scratch))) as server:
+        direct, gateway, event, longest = await measure(server, args.frames, args.rounds)
 
     print(f"{args.rounds} rounds x {args.frames} frames of 80 ms each way, lockstep")
     print(f"{'per-frame latency':<28}{'p50 ms':>9}{'p90 ms':>9}")

@@ -31,19 +31,16 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 import numpy as np
-from aiohttp import web
+from harness import KEY, served, tiny_config
 
-from orchestrator.api import create_api_app
 from orchestrator.cascade import reply
-from orchestrator.config import load_config
 from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
 from services.base import ChatModel, SpeechRecognizer, SpeechSynthesizer
 
-KEY = "bench-key"
 RATE = 24_000
 CHUNK_MS = 100
 PROMPTS = ["Good morning, can we start?", "What is seven times eight?", "Please repeat that."]
@@ -52,23 +49,6 @@ PROMPTS = ["Good morning, can we start?", "What is seven times eight?", "Please 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def tiny_config(scratch: Path) -> Path:
-    from tests.conftest import cascade_toml
-    from tests.fixtures.tiny_llm import build_tiny_llm
-    from tests.fixtures.tiny_piper import build_tiny_piper_voice
-    from tests.fixtures.tiny_whisper import build_tiny_whisper
-
-    text = cascade_toml(
-        build_tiny_whisper(scratch / "w"),
-        build_tiny_piper_voice(scratch / "p"),
-        build_tiny_llm(scratch / "l"),
-        scratch,
-    )
-    path = scratch / "bench.toml"
-    path.write_text(text)
-    return path
 
 
 async def turn_over_socket(ws: aiohttp.ClientWebSocketResponse, speech: np.ndarray) -> tuple:
@@ -135,34 +115,27 @@ async def main() -> None:
     from tests.speech import speak
 
     scratch = Path(tempfile.mkdtemp(prefix="vo-latency-"))
-    config = load_config(config_file=args.config or tiny_config(scratch), environ={})
-    runtime = Runtime.create(config, Secrets((KEY,), "x"))
-    runtime.hibernator.start()
-    app_runner = web.AppRunner(create_api_app(runtime))
-    await app_runner.setup()
-    site = web.TCPSite(app_runner, "127.0.0.1", 0)
-    await site.start()
-    port = app_runner.addresses[0][1]
-    speeches = [speak(PROMPTS[i % len(PROMPTS)], RATE) for i in range(args.turns)]
-    ttfa, after_stop, direct = [], [], []
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(
-            f"http://127.0.0.1:{port}/v1/realtime", headers={"Authorization": f"Bearer {KEY}"}
-        )
-        await ws.receive()  # session.created
-        for speech in speeches:
-            total, after = await turn_over_socket(ws, speech)
-            ttfa.append(total)
-            after_stop.append(after)
-            speech16 = audio.decode(
-                audio.wav_header(RATE, len(speech) * 2)
-                + (speech * 32767).astype(np.int16).tobytes(),
-                16_000,
+    async with served(args.config or tiny_config(scratch)) as server:
+        runtime, port = server.runtime, server.port
+        speeches = [speak(PROMPTS[i % len(PROMPTS)], RATE) for i in range(args.turns)]
+        ttfa, after_stop, direct = [], [], []
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(
+                f"http://127.0.0.1:{port}/v1/realtime", headers={"Authorization": f"Bearer {KEY}"}
             )
-            direct.append(await direct_turn(runtime, speech16))
-        await ws.close()
-    await app_runner.cleanup()
-    await runtime.stop()
+            await ws.receive()  # session.created
+            for speech in speeches:
+                total, after = await turn_over_socket(ws, speech)
+                ttfa.append(total)
+                after_stop.append(after)
+                speech16 = audio.decode(
+                    audio.wav_header(RATE, len(speech) * 2)
+                    + (speech * 32767).astype(np.int16).tobytes(),
+                    16_000,
+                )
+                direct.append(await direct_turn(runtime, speech16))
+            await ws.close()
+    config = runtime.config
     silence_ms = config.sessions.end_of_turn_silence_ms
     print(
         f"{args.turns} turns, end-of-turn silence {silence_ms} ms, engines: "

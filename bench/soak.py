@@ -28,13 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiohttp
 import numpy as np
 import psutil
-from aiohttp import web
-from latency import KEY, PROMPTS, RATE, tiny_config
-
-from orchestrator.api import create_api_app
-from orchestrator.config import load_config
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from harness import KEY, served, tiny_config
+from latency import PROMPTS, RATE
 
 CHUNK = RATE // 10 * 2  # 100 ms of PCM16
 
@@ -53,46 +48,42 @@ async def main() -> None:
     from tests.speech import silence, speak
 
     scratch = Path(tempfile.mkdtemp(prefix="vo-soak-"))
-    config = load_config(config_file=args.config or tiny_config(scratch), environ={})
-    runtime = Runtime.create(config, Secrets((KEY,), "x"))
-    runtime.hibernator.start()
-    runner = web.AppRunner(create_api_app(runtime))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    turns = [
-        ((np.concatenate([speak(p, RATE), silence(8.0, RATE)]) * 32767).astype(np.int16).tobytes())
-        for p in PROMPTS
-    ]
-    me = psutil.Process()
-    audio_s, next_report, turn = 0.0, 0.0, 0
-    samples: list[tuple[float, float]] = []
-    started = time.perf_counter()
-    async with aiohttp.ClientSession() as http:
-        ws = await http.ws_connect(
-            f"http://127.0.0.1:{port}/v1/realtime", headers={"Authorization": f"Bearer {KEY}"}
-        )
-        await ws.receive()  # session.created
-        while audio_s < args.minutes * 60:
-            if audio_s >= next_report:
-                rss = me.memory_info().rss / 1e6
-                samples.append((audio_s / 60, rss))
-                print(f"  {audio_s / 60:6.1f} min  RSS {rss:8.1f} MB  turns {turn}", flush=True)
-                next_report += 600
-            pcm = turns[turn % len(turns)]
-            await send_audio(ws, pcm)
-            while True:  # wait for this turn's reply to finish
-                event = json.loads((await ws.receive()).data)
-                if event["type"] in ("response.done", "error"):
-                    break
-            audio_s += len(pcm) / 2 / RATE
-            turn += 1
-        await ws.close()
-    rss = me.memory_info().rss / 1e6
-    samples.append((audio_s / 60, rss))
-    await runner.cleanup()
-    await runtime.stop()
+    async with served(args.config or tiny_config(scratch)) as server:
+        port = server.port
+        turns = [
+            (
+                (np.concatenate([speak(p, RATE), silence(8.0, RATE)]) * 32767)
+                .astype(np.int16)
+                .tobytes()
+            )
+            for p in PROMPTS
+        ]
+        me = psutil.Process()
+        audio_s, next_report, turn = 0.0, 0.0, 0
+        samples: list[tuple[float, float]] = []
+        started = time.perf_counter()
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(
+                f"http://127.0.0.1:{port}/v1/realtime", headers={"Authorization": f"Bearer {KEY}"}
+            )
+            await ws.receive()  # session.created
+            while audio_s < args.minutes * 60:
+                if audio_s >= next_report:
+                    rss = me.memory_info().rss / 1e6
+                    samples.append((audio_s / 60, rss))
+                    print(f"  {audio_s / 60:6.1f} min  RSS {rss:8.1f} MB  turns {turn}", flush=True)
+                    next_report += 600
+                pcm = turns[turn % len(turns)]
+                await send_audio(ws, pcm)
+                while True:  # wait for this turn's reply to finish
+                    event = json.loads((await ws.receive()).data)
+                    if event["type"] in ("response.done", "error"):
+                        break
+                audio_s += len(pcm) / 2 / RATE
+                turn += 1
+            await ws.close()
+        rss = me.memory_info().rss / 1e6
+        samples.append((audio_s / 60, rss))
     base = samples[1][1] if len(samples) > 2 else samples[0][1]
     took = time.perf_counter() - started
     print(f"{audio_s / 60:.1f} simulated minutes, {turn} turns, in {took:.0f} s")

@@ -1,0 +1,62 @@
+"""What the bench scripts share: the tiny offline engines' config and a served runtime.
+
+Bench scripts run as files (``python bench/NAME.py``), so this module is imported by its plain
+name with the ``bench`` folder on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from orchestrator.api import create_api_app
+from orchestrator.config import load_config
+from orchestrator.runtime import Runtime
+from orchestrator.secrets import Secrets
+
+KEY = "bench-key"
+
+
+def tiny_config(scratch: Path, extra_toml: str = "") -> Path:
+    """A config file for the tiny test engines, built offline (noise models: the figures
+    measure the orchestrator's plumbing, not a real model's speed)."""
+    from tests.conftest import cascade_toml
+    from tests.fixtures.tiny_llm import build_tiny_llm
+    from tests.fixtures.tiny_piper import build_tiny_piper_voice
+    from tests.fixtures.tiny_whisper import build_tiny_whisper
+
+    text = cascade_toml(
+        build_tiny_whisper(scratch / "w"),
+        build_tiny_piper_voice(scratch / "p"),
+        build_tiny_llm(scratch / "l"),
+        scratch,
+    )
+    path = scratch / "bench.toml"
+    path.write_text(text + extra_toml)
+    return path
+
+
+@dataclass(frozen=True)
+class Served:
+    runtime: Runtime
+    port: int
+
+
+@asynccontextmanager
+async def served(config_file: Path) -> AsyncIterator[Served]:
+    """The voice API on a free loopback port, with the bench key; stopped cleanly on exit."""
+    config = load_config(config_file=config_file, environ={})
+    runtime = Runtime.create(config, Secrets((KEY,), "x"))
+    runtime.hibernator.start()
+    runner = web.AppRunner(create_api_app(runtime))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield Served(runtime, runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
+        await runtime.stop()
