@@ -30,6 +30,7 @@ from tests.duplex_helpers import (
     until_events,
 )
 from tests.peers.watch import alive, until_dead
+from tests.speech import speak
 
 FRAME, RATE = 1920, 24_000
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -54,6 +55,7 @@ class Caller:
         self.sent = 0
         self.heard = 0
         self.texts: list[str] = []
+        self.peak = 0.0  # the loudest sample heard (reset it to listen for something new)
         self._got = asyncio.Event()
         self._http: aiohttp.ClientSession | None = None
         self._listener = asyncio.create_task(self._listen())
@@ -81,21 +83,31 @@ class Caller:
                 self.texts.append(message.data[1:].decode())
             elif message.data[:1] == b"\x01":
                 pcm = self.reader.append_bytes(message.data[1:])
-                self.heard += 0 if pcm is None else len(pcm)
-                self._got.set()
+                if pcm is not None and len(pcm):
+                    self.heard += len(pcm)
+                    self.peak = max(self.peak, float(np.abs(pcm).max()))
+            self._got.set()
 
     async def talk(self, frames: int, *, lag: int = 2, timeout_s: float = 30) -> None:
-        """Send frames one by one, each once the answers are at most ``lag`` frames behind."""
+        """Send frames of faint noise one by one, in step with the answers."""
         rng = np.random.default_rng(self.sent)
         for _ in range(frames):
-            frame = (rng.standard_normal(FRAME) * 0.01).astype(np.float32)
-            await self.ws.send_bytes(b"\x01" + self.writer.append_pcm(frame))
-            self.sent += 1
-            async with asyncio.timeout(timeout_s):
-                while self.heard < (self.sent - lag) * FRAME:
-                    assert not self.ws.closed, f"closed: {self.ws.close_code}"
-                    self._got.clear()
-                    await self._got.wait()
+            await self.send((rng.standard_normal(FRAME) * 0.01).astype(np.float32), lag, timeout_s)
+
+    async def say(self, audio: np.ndarray, *, lag: int = 2, timeout_s: float = 30) -> None:
+        """Stream recorded speech in 80 ms frames, in step with the answers."""
+        for start in range(0, len(audio) - FRAME + 1, FRAME):
+            await self.send(audio[start : start + FRAME].astype(np.float32), lag, timeout_s)
+
+    async def send(self, frame: np.ndarray, lag: int, timeout_s: float) -> None:
+        """One frame, once the answers are at most ``lag`` frames behind."""
+        await self.ws.send_bytes(b"\x01" + self.writer.append_pcm(frame))
+        self.sent += 1
+        async with asyncio.timeout(timeout_s):
+            while self.heard < (self.sent - lag) * FRAME:
+                assert not self.ws.closed, f"closed: {self.ws.close_code}"
+                self._got.clear()
+                await self._got.wait()
 
     async def hang_up(self) -> None:
         await self.ws.close()
@@ -231,3 +243,40 @@ async def test_stopping_the_server_mid_conversation_leaves_nothing_behind(
     assert not alive(pid)
     assert runtime.fleet.engine("duplex").state is EngineState.UNLOADED
     await caller.hang_up()
+
+
+async def test_after_a_failover_the_cascade_answers_what_the_user_says(
+    make_server: ServerFactory,
+) -> None:
+    """Not only frames in step: the cascade hears the speech and talks back on the same socket."""
+    server, runtime = await make_server()
+    await runtime.fleet.load("duplex")
+    await asyncio.gather(*(runtime.fleet.load(n) for n in ("vad", "asr", "llm", "tts")))
+    moved = runtime.bus.subscribe()
+    caller = await Caller.dial(server)
+    try:
+        await caller.talk(6)
+        kill(runtime)
+        failover = asyncio.create_task(anext(until_events(moved, "session.failover", 1)))
+        async with asyncio.timeout(60):
+            while not failover.done():
+                await caller.talk(1)
+        pieces_before, caller.peak = len(caller.texts), 0.0
+        await caller.say(speak("Can you help me with fractions, please?", RATE))
+        quiet = np.zeros(FRAME, dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        async with asyncio.timeout(120):  # then silence, the turn's end, until the reply is heard
+            while len(caller.texts) == pieces_before or caller.peak < 0.01:
+                # a microphone's pace (80 ms a frame), as real clients stream: a flood faster
+                # than real time would keep the event loop's thread too busy to let the LLM's
+                # generation thread run
+                tick += FRAME / RATE
+                await asyncio.sleep(max(0.0, tick - loop.time()))
+                await caller.send(quiet, lag=2, timeout_s=30)
+        reply = "".join(caller.texts[pieces_before:])
+        assert reply.strip(), "the cascade's reply text arrives as 0x02"
+        assert only_session(runtime)["backend"] == "cascade"
+    finally:
+        moved.close()
+        await caller.hang_up()
