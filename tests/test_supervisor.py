@@ -12,6 +12,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ import pytest
 
 from orchestrator import pidfiles
 from orchestrator.probes import HttpProbe, TcpProbe
+from orchestrator.process_log import LogRing
 from orchestrator.restart_policy import RestartPolicy
 from orchestrator.supervisor import (
     ProcessFailed,
@@ -177,12 +179,23 @@ async def test_chatty_child_never_blocks_and_the_ring_stays_bounded(
         spec(free_port(), "--chatty", str(chatty), "--long-line", "300000", log_lines=100)
     )
     await process.ensure_ready()
-    assert process.log.total >= 2 * chatty // 100
+    # the child wrote everything before it listened; the last pipe-fulls may still be on their
+    # way in: wait for them (the 300 kB line arrives cut into bounded pieces, none held whole)
+    async with asyncio.timeout(60):
+        await until_total(process.log, 2 * chatty // 100 + 300_000 // 8192)
     lines = process.log.tail()
     assert len(lines) == 100
     assert max(len(line.text) for line in lines) <= 2002
-    # the 300 kB line arrived cut into bounded pieces, none of them held whole
-    assert process.log.total >= 2 * chatty // 100 + 300_000 // 8192
+
+
+async def until_total(log: LogRing, count: int) -> None:
+    """Wait until ``count`` lines have arrived, woken by each new one."""
+    async with aclosing(log.follow(backlog=0)) as lines:
+        if log.total >= count:
+            return
+        async for _line in lines:
+            if log.total >= count:
+                return
 
 
 async def test_port_taken_by_a_stranger_is_a_clear_error(supervisor: Supervisor) -> None:
