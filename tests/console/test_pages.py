@@ -137,3 +137,32 @@ async def test_console_traffic_is_never_voice_activity(
     assert runtime.hibernation_summary()["idle_s"] == 45
     assert runtime.hibernator.state is IdleState.WARM
     stream.close()
+
+
+class _Open:
+    """An open session as the runtime's registry holds it: something that describes itself."""
+
+    def __init__(self, summary: dict[str, object]) -> None:
+        self._summary = summary
+
+    def summary(self) -> dict[str, object]:
+        return self._summary
+
+
+async def test_overview_lists_cascade_and_duplex_sessions_with_their_failovers(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    cascade = {"id": "sess_c", "backend": "cascade", "opened_at": runtime.clock(), "turns": 3}
+    moved = {"source": "duplex", "target": "cascade", "reason": "the server hangs", "gap_s": 1.25}
+    duplex = {
+        "id": "sess_d",
+        "protocol": "duplex",
+        "backend": "cascade",
+        "opened_at": runtime.clock(),
+        "failovers": [moved],
+    }
+    runtime.sessions.update({"sess_c": _Open(cascade), "sess_d": _Open(duplex)})
+    html = await page(client, "/")
+    assert "cascade · 3 turns" in html
+    assert "cascade (duplex)" in html and "moved to the cascade after 1.25 s" in html
+    assert 'title="the server hangs"' in html
