@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 ServerFactory = Callable[..., Any]  # (**duplex_toml options) -> awaitable (TestServer, Runtime)
 
 
-def duplex_toml(tmp: Path, *, policy: str = "duplex-first", extra_args: str = "") -> str:
+def duplex_toml(
+    tmp: Path, *, policy: str = "duplex-first", extra_args: str = "", failover: bool = True
+) -> str:
     """The ``duplex`` engine (the peer, not started until loaded) and the ``[duplex]`` policy."""
     voices = make_voice_dir(tmp / "voices")
     hf_home = fill_hf_cache(tmp / "hf")
@@ -53,6 +55,7 @@ restart = {{ enabled = false }}
 [duplex]
 policy = "{policy}"
 hang_timeout_s = 1.0
+failover = {str(failover).lower()}
 """
 
 

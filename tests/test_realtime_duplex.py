@@ -248,3 +248,32 @@ async def test_a_duplex_engine_that_cannot_start_leaves_the_session_on_the_casca
         assert summary["backend"] == "cascade"
     finally:
         await socket.hang_up()
+
+
+async def test_without_failover_a_crash_ends_the_session_and_says_why(
+    make_server: ServerFactory,
+) -> None:
+    server, runtime = await make_server(failover=False)
+    await runtime.fleet.load("duplex")
+    events = runtime.bus.subscribe()
+    socket = await Talker.dial(server)
+    try:
+        view = await socket.switch()
+        assert view["served_by"] == "duplex"
+        await socket.talk(3)
+        kill(runtime)
+        done = (await socket.until("response.done", timeout=60))["response"]
+        assert done["status"] == "failed"
+        error = (await socket.until("error"))["error"]
+        assert error["code"] == "session_failed" and "duplex" in error["message"]
+        async with asyncio.timeout(15):
+            closing = await socket.ws.receive()
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert socket.ws.close_code == 1011
+        assert not any(e["type"] == "session.backend_changed" for e in socket.seen)
+    finally:
+        await socket.hang_up()
+    await closed(events, view["id"])
+    events.close()
+    assert runtime.sessions == {} and server.app[DUPLEX_ROUTER].holder is None
+    assert all(status.leases == 0 for status in await runtime.fleet.statuses())
