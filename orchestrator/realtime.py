@@ -59,7 +59,8 @@ GA_NAMES = {
 }
 
 
-def _event(type_: str, **fields: Any) -> dict[str, Any]:
+def server_event(type_: str, **fields: Any) -> dict[str, Any]:
+    """A server event with its own ``event_id``, as the Realtime protocol sends them."""
     return {"event_id": f"event_{uuid.uuid4().hex[:20]}", "type": type_, **fields}
 
 
@@ -113,7 +114,7 @@ class RealtimeConnection:
         self, message: str, code: str, client_event: str | None = None, param: str | None = None
     ) -> None:
         await self.send(
-            _event(
+            server_event(
                 "error",
                 error={
                     "type": "invalid_request_error",
@@ -207,7 +208,7 @@ class RealtimeConnection:
         )
         if isinstance(config.get("instructions"), str):
             self.client_instructions = config["instructions"]
-        await self.send(_event("session.updated", session=self.session_view()))
+        await self.send(server_event("session.updated", session=self.session_view()))
 
     async def _on_input_audio_buffer_append(self, event: dict[str, Any]) -> None:
         pcm = decode_append(event, self.runtime.config.sessions.max_append_bytes)
@@ -219,7 +220,7 @@ class RealtimeConnection:
 
     async def _on_input_audio_buffer_clear(self, event: dict[str, Any]) -> None:
         self.session.clear()
-        await self.send(_event("input_audio_buffer.cleared"))
+        await self.send(server_event("input_audio_buffer.cleared"))
 
     async def _on_conversation_item_create(self, event: dict[str, Any]) -> None:
         item = event.get("item") or {}
@@ -231,7 +232,7 @@ class RealtimeConnection:
         self.conversation_started = True
         item_id = self.session.add_user_text(text)
         await self.send(
-            _event(
+            server_event(
                 "conversation.item.created",
                 previous_item_id=None,
                 item={
@@ -258,7 +259,7 @@ class RealtimeConnection:
             raise InvalidInput("truncate needs 'item_id' and a non-negative 'audio_end_ms'")
         self.session.truncate(item_id, end_ms)
         await self.send(
-            _event(
+            server_event(
                 "conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=end_ms
             )
         )
@@ -273,21 +274,25 @@ class RealtimeConnection:
             "content_index": 0,
         }
         if e.kind == "waking":
-            await self.send(_event("waking", engines=list(e.engines)))
+            await self.send(server_event("waking", engines=list(e.engines)))
         elif e.kind == "speech_started":
             await self.send(
-                _event("input_audio_buffer.speech_started", audio_start_ms=e.at_ms, item_id="")
+                server_event(
+                    "input_audio_buffer.speech_started", audio_start_ms=e.at_ms, item_id=""
+                )
             )
         elif e.kind == "speech_stopped":
             await self.send(
-                _event("input_audio_buffer.speech_stopped", audio_end_ms=e.at_ms, item_id="")
+                server_event("input_audio_buffer.speech_stopped", audio_end_ms=e.at_ms, item_id="")
             )
         elif e.kind == "transcript":
             await self.send(
-                _event("input_audio_buffer.committed", previous_item_id=None, item_id=e.item_id)
+                server_event(
+                    "input_audio_buffer.committed", previous_item_id=None, item_id=e.item_id
+                )
             )
             await self.send(
-                _event(
+                server_event(
                     "conversation.item.created",
                     previous_item_id=None,
                     item={
@@ -301,7 +306,7 @@ class RealtimeConnection:
                 )
             )
             await self.send(
-                _event(
+                server_event(
                     "conversation.item.input_audio_transcription.completed",
                     item_id=e.item_id,
                     content_index=0,
@@ -309,20 +314,26 @@ class RealtimeConnection:
                 )
             )
         elif e.kind == "reply_started":
-            await self.send(_event("response.created", response=self._response(e, "in_progress")))
+            await self.send(
+                server_event("response.created", response=self._response(e, "in_progress"))
+            )
         elif e.kind == "reply_text":
-            await self.send(_event("response.audio_transcript.delta", delta=e.text, **ids))
+            await self.send(server_event("response.audio_transcript.delta", delta=e.text, **ids))
         elif e.kind == "reply_audio":
             await self.send(
-                _event("response.audio.delta", delta=base64.b64encode(e.audio).decode(), **ids)
+                server_event(
+                    "response.audio.delta", delta=base64.b64encode(e.audio).decode(), **ids
+                )
             )
         elif e.kind == "reply_done":
-            await self.send(_event("response.audio.done", **ids))
-            await self.send(_event("response.audio_transcript.done", transcript=e.text, **ids))
-            await self.send(_event("response.done", response=self._response(e, e.status)))
+            await self.send(server_event("response.audio.done", **ids))
+            await self.send(
+                server_event("response.audio_transcript.done", transcript=e.text, **ids)
+            )
+            await self.send(server_event("response.done", response=self._response(e, e.status)))
         elif e.kind == "partial_transcript":
             await self.send(
-                _event(
+                server_event(
                     "conversation.item.input_audio_transcription.delta",
                     item_id="",
                     content_index=0,
@@ -332,7 +343,7 @@ class RealtimeConnection:
         elif e.kind == "fallback":
             role, source, target = e.engines
             await self.send(
-                _event("fallback", role=role, source=source, target=target, reason=e.text)
+                server_event("fallback", role=role, source=source, target=target, reason=e.text)
             )
         elif e.kind == "error":
             await self.error(e.text, e.code)
@@ -383,7 +394,7 @@ async def realtime(request: web.Request) -> web.StreamResponse:
         except (EngineError, WakeTimeout) as exc:
             await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
             return ws
-        await connection.send(_event("session.created", session=connection.session_view()))
+        await connection.send(server_event("session.created", session=connection.session_view()))
         async with asyncio.timeout(settings.max_minutes * 60):
             async for message in ws:
                 if message.type is WSMsgType.TEXT:

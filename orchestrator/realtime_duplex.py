@@ -46,7 +46,7 @@ from orchestrator.duplex_routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex_session import DuplexSession
 from orchestrator.events import Subscription
 from orchestrator.fleet import WakeTimeout
-from orchestrator.realtime import RealtimeConnection, Refused, _event, decode_append
+from orchestrator.realtime import RealtimeConnection, Refused, decode_append, server_event
 from orchestrator.tasks import TaskSet
 from services.duplex_client import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
@@ -200,12 +200,14 @@ class RealtimeDuplex:
         if not pcm16.any():
             return  # digital silence: the cascade between replies, a failover's gap
         delta = base64.b64encode(pcm16.tobytes()).decode()
-        await self.conn.send(_event("response.audio.delta", delta=delta, **self._ids()))
+        await self.conn.send(server_event("response.audio.delta", delta=delta, **self._ids()))
 
     async def text(self, piece: str) -> None:
         await self._running.wait()
         self.said.append(piece)
-        await self.conn.send(_event("response.audio_transcript.delta", delta=piece, **self._ids()))
+        await self.conn.send(
+            server_event("response.audio_transcript.delta", delta=piece, **self._ids())
+        )
 
     async def end(self, reason: str) -> None:
         """Nothing can serve the session any more: say so, then close the socket."""
@@ -216,8 +218,10 @@ class RealtimeDuplex:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _begin(self) -> None:
-        await self.conn.send(_event("session.updated", session=self.view()))
-        await self.conn.send(_event("response.created", response=self._response("in_progress")))
+        await self.conn.send(server_event("session.updated", session=self.view()))
+        await self.conn.send(
+            server_event("response.created", response=self._response("in_progress"))
+        )
         self._running.set()
         self._tasks.spawn("failovers", self._relay_failovers())
 
@@ -229,7 +233,7 @@ class RealtimeDuplex:
                 continue
             data = event.data
             await self.conn.send(
-                _event(
+                server_event(
                     "session.backend_changed",
                     source=data["source"],
                     target=data["target"],
@@ -237,7 +241,7 @@ class RealtimeDuplex:
                     gap_s=data["gap_s"],
                 )
             )
-            await self.conn.send(_event("session.updated", session=self.view()))
+            await self.conn.send(server_event("session.updated", session=self.view()))
 
     async def close(self) -> None:
         """End the session (shielded by the caller): tasks, session, lease and slot, then
@@ -257,11 +261,11 @@ class RealtimeDuplex:
         tail, self._out = self._out, self._out[:0]
         await self._delta(tail)
         transcript = "".join(self.said)
-        await self.conn.send(_event("response.audio.done", **self._ids()))
+        await self.conn.send(server_event("response.audio.done", **self._ids()))
         await self.conn.send(
-            _event("response.audio_transcript.done", transcript=transcript, **self._ids())
+            server_event("response.audio_transcript.done", transcript=transcript, **self._ids())
         )
-        await self.conn.send(_event("response.done", response=self._response(status, reason)))
+        await self.conn.send(server_event("response.done", response=self._response(status, reason)))
 
     # -- views -------------------------------------------------------------------------------
 
