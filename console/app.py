@@ -32,6 +32,7 @@ from console.admin import add_admin_routes
 from console.audit import AuditLog
 from console.auth import authenticate, guard_writes, security_headers
 from console.context import CONSOLE, Console
+from console.history_store import HistoryStore
 from console.live import add_live_routes, push_point
 from console.login import add_login_routes
 from console.overrides import FILE_NAME
@@ -89,6 +90,7 @@ def _console(
         overrides_path=state_dir / FILE_NAME,
         clock=clock,
         trust_proxy=trust_proxy,
+        history_store=HistoryStore(db),
     )
     console.history.listeners.append(lambda point: push_point(console, point))
     return console

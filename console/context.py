@@ -16,6 +16,7 @@ from aiohttp import web
 
 from console.audit import AuditEntry, AuditLog
 from console.history import History
+from console.history_store import HistoryStore
 from console.password import PasswordCheck
 from console.session import RevokedSessions, Session, SessionSigner
 from orchestrator.runtime import RUNTIME
@@ -76,12 +77,15 @@ class Console:
     throttle: LoginThrottle = field(default_factory=LoginThrottle)
     streams: weakref.WeakSet[Stream] = field(default_factory=weakref.WeakSet)
     history: History = field(default_factory=History)
+    history_store: HistoryStore | None = None  # None: the chart history lives in memory only
     # Believe X-Forwarded-Proto/-For (a TLS proxy in front): only when the operator says so.
     trust_proxy: bool = False
 
     def close(self) -> None:
         self.audit.close()
         self.revoked.close()
+        if self.history_store is not None:
+            self.history_store.close()
 
 
 CONSOLE = web.AppKey("console", Console)

@@ -1,8 +1,9 @@
 """The overview's charts: GPU memory and utilization, and time to first audio, over recent hours.
 
 Nothing in the runtime keeps a history (the GPU sampler holds its latest reading, sessions their
-last turns, Prometheus histograms their totals), so the console keeps a bounded one in memory:
-one point per ``step_s`` (a minute) for ``keep_s`` (six hours), lost on restart. A step adds a
+last turns, Prometheus histograms their totals), so the console keeps a bounded one:
+one point per ``step_s`` (a minute) for ``keep_s`` (six hours), also saved to the state database
+(``console.history_store``) so that a restart keeps it. A step adds a
 point only when something new arrived: a fresh GPU reading (the sampler counts its readings), or
 turns finished since the last step. Latency quantiles come from the turn histogram's buckets
 (``vo_turn_stage_seconds{stage="first_audio_s"}``) the way Prometheus' ``histogram_quantile``

@@ -4,11 +4,14 @@ new, bounded memory, and the console task reading what the runtime already holds
 from __future__ import annotations
 
 import math
+import sqlite3
+from pathlib import Path
 
 import pytest
 
-from console.history import History, histogram_buckets, quantile
-from console.recorder import step
+from console.history import History, Point, histogram_buckets, quantile
+from console.history_store import HistoryStore
+from console.recorder import restore, step
 from orchestrator.runtime import Runtime
 from services.nvml import GpuTelemetry
 from tests.fakes import FakeClock
@@ -78,3 +81,32 @@ def test_the_console_task_reads_the_sampler_and_the_turn_histogram(
     assert point.p50_s is not None and 0.3 < point.p50_s <= 0.5
     assert point.p99_s is not None and 2 < point.p99_s <= 3
     assert histogram_buckets(runtime.metrics.turn_seconds)[-1] == (math.inf, 4.0)
+
+
+def test_the_store_keeps_the_window_and_skips_what_it_cannot_read(tmp_path: Path) -> None:
+    db = tmp_path / "orchestrator.db"
+    store = HistoryStore(db)
+    for at in (0.0, 100.0, 200.0):
+        store.save(Point(at=at, turns=1, p50_s=0.4), keep_s=120)
+    assert [p.at for p in store.since(0)] == [100.0, 200.0]  # 0 fell out of the window
+    with sqlite3.connect(db) as raw:
+        raw.execute("INSERT INTO console_chart_points VALUES (150, 'not json')")
+        raw.execute("""INSERT INTO console_chart_points VALUES (160, '{"at": 160, "new": 1}')""")
+    store.close()
+    again = HistoryStore(db)  # a restart reads what the last run wrote
+    assert [(p.at, p.p50_s) for p in again.since(120)] == [(160.0, None), (200.0, 0.4)]
+    again.close()
+
+
+async def test_a_restart_puts_the_saved_hours_back(
+    runtime: Runtime, clock: FakeClock, tmp_path: Path
+) -> None:
+    store = HistoryStore(tmp_path / "orchestrator.db")
+    now = clock()
+    old, recent = Point(at=now - 7 * 3600, turns=2), Point(at=now - 600, turns=3, p50_s=0.5)
+    for point in (old, recent):
+        store.save(point, keep_s=24 * 3600)
+    history = History()
+    await restore(runtime, history, store)
+    assert list(history.points) == [recent]  # what is older than the six hours stays out
+    store.close()
