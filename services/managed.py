@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from abc import ABC, abstractmethod
 from typing import ClassVar
@@ -56,6 +57,8 @@ class ServerEngine(ABC):
     role: Role
     Options: ClassVar[type[ServerOptions]] = ServerOptions
     unload_stops_process: ClassVar[bool] = True  # False where the server can unload a model
+    # What to do when the supervised program is not installed.
+    install_hint: ClassVar[str] = "install the server, or set options.command to its path"
 
     def __init__(self, spec: EngineSpec, *, supervisor: Supervisor | None = None) -> None:
         self.name = spec.name
@@ -123,6 +126,27 @@ class ServerEngine(ABC):
     @property
     def base_url(self) -> str:
         return self.options.url.rstrip("/")
+
+    def missing_program(self) -> ModelMissing | None:
+        """The supervised command's program when it is not installed: a clear ``missing`` state
+        with how to get it, rather than a crash loop of a process that cannot start."""
+        if not self.options.supervise:
+            return None
+        command = tuple(self.options.command) or self.default_command()
+        if not command:
+            return None
+        program = command[0]
+        if os.sep in program:
+            if os.access(program, os.X_OK):
+                return None
+            where = "not found or not executable"
+        else:
+            if shutil.which(program) is not None:
+                return None
+            where = "not found on PATH"
+        return ModelMissing(
+            f"the server program {program!r} is {where}", engine=self.name, hint=self.install_hint
+        )
 
     def use_supervisor(self, supervisor: Supervisor) -> None:
         """Run the server process under the orchestrator's shared supervisor."""
@@ -242,6 +266,9 @@ class ServerEngine(ABC):
             return LoadReport(seconds=seconds, ram_delta_bytes=ram or 0, vram_delta_bytes=vram)
 
     async def _bring_up(self) -> None:
+        missing = self.missing_program()
+        if missing is not None:
+            raise missing
         process = self.process
         if process is not None:
             await process.ensure_ready()
@@ -291,6 +318,9 @@ class ServerEngine(ABC):
     async def health(self) -> EngineHealth:
         process = self._process
         if process is None and self.options.supervise:  # never started: nothing to probe yet
+            missing = self.missing_program()
+            if missing is not None:
+                return EngineHealth(EngineState.MISSING, missing.message, missing.hint)
             detail = self._last_error or "server process not started; it starts on load"
             return EngineHealth(self.state, detail, self._hint)
         if process is not None and process.state is not ProcessState.READY:

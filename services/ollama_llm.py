@@ -80,6 +80,11 @@ class OllamaChat(ServerEngine):
 
     # -- server and model --------------------------------------------------------------------
 
+    install_hint = (
+        "install Ollama (https://ollama.com/download) or set options.binary to its path; "
+        "or set options.supervise = false to use an Ollama server you run yourself"
+    )
+
     def default_command(self) -> tuple[str, ...]:
         return (self.options.binary, "serve")
 

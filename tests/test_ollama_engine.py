@@ -344,3 +344,19 @@ async def test_dormant_stops_a_server_whose_model_was_already_unloaded(
     finally:
         await fleet.stop()
         await supervisor.stop_all()
+
+
+@pytest.mark.parametrize("binary", ["vo-no-such-ollama", "/nonexistent/bin/ollama"])
+async def test_a_missing_ollama_program_is_a_missing_engine_with_how_to_get_it(
+    binary: str,
+) -> None:
+    engine = engine_for(f"http://127.0.0.1:{free_port()}", supervise=True, binary=binary)
+    before = await engine.health()
+    assert before.state is EngineState.MISSING and binary in before.detail
+    assert "ollama.com/download" in before.hint
+    with pytest.raises(ModelMissing, match="not found"):
+        await engine.load()
+    assert engine.state is EngineState.MISSING
+    assert engine.process_view() is None  # nothing was started, nothing crash-loops
+    await engine.unload()
+    assert engine.state is EngineState.UNLOADED
