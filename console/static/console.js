@@ -94,7 +94,11 @@
   // -- live updates -----------------------------------------------------------------------------
   function swap(name, html) {
     const target = document.querySelector(`[data-fragment="${name}"]`);
-    if (!target || target.contains(document.activeElement)) return;
+    // Never replace a field the operator is typing in; a clicked button keeps the focus too,
+    // but its fragment must still follow the state it changed.
+    const active = document.activeElement;
+    const editing = active && active.matches("input, select, textarea, [contenteditable]");
+    if (!target || (editing && target.contains(active))) return;
     target.innerHTML = html;
     localize(target);
   }
