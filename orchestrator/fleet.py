@@ -164,6 +164,8 @@ class Fleet:
                 engine_config.adapter, spec_for(name, engine_config, config.models.dir)
             )
             self._records[name] = _Record(engine_config, engine)
+            if isinstance(engine, ProcessBacked):  # a server that came back re-attaches alone
+                engine.state_listeners.append(self._state_follower(name))
 
     @property
     def names(self) -> list[str]:
@@ -258,6 +260,9 @@ class Fleet:
             record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
             self._metrics.load_finished(name, report.seconds, ok=True)
         return report
+
+    def _state_follower(self, name: str) -> Callable[[EngineState], None]:
+        return lambda _state: self._publish_state(name)
 
     def _publish_state(self, name: str, state: str | None = None) -> None:
         try:

@@ -18,7 +18,7 @@ terminal: the orchestrator decides whether to retry, download or give up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -215,4 +215,9 @@ class ProcessBacked(Engine, Protocol):
 
     def process_view(self, lines: int = 20) -> ProcessView | None:
         """The process's state and last output lines; None until the process exists."""
+        ...
+
+    @property
+    def state_listeners(self) -> list[Callable[[EngineState], object]]:
+        """Told the engine's state when it changes on its own (a re-attach after a restart)."""
         ...

@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 from urllib.parse import urlsplit
 
@@ -77,6 +78,8 @@ class ServerEngine(ABC):
         self._client: httpx.AsyncClient | None = None
         self._probed: tuple[float, str | None] | None = None
         self._tasks = TaskSet(f"engine-{self.name}")
+        # Told the engine's state after each re-attach to a restarted server (loaded or failed).
+        self.state_listeners: list[Callable[[EngineState], object]] = []
 
     # -- what subclasses provide -------------------------------------------------------------
 
@@ -379,9 +382,14 @@ class ServerEngine(ABC):
                 await self._attach()
             except EngineError as exc:
                 self._fail(f"re-attaching after a restart: {exc.message}", "")
-                return
-            self._generation = process.starts
-            log.info("%s: model back after the server restarted", self.name)
+            else:
+                self._generation = process.starts
+                log.info("%s: model back after the server restarted", self.name)
+        for listener in list(self.state_listeners):
+            try:
+                listener(self.state)
+            except Exception:  # a listener's bug must not stop the engine
+                log.exception("%s: state listener failed", self.name)
 
     async def _close_client(self) -> None:
         if self._client is not None:

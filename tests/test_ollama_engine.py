@@ -27,7 +27,7 @@ from services.ollama_llm import OllamaChat
 from services.server_errors import ServerUnavailable
 from tests.conftest import free_port, tiny_profile_toml
 from tests.peers.ollama_peer import BadRequest, parse_keep_alive
-from tests.peers.watch import StateLog, alive, start_peer, stop_peer
+from tests.peers.watch import StateLog, alive, next_engine_state, start_peer, stop_peer
 
 NUM_CTX = 1024
 
@@ -233,6 +233,7 @@ async def test_supervised_ollama_serve_comes_back_after_a_kill(
         first = process.pid
         assert first is not None
         states = StateLog(process)
+        reattached = next_engine_state(engine)
         os.kill(first, signal.SIGKILL)
         await states.reach(ProcessState.CRASHED)
         assert engine.state is EngineState.LOADING
@@ -242,10 +243,8 @@ async def test_supervised_ollama_serve_comes_back_after_a_kill(
         assert view.pid not in (None, first)
         assert any("Listening on" in line for line in view.last_lines)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(400):  # the adapter re-attaches the model in the new server
-            if engine.state is EngineState.LOADED:
-                break
-            await asyncio.sleep(0.05)
+        # the adapter re-attaches the model in the new server
+        assert await asyncio.wait_for(reattached, 60) is EngineState.LOADED
         assert engine.state is EngineState.LOADED
         assert resident(await peer_get(url, "/api/ps"), "tiny:latest") is not None
         deltas = [
@@ -304,6 +303,7 @@ async def test_dormant_stops_a_server_whose_model_was_already_unloaded(
         f"[engines.llm.options]\n"
         f'url = "http://127.0.0.1:{port}"\nnum_ctx = {NUM_CTX}\nsupervise = true\n'
         f'command = {command}\ncwd = "{root}"\nenv = {{ {env} }}\n'
+        "restart = { initial_delay_s = 0.05 }\n"
     )
     path = tmp_path / "ollama.toml"
     path.write_text(text)
@@ -325,6 +325,15 @@ async def test_dormant_stops_a_server_whose_model_was_already_unloaded(
         assert any("Listening on" in line for line in view.last_lines)
         entry = engine_entry(await fleet.status("llm"))
         assert entry["process"]["state"] == "ready" and entry["process"]["pid"] == pid
+
+        # a crash: the server comes back, the model is attached again, and the fleet says so
+        reattached, heard = next_engine_state(engine), len(seen)
+        os.kill(pid, signal.SIGKILL)
+        assert await asyncio.wait_for(reattached, 60) is EngineState.LOADED
+        assert seen[heard:] == [("llm", "loaded")]
+        restarted = (await fleet.status("llm")).process
+        assert restarted is not None and restarted.starts == 2 and restarted.pid is not None
+        pid = restarted.pid
 
         assert (await fleet.unload("llm")).unloaded
         assert alive(pid)  # Ollama unloads the model and keeps serving

@@ -28,7 +28,7 @@ from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
 from services.registry import ADAPTERS
 from services.server_errors import ServerRejected, ServerUnavailable
 from tests.conftest import free_port
-from tests.peers.watch import StateLog, alive, start_peer, stop_peer
+from tests.peers.watch import StateLog, alive, next_engine_state, start_peer, stop_peer
 
 KEY_ENV = "TEST_PEER_API_KEY"
 KEY = "sk-peer-0123"
@@ -216,15 +216,13 @@ async def test_vibevoice_is_supervised_ready_on_model_loaded_and_unloads_by_stop
         first = process.pid
         assert first is not None
         states = StateLog(process)
+        reattached = next_engine_state(tts)
         os.kill(first, signal.SIGKILL)
         await states.reach(ProcessState.CRASHED)
         health = await tts.health()
         assert health.state is EngineState.LOADING and "SIGKILL" in health.detail
         await states.reach(ProcessState.READY)
-        for _ in range(200):
-            if tts.state is EngineState.LOADED:
-                break
-            await asyncio.sleep(0.02)
+        assert await asyncio.wait_for(reattached, 60) is EngineState.LOADED
         assert tts.state is EngineState.LOADED
         second = process.pid
         assert second is not None and second != first

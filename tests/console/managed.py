@@ -13,9 +13,10 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 
 from orchestrator.supervisor import ProcessSpec, Supervisor
-from services.base import LoadReport, ProcessView, Role, Runtime, UnloadReport
+from services.base import EngineState, LoadReport, ProcessView, Role, Runtime, UnloadReport
 from tests.fakes import FakeEngine
 
 CHILD = """
@@ -49,6 +50,7 @@ class ManagedFakeEngine(FakeEngine):
     def __init__(self, name: str, role: Role = Role.LLM) -> None:
         super().__init__(name, role)
         self.supervisor: Supervisor | None = None
+        self.state_listeners: list[Callable[[EngineState], object]] = []
 
     def spec(self) -> ProcessSpec:
         return ProcessSpec(name=self.name, command=(sys.executable, "-u", "-c", CHILD))

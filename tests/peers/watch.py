@@ -15,6 +15,8 @@ from pathlib import Path
 import psutil
 
 from orchestrator.supervisor import ManagedProcess, ProcessState
+from services.base import EngineState
+from services.managed import ServerEngine
 
 PEERS = Path(__file__).parent
 HTTP_PEER = PEERS / "http_peer.py"
@@ -101,3 +103,15 @@ def stop_peer(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def next_engine_state(engine: ServerEngine) -> asyncio.Future[EngineState]:
+    """The engine's state the next time it changes on its own (a re-attach after a restart)."""
+    future: asyncio.Future[EngineState] = asyncio.get_running_loop().create_future()
+
+    def note(state: EngineState) -> None:
+        if not future.done():
+            future.set_result(state)
+
+    engine.state_listeners.append(note)
+    return future
