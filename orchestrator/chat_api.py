@@ -61,6 +61,11 @@ def _options(body: dict[str, Any]) -> dict[str, Any]:
         options["max_new_tokens"] = limit
     if body.get("temperature") is not None:
         options["temperature"] = float(body["temperature"])
+    seed = body.get("seed")
+    if seed is not None:  # OpenAI's best-effort determinism for sampled replies
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise InvalidInput("seed must be an integer")
+        options["seed"] = seed
     return options
 
 

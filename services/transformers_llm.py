@@ -71,6 +71,7 @@ class TransformersChat(InProcessEngine):
         stop = threading.Event()
 
         def generate() -> Iterator[str]:
+            import torch
             from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
             class Stop(StoppingCriteria):
@@ -90,8 +91,12 @@ class TransformersChat(InProcessEngine):
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
             failure: list[BaseException] = []
 
+            seed = settings.get("seed")
+
             def run(**kwargs: Any) -> None:
                 try:
+                    if seed is not None:  # best effort, as OpenAI's: the RNG is process-wide
+                        torch.manual_seed(int(seed))
                     model.generate(**kwargs)
                 except Exception as exc:  # surfaced in the caller's thread below
                     failure.append(exc)

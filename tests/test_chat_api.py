@@ -29,14 +29,26 @@ async def client(runtime: Runtime, aiohttp_server: Any) -> openai.AsyncOpenAI:
     )
 
 
+async def streamed(client: openai.AsyncOpenAI, seed: int) -> list[Any]:
+    stream = await client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, stream=True, temperature=1.0, max_tokens=48, seed=seed
+    )
+    return [chunk async for chunk in stream]
+
+
 async def test_streamed_chat(client: openai.AsyncOpenAI) -> None:
-    stream = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES, stream=True)
-    chunks = [chunk async for chunk in stream]
+    # a fixed seed makes the tiny model's sampled reply the same each run: one that has words
+    # (the model streams word by word), so the stream has several content chunks
+    chunks = await streamed(client, seed=1)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert len(chunks) > 3  # it really streamed
+    again = await streamed(client, seed=1)
+    assert "".join(c.choices[0].delta.content or "" for c in again) == text
+    with pytest.raises(openai.BadRequestError, match="seed must be an integer"):
+        await client.chat.completions.create(model="llm", messages=MESSAGES, seed="x")  # type: ignore[arg-type]
 
 
 async def test_whole_chat_and_limits(client: openai.AsyncOpenAI) -> None:
