@@ -9,11 +9,12 @@ and whether it worked. Calls block briefly on disk I/O: async callers use ``asyn
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from orchestrator.store import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_audit (
@@ -51,11 +52,8 @@ class AuditEntry:
 
 class AuditLog:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -9,12 +9,12 @@ use ``asyncio.to_thread``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import fields
 from pathlib import Path
 
 from console.history import Point
+from orchestrator.store import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_chart_points (
@@ -27,11 +27,8 @@ _FIELDS = {f.name for f in fields(Point)}
 
 class HistoryStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -19,7 +19,6 @@ import hmac
 import json
 import os
 import secrets
-import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from console.password import b64 as _b64
 from console.password import unb64 as _unb64
 from orchestrator.secrets import read_private_file
+from orchestrator.store import open_database
 
 COOKIE = "vo_console"
 TTL_S = 12 * 3600.0
@@ -105,9 +105,7 @@ class RevokedSessions:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
         self._ids = {row[0] for row in self._db.execute("SELECT sid FROM console_revoked")}
 
     def __contains__(self, sid: str) -> bool:

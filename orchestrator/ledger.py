@@ -12,7 +12,6 @@ run them with ``asyncio.to_thread``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from orchestrator.config import CostsConfig
 from orchestrator.credits import HostRun, StateChange, summarize
 from orchestrator.ladder import IdleState
-from orchestrator.store import TransitionRecord
+from orchestrator.store import TransitionRecord, open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS host_runs (
@@ -37,13 +36,10 @@ STALE_BEATS = 2.5  # a run whose last heartbeat is older than this many beats is
 
 class Ledger:
     def __init__(self, path: Path, costs: CostsConfig, *, heartbeat_s: float = HEARTBEAT_S) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.costs = costs
         self.heartbeat_s = heartbeat_s
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def close(self) -> None:
         with self._lock:

@@ -42,15 +42,22 @@ class TransitionRecord:
     seconds: float
 
 
+def open_database(path: Path, schema: str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
+    """One connection to the state database (WAL, autocommit, usable from worker threads under
+    the caller's lock) with ``schema`` created if missing. Each table's owner opens its own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(schema)
+    return db
+
+
 class StateStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = open_database(path, _SCHEMA, timeout_s=5.0)  # sqlite3's default wait
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
