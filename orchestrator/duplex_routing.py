@@ -64,9 +64,7 @@ class DuplexRouter:
     @property
     def engine_name(self) -> str | None:
         name = self.config.engine
-        if name not in self.fleet.names or name not in self.fleet.names_for([Role.DUPLEX]):
-            return None
-        return name
+        return name if name in self.fleet.names_for([Role.DUPLEX]) else None
 
     def route(self, session_id: str) -> Route:
         """Decide for a new session; a duplex route holds the slot until ``release``."""

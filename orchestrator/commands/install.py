@@ -112,15 +112,7 @@ def check_opus(*, install: bool) -> None:
 
 
 def check_server(python: Path, module: str) -> None:
-    try:
-        done = subprocess.run(
-            [str(python), "-m", module, "--help"], capture_output=True, text=True, timeout=300
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CommandError(f"`{python} -m {module} --help` did not run: {exc}") from exc
-    if done.returncode != 0:
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
-        raise CommandError(f"`{python} -m {module} --help` failed ({done.returncode}): {tail}")
+    _run([str(python), "-m", module, "--help"], f"`{python} -m {module} --help`", timeout_s=300)
 
 
 def fetch_weights(engine: PersonaPlexEngine) -> None:
@@ -151,9 +143,9 @@ def fetch_weights(engine: PersonaPlexEngine) -> None:
     print(f"voices in {target}")
 
 
-def _run(command: list[str], what: str) -> None:
+def _run(command: list[str], what: str, *, timeout_s: float = 3600) -> None:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise CommandError(f"{what}: {exc}") from exc
     if done.returncode != 0:
