@@ -14,21 +14,21 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
 
 from console.context import CONSOLE
-from console.live import event_stream_response
+from console.live import KEEPALIVE_S, event_stream_response
 from orchestrator.events import Subscription
-from orchestrator.process_log import LogLine, LogRing
+from orchestrator.process_log import LogRing
 from orchestrator.runtime import RUNTIME, Runtime
 from orchestrator.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 BACKLOG = 40
-KEEPALIVE_S = 25.0
 QUEUE = 500  # lines waiting for a slow client; then the rings' followers skip and say so
 
 Item = tuple[str, Any]  # ("line", (engine, LogLine)) | ("process", name) | ("close", None)
@@ -40,15 +40,11 @@ def ring_of(runtime: Runtime, name: str) -> LogRing | None:
     return process.log if process is not None else None
 
 
-def line_view(line: LogLine) -> dict[str, Any]:
-    return {"seq": line.seq, "at": line.at, "stream": line.stream, "text": line.text}
-
-
 def tails(runtime: Runtime, names: list[str], n: int = BACKLOG) -> dict[str, list[dict[str, Any]]]:
     """The last ``n`` lines of each named engine's process (empty before it first starts)."""
     rings = {name: ring_of(runtime, name) for name in names}
     return {
-        name: [line_view(line) for line in ring.tail(n)] if ring is not None else []
+        name: [asdict(line) for line in ring.tail(n)] if ring is not None else []
         for name, ring in rings.items()
     }
 
@@ -121,7 +117,7 @@ async def stream_logs(request: web.Request) -> web.StreamResponse:
                 follow_new()
             else:
                 engine, line = item[1]
-                body = json.dumps({"engine": engine, **line_view(line)})
+                body = json.dumps({"engine": engine, **asdict(line)})
                 await response.write(f"event: line\ndata: {body}\n\n".encode())
     except (ConnectionResetError, ConnectionError):
         log.debug("log stream closed by the client")
