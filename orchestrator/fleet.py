@@ -358,19 +358,38 @@ class Fleet:
         granted: list[_Record],
         timeout_s: float | None,
     ) -> None:
+        """Grant every lease; only engines that must really load wait, bounded by ``timeout_s``.
+
+        Loaded engines are granted at once, outside the timeout: a busy event loop must never
+        turn a request for a loaded engine into a "still loading" refusal.
+        """
         for record in records:
             record.waiting += 1
-        started = time.monotonic()
         try:
-            async with asyncio.timeout(timeout_s):
-                pairs = zip(names, records, strict=True)
-                await asyncio.gather(*(self._grant(n, r, granted) for n, r in pairs))
-        except TimeoutError:
-            loading = [n for n, r in zip(names, records, strict=True) if not _loaded(r)]
-            raise WakeTimeout(loading or names, time.monotonic() - started) from None
+            pairs = zip(names, records, strict=True)
+            cold = [(n, r) for n, r in pairs if not self._grant_now(r, granted)]
+            if not cold:
+                return
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.gather(*(self._grant(n, r, granted) for n, r in cold))
+            except TimeoutError:
+                loading = [n for n, r in cold if not _loaded(r)]
+                waited = time.monotonic() - started
+                raise WakeTimeout(loading or [n for n, _ in cold], waited) from None
         finally:
             for record in records:
                 record.waiting -= 1
+
+    @staticmethod
+    def _grant_now(record: _Record, granted: list[_Record]) -> bool:
+        """Take a lease without waiting when the engine is loaded and nobody holds its gate."""
+        if record.gate.locked() or not _loaded(record):
+            return False
+        record.leases += 1
+        granted.append(record)
+        return True
 
     async def _grant(self, name: str, record: _Record, granted: list[_Record]) -> None:
         while True:

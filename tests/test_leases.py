@@ -154,3 +154,18 @@ async def _scenario(tmp: Path, operations: list, failures: dict[str, int]) -> No
     assert all(r.outcome in ("served", "error") for r in requests)
     if not failures["tts"]:
         assert all(r.outcome == "served" for r in requests)
+
+
+async def test_a_loaded_engine_is_granted_without_the_wake_budget(tmp_path: Path) -> None:
+    """Only real loads wait on ``timeout_s``: a zero budget still grants a loaded engine."""
+    runtime = fake_runtime(tmp_path, FakeClock(), failures={})
+    try:
+        await runtime.fleet.load("asr")
+        async with runtime.fleet.lease(["asr"], timeout_s=0) as engines:
+            assert engines["asr"].state is EngineState.LOADED
+        with pytest.raises(WakeTimeout) as caught:
+            async with runtime.fleet.lease(["asr", "tts"], timeout_s=0):
+                pass
+        assert caught.value.loading == ["tts"]
+    finally:
+        await runtime.stop()
