@@ -13,10 +13,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import load_config
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
 
 KEY = "bench-key"
 

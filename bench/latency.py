@@ -37,8 +37,8 @@ import aiohttp
 import numpy as np
 from harness import KEY, served, tiny_config
 
-from orchestrator.cascade import reply
-from orchestrator.runtime import Runtime
+from orchestrator.app.runtime import Runtime
+from orchestrator.voice.cascade import reply
 from services.base import ChatModel, SpeechRecognizer, SpeechSynthesizer
 
 RATE = 24_000
@@ -111,7 +111,7 @@ async def main() -> None:
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--config", type=Path)
     args = parser.parse_args()
-    from orchestrator import audio
+    from orchestrator.voice import audio
     from tests.speech import speak
 
     scratch = Path(tempfile.mkdtemp(prefix="vo-latency-"))

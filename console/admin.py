@@ -16,9 +16,9 @@ from aiohttp import web
 from console import overrides
 from console.context import CONSOLE, IDENTITY, record
 from console.credits_view import SimulationError, parse_timeouts, run_simulation
-from orchestrator.fleet import UnknownEngine, UnloadOutcome
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import RUNTIME, Runtime
+from orchestrator.app.runtime import RUNTIME, Runtime
+from orchestrator.core.idle import IdleState
+from orchestrator.fleet.fleet import UnknownEngine, UnloadOutcome
 from services.errors import EngineError
 
 MAX_KEEP_AWAKE_MIN = 24 * 60

@@ -43,8 +43,8 @@ from console.proxy import trusted_proxy
 from console.reads import add_read_routes
 from console.recorder import recording
 from console.session import RevokedSessions, SessionSigner, load_or_create_key
+from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.config import ConfigError
-from orchestrator.runtime import RUNTIME, Runtime
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).parent

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.store import open_database
+from orchestrator.core.store import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_audit (

@@ -19,7 +19,7 @@ from console.history import History
 from console.history_store import HistoryStore
 from console.password import PasswordCheck
 from console.session import RevokedSessions, Session, SessionSigner
-from orchestrator.runtime import RUNTIME
+from orchestrator.app.runtime import RUNTIME
 
 log = logging.getLogger("console.audit")
 USER = "admin"

@@ -1,8 +1,8 @@
 """The Credits page's numbers: billed hours and cost per day, and the simulator on an upload.
 
-Days are UTC days; each is swept with the ledger's own arithmetic (``orchestrator.credits``),
+Days are UTC days; each is swept with the ledger's own arithmetic (``orchestrator.credits.runway``),
 so the bars add up to the totals the ledger reports. The simulator is the CLI's ``simulate``
-on a trace the operator uploads (CSV or JSONL, as ``orchestrator.traces`` reads them).
+on a trace the operator uploads (CSV or JSONL, as ``orchestrator.credits.traces`` reads them).
 Both are blocking (SQLite, CPU): callers run them with ``asyncio.to_thread``.
 """
 
@@ -15,11 +15,11 @@ from typing import Any
 
 from orchestrator.commands.simulate import build_report, wake_costs
 from orchestrator.config import AppConfig
-from orchestrator.credits import DAY_S, HOUR_S, day_start, power_changes, usage
-from orchestrator.ladder import ORDER
-from orchestrator.ledger import STALE_BEATS, Ledger
-from orchestrator.simulator import DEFAULT_BOOT_S, simulate, standard_policies
-from orchestrator.traces import JSONL_SUFFIXES, TraceError, read_trace
+from orchestrator.core.idle import ORDER
+from orchestrator.credits.ledger import STALE_BEATS, Ledger
+from orchestrator.credits.runway import DAY_S, HOUR_S, day_start, power_changes, usage
+from orchestrator.credits.simulator import DEFAULT_BOOT_S, simulate, standard_policies
+from orchestrator.credits.traces import JSONL_SUFFIXES, TraceError, read_trace
 
 MAX_DAYS = 90
 MIN_DAYS = 7

@@ -15,7 +15,7 @@ from aiohttp import web
 from console.context import CONSOLE
 from console.credits_view import cost_by_state, daily
 from console.snapshot import snapshot, transitions_view
-from orchestrator.runtime import RUNTIME
+from orchestrator.app.runtime import RUNTIME
 
 # Which fragments each page shows; "status" is the header badge every page has.
 VIEWS: dict[str, tuple[str, ...]] = {

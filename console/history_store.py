@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from console.history import Point
-from orchestrator.store import open_database
+from orchestrator.core.store import open_database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_chart_points (

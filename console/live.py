@@ -21,8 +21,8 @@ from aiohttp import web
 from console.context import CONSOLE, Console
 from console.fragments import VIEWS, update_message, view_data
 from console.history import Point
-from orchestrator.events import Event, Subscription
-from orchestrator.runtime import RUNTIME
+from orchestrator.app.runtime import RUNTIME
+from orchestrator.core.events import Event, Subscription
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestrator.config import HibernationConfig
-from orchestrator.ladder import ORDER
+from orchestrator.core.idle import ORDER
 
 FILE_NAME = "console-overrides.toml"
 TOP_KEYS = (

@@ -12,7 +12,7 @@ from console.fragments import view_data
 from console.plan_view import plan_of
 from console.process_logs import BACKLOG, tails
 from console.snapshot import ladder_view
-from orchestrator.runtime import RUNTIME
+from orchestrator.app.runtime import RUNTIME
 from services.base import Role
 
 NAV = (

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from orchestrator.catalog import catalog_files, load_catalog
+from orchestrator.app.runtime import Runtime
 from orchestrator.commands import CommandError
 from orchestrator.commands.plan import Target, build_report, configured_rows, find_target
 from orchestrator.config import AppConfig
-from orchestrator.gpu import GPU_TYPES, GpuBackend
-from orchestrator.measurements import MeasurementStore
-from orchestrator.runtime import Runtime
+from orchestrator.gpu.catalog import catalog_files, load_catalog
+from orchestrator.gpu.measurements import MeasurementStore
+from orchestrator.gpu.telemetry import GPU_TYPES, GpuBackend
 
 
 def plan_table(config: AppConfig, backend: GpuBackend | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The output of managed engine processes: the last lines, and ``GET /events/logs`` following them.
 
-The supervisor keeps each process's lines in a ring (``orchestrator.process_log``); one stream
+The supervisor keeps each process's lines in a ring (``services.process.process_log``); one stream
 per open engines page follows every engine's ring at once (one connection, however many
 engines: browsers allow six per host), starting with the last ``BACKLOG`` lines. A process the
 supervisor creates later is picked up when the bus announces its first ``process.state``. A
@@ -21,10 +21,10 @@ from aiohttp import web
 
 from console.context import CONSOLE
 from console.live import KEEPALIVE_S, event_stream_response
-from orchestrator.events import Subscription
-from orchestrator.process_log import LogRing
-from orchestrator.runtime import RUNTIME, Runtime
-from orchestrator.tasks import TaskSet
+from orchestrator.app.runtime import RUNTIME, Runtime
+from orchestrator.core.events import Subscription
+from services.process.process_log import LogRing
+from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from console.context import CONSOLE
 from console.credits_view import MAX_DAYS, daily
 from console.plan_view import plan_of
 from console.snapshot import snapshot
-from orchestrator.runtime import RUNTIME
+from orchestrator.app.runtime import RUNTIME
 
 
 def _int_query(request: web.Request, name: str, default: int, most: int) -> int:

@@ -16,8 +16,8 @@ from aiohttp import web
 from console.context import CONSOLE
 from console.history import History, Point, histogram_buckets
 from console.history_store import HistoryStore
-from orchestrator.runtime import RUNTIME, Runtime
-from orchestrator.tasks import TaskSet
+from orchestrator.app.runtime import RUNTIME, Runtime
+from services.tasks import TaskSet
 
 
 def step(runtime: Runtime, history: History) -> Point | None:

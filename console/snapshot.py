@@ -11,11 +11,11 @@ import asyncio
 from dataclasses import asdict
 from typing import Any
 
-from orchestrator import health
+from orchestrator.app.runtime import Runtime
 from orchestrator.config import HibernationConfig
-from orchestrator.fleet import EngineStatus
-from orchestrator.ladder import ORDER, IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.core.idle import ORDER, IdleState
+from orchestrator.fleet import health
+from orchestrator.fleet.fleet import EngineStatus
 
 
 def engine_view(status: EngineStatus) -> dict[str, Any]:

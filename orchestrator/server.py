@@ -14,10 +14,10 @@ import signal
 from aiohttp import web
 
 from console.app import create_console_app
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
 
 log = logging.getLogger(__name__)
 

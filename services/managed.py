@@ -29,10 +29,6 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from orchestrator.managed_process import ManagedProcess, ProcessSpec, SupervisorError
-from orchestrator.probes import Probe, TcpProbe
-from orchestrator.supervisor import ProcessState, Supervisor
-from orchestrator.tasks import TaskSet
 from services import nvml
 from services.base import (
     EngineHealth,
@@ -47,7 +43,11 @@ from services.base import (
     UnloadReport,
 )
 from services.errors import EngineError, EngineLoadError, EngineNotLoaded, ModelMissing
+from services.process.managed_process import ManagedProcess, ProcessSpec, SupervisorError
+from services.process.probes import Probe, TcpProbe
+from services.process.supervisor import ProcessState, Supervisor
 from services.server_options import ServerOptions, parse_options
+from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,6 @@ import httpx
 import ollama
 from pydantic import Field, field_validator
 
-from orchestrator.probes import HttpProbe, Probe
 from services.base import EngineState, Role
 from services.errors import (
     EngineCallError,
@@ -33,6 +32,7 @@ from services.errors import (
     ModelMissing,
 )
 from services.managed import ServerEngine
+from services.process.probes import HttpProbe, Probe
 from services.server_errors import from_status, translate
 from services.server_options import Seconds, ServerOptions
 

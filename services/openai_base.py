@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import Field
 
-from orchestrator.probes import HttpProbe, Probe
 from services.errors import EngineError, ModelMissing
 from services.managed import ServerEngine
+from services.process.probes import HttpProbe, Probe
 from services.server_errors import ServerUnavailable, from_status, translate
 from services.server_options import ServerOptions
 

@@ -34,12 +34,12 @@ from typing import Annotated
 import httpx
 from pydantic import Field
 
-from orchestrator.managed_process import ProcessSpec
-from orchestrator.probes import HttpProbe, Probe
 from services.base import EngineHealth, EngineState, Role
 from services.duplex_client import DuplexConnection, Persona, connect, make_persona
 from services.errors import ModelMissing
 from services.managed import ServerEngine
+from services.process.managed_process import ProcessSpec
+from services.process.probes import HttpProbe, Probe
 from services.server_errors import translate
 from services.server_options import Seconds, ServerOptions
 

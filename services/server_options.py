@@ -14,8 +14,8 @@ from typing import Annotated, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.restart_policy import RestartPolicy
 from services.base import EngineSpec
+from services.process.restart_policy import RestartPolicy
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import load_config
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
 from tests.conftest import free_port
 from tests.peers.personaplex_peer import VOICES, make_voice_dir
 from tests.test_personaplex_engine import fill_hf_cache

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from orchestrator import audio
+from orchestrator.voice import audio
 
 
 def speak(text: str, rate: int = 16_000) -> npt.NDArray[np.float32]:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.admission import Admission, AdmissionRefused
 from orchestrator.config import load_config
-from orchestrator.fleet import Fleet
-from orchestrator.gpu import SimulatedGpu
-from orchestrator.measurements import MeasurementStore
-from orchestrator.metrics import Metrics
+from orchestrator.core.metrics import Metrics
+from orchestrator.fleet.fleet import Fleet
+from orchestrator.gpu.admission import Admission, AdmissionRefused
+from orchestrator.gpu.measurements import MeasurementStore
+from orchestrator.gpu.telemetry import SimulatedGpu
 from services.base import LoadReport, Role, UnloadReport
 from tests.fakes import FakeEngine
 

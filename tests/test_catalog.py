@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.catalog import (
-    CATALOG_FILE,
-    engine_key,
-    engine_view,
-    estimate,
-    load_catalog,
-)
 from orchestrator.config import ConfigError, EngineConfig, list_profiles, load_config
-from orchestrator.measurements import FILE_NAME, MeasurementStore
-from orchestrator.placement import GIB, MIB, Device, RunsOn
+from orchestrator.gpu.catalog import CATALOG_FILE, engine_key, engine_view, estimate, load_catalog
+from orchestrator.gpu.measurements import FILE_NAME, MeasurementStore
+from orchestrator.gpu.placement import GIB, MIB, Device, RunsOn
 
 
 def whisper(model: str = "Systran/faster-whisper-small", **kw: object) -> EngineConfig:

@@ -8,9 +8,9 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api import create_api_app
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.core.idle import IdleState
 from tests.conftest import API_KEY
 
 MESSAGES: Any = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]

@@ -10,7 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.config import ConfigError, CostsConfig, load_config
-from orchestrator.credits import (
+from orchestrator.core.idle import IdleState
+from orchestrator.core.store import StateStore, TransitionRecord
+from orchestrator.credits.ledger import Ledger
+from orchestrator.credits.runway import (
     DAY_S,
     HostRun,
     PowerChange,
@@ -23,9 +26,6 @@ from orchestrator.credits import (
     summarize,
     usage,
 )
-from orchestrator.ladder import IdleState
-from orchestrator.ledger import Ledger
-from orchestrator.store import StateStore, TransitionRecord
 
 H = 3600.0
 T4 = 0.67

@@ -16,10 +16,10 @@ import pytest
 import sphn
 from aiohttp.test_utils import TestServer
 
-from orchestrator.duplex import DUPLEX_ROUTER
-from orchestrator.duplex_routing import DuplexUnavailable, Route, choose
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.api.duplex import DUPLEX_ROUTER
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
+from orchestrator.duplex.routing import DuplexUnavailable, Route, choose
 from services.base import EngineState
 from tests.conftest import API_KEY
 from tests.duplex_helpers import (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import load_config
-from orchestrator.fallback import RoleChain
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.fleet.fallback import RoleChain
 
 
 async def test_switch_away_and_back(
@@ -58,7 +58,7 @@ async def test_a_silent_engine_fails_the_reply_by_name(
 ) -> None:
     import pytest
 
-    from orchestrator.cascade import reply
+    from orchestrator.voice.cascade import reply
     from services.errors import EngineCallError
 
     runtime = Runtime.create(load_config(config_file=cascade_config_file, environ={}), secrets)

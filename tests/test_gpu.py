@@ -13,7 +13,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from orchestrator.config import GpuConfig
-from orchestrator.gpu import (
+from orchestrator.gpu.metrics import GpuGauges
+from orchestrator.gpu.placement import GIB, MIB, GpuView
+from orchestrator.gpu.sampler import GpuSampler
+from orchestrator.gpu.telemetry import (
     GPU_TYPES,
     NvmlGpu,
     SimulatedGpu,
@@ -24,9 +27,6 @@ from orchestrator.gpu import (
     gpu_views,
     wait_for_vram_recovery,
 )
-from orchestrator.gpu_metrics import GpuGauges
-from orchestrator.gpu_sampler import GpuSampler
-from orchestrator.placement import GIB, MIB, GpuView
 from services import nvml
 from services.nvml import GpuProcess, GpuTelemetry
 

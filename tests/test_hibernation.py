@@ -16,14 +16,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from console.app import create_console_app
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
-from orchestrator.events import Event, Subscription
-from orchestrator.fleet import WakeTimeout
-from orchestrator.host_power import SimulatedHost
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.core.events import Event, Subscription
+from orchestrator.core.idle import IdleState
+from orchestrator.fleet.fleet import WakeTimeout
+from orchestrator.hibernation.host_power import SimulatedHost
 from tests.conftest import tiny_profile_toml
 from tests.fakes import FakeClock
 from tests.fixtures.tiny_whisper import build_tiny_whisper

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.history import History, estimate_tokens
+from orchestrator.voice.history import History, estimate_tokens
 
 
 def test_system_prompt_first_and_turns_in_order() -> None:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.ladder import ORDER, IdleState, Ladder, Thresholds
+from orchestrator.core.idle import ORDER, IdleState, Thresholds
+from orchestrator.hibernation.ladder import Ladder
 
 T = Thresholds(warm=30, cool=300, cold=1800, dormant=7200)
 

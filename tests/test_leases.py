@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
-from orchestrator.fleet import WakeTimeout
-from orchestrator.host_power import SimulatedHost
-from orchestrator.ladder import ORDER
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.core.idle import ORDER
+from orchestrator.fleet.fleet import WakeTimeout
+from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import EngineState, Role
 from services.errors import EngineError
 from tests.fakes import FakeClock, FakeEngine

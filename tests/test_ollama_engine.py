@@ -17,13 +17,13 @@ import httpx
 import pytest
 
 from orchestrator.config import load_config
-from orchestrator.fleet import Fleet
-from orchestrator.health import engine_entry
-from orchestrator.metrics import Metrics
-from orchestrator.supervisor import ProcessState, Supervisor
+from orchestrator.core.metrics import Metrics
+from orchestrator.fleet.fleet import Fleet
+from orchestrator.fleet.health import engine_entry
 from services.base import ChatModel, EngineSpec, EngineState, Role, Runtime
 from services.errors import EngineNotLoaded, ModelMissing
 from services.ollama_llm import OllamaChat
+from services.process.supervisor import ProcessState, Supervisor
 from services.server_errors import ServerUnavailable
 from tests.conftest import free_port, tiny_profile_toml
 from tests.peers.ollama_peer import BadRequest, parse_keep_alive

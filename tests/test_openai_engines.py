@@ -17,14 +17,14 @@ import httpx
 import numpy as np
 import pytest
 
-from orchestrator.audio import wav_header
-from orchestrator.supervisor import ProcessState, Supervisor
+from orchestrator.voice.audio import wav_header
 from services.base import EngineSpec, EngineState, Role, Runtime
 from services.errors import EngineLoadError, InvalidInput, ModelMissing
 from services.managed import ServerEngine
 from services.openai_asr import OpenAITranscriber
 from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
+from services.process.supervisor import ProcessState, Supervisor
 from services.registry import ADAPTERS
 from services.server_errors import ServerRejected, ServerUnavailable
 from tests.conftest import free_port

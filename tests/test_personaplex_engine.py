@@ -13,13 +13,13 @@ import numpy as np
 import psutil
 import pytest
 
-from orchestrator.catalog import load_catalog
 from orchestrator.config import EngineConfig
-from orchestrator.supervisor import ProcessState, Supervisor
+from orchestrator.gpu.catalog import load_catalog
 from services.base import EngineSpec, EngineState, Role, Runtime
 from services.duplex_client import AudioOut, DuplexModel, SessionEnded
 from services.errors import EngineNotLoaded, InvalidInput, ModelMissing
 from services.personaplex import MIMI_WEIGHT, MOSHI_WEIGHT, TOKENIZER, PersonaPlexEngine
+from services.process.supervisor import ProcessState, Supervisor
 from services.registry import ADAPTERS
 from tests.conftest import free_port
 from tests.peers.personaplex_peer import VOICES, make_voice_dir

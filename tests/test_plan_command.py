@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from orchestrator.catalog import engine_key
 from orchestrator.commands import CommandError, plan
 from orchestrator.config import AppConfig, load_config
-from orchestrator.gpu import GpuBackend, SimulatedGpu
-from orchestrator.measurements import MeasurementStore
-from orchestrator.placement import GIB, MIB
+from orchestrator.gpu.catalog import engine_key
+from orchestrator.gpu.measurements import MeasurementStore
+from orchestrator.gpu.placement import GIB, MIB
+from orchestrator.gpu.telemetry import GpuBackend, SimulatedGpu
 
 CASCADE = ["whisper-small", "mistral-7b", "vibevoice-0.5b"]
 SIZING_GPU_SET = ["sizing-llm", "sizing-tts", "sizing-vlm"]

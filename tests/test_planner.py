@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.catalog import load_catalog
-from orchestrator.gpu import GPU_TYPES, SimulatedGpu, gpu_views, wait_for_vram_recovery
-from orchestrator.placement import GIB, MIB, Device, EngineView, GpuView, RunsOn
-from orchestrator.planner import MAX_ENGINES, Action, PlanError, decide, feasible_modes, pack
+from orchestrator.gpu.catalog import load_catalog
+from orchestrator.gpu.placement import GIB, MIB, Device, EngineView, GpuView, RunsOn
+from orchestrator.gpu.planner import MAX_ENGINES, Action, PlanError, decide, feasible_modes, pack
+from orchestrator.gpu.telemetry import GPU_TYPES, SimulatedGpu, gpu_views, wait_for_vram_recovery
 
 RESERVE = 1 * GIB
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from orchestrator.process_log import LineSplitter, LogRing, RateLimitedLog
-from orchestrator.restart_policy import CrashHistory, RestartPolicy
+from services.process.process_log import LineSplitter, LogRing, RateLimitedLog
+from services.process.restart_policy import CrashHistory, RestartPolicy
 from tests.fakes import FakeClock
 
 

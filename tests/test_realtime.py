@@ -17,11 +17,11 @@ import openai
 import pytest
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.core.idle import IdleState
 from tests.conftest import API_KEY
 from tests.speech import silence, speak
 

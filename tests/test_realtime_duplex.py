@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from orchestrator.duplex import DUPLEX_ROUTER
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.api.duplex import DUPLEX_ROUTER
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from tests.duplex_helpers import ServerFactory, duplex_servers, kill
 from tests.test_realtime import Socket, connect
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.sentences import SentenceSplitter, split_all
+from orchestrator.voice.sentences import SentenceSplitter, split_all
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from console.app import create_console_app
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
 from tests.conftest import CONSOLE_PASSWORD
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.config import HibernationConfig
-from orchestrator.ladder import IdleState
-from orchestrator.simulator import (
+from orchestrator.core.idle import IdleState
+from orchestrator.credits.simulator import (
     Policy,
     Session,
     WakeCosts,

@@ -19,16 +19,11 @@ import httpx
 import psutil
 import pytest
 
-from orchestrator import pidfiles
-from orchestrator.probes import HttpProbe, TcpProbe
-from orchestrator.process_log import LogRing
-from orchestrator.restart_policy import RestartPolicy
-from orchestrator.supervisor import (
-    ProcessFailed,
-    ProcessSpec,
-    ProcessState,
-    Supervisor,
-)
+from services.process import pidfiles
+from services.process.probes import HttpProbe, TcpProbe
+from services.process.process_log import LogRing
+from services.process.restart_policy import RestartPolicy
+from services.process.supervisor import ProcessFailed, ProcessSpec, ProcessState, Supervisor
 from tests.conftest import free_port
 from tests.peers.watch import StateLog, alive, http_peer, reap_quietly, until_dead
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.turns import TurnDetector, TurnEvent, TurnSettings
+from orchestrator.voice.turns import TurnDetector, TurnEvent, TurnSettings
 from services.base import EngineSpec, EngineState, Role
 from services.errors import InvalidInput
 from services.silero_vad import FRAME_SAMPLES, SAMPLE_RATE, SileroVad

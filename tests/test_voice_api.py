@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from orchestrator import audio
-from orchestrator.api import create_api_app
+from orchestrator.api.app import create_api_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.core.idle import IdleState
+from orchestrator.voice import audio
 from tests.conftest import API_KEY
 from tests.fakes import FakeClock
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import httpx
 
+from orchestrator.app.secrets import load_secrets
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
-from orchestrator.secrets import load_secrets
 
 
 def post(config: AppConfig, path: str, body: dict[str, Any] | None = None) -> Any:

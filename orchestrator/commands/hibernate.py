@@ -6,7 +6,7 @@ import argparse
 
 from orchestrator.commands.console_client import describe, post
 from orchestrator.config import AppConfig
-from orchestrator.ladder import IdleState
+from orchestrator.core.idle import IdleState
 
 NAME = "hibernate"
 HELP = "put a running server into an idle state now"

@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.catalog import (
+from orchestrator.commands import CommandError
+from orchestrator.config import AppConfig
+from orchestrator.gpu.catalog import (
     Catalog,
     UnknownModel,
     catalog_files,
@@ -21,12 +23,10 @@ from orchestrator.catalog import (
     estimate,
     load_catalog,
 )
-from orchestrator.commands import CommandError
-from orchestrator.config import AppConfig
-from orchestrator.gpu import GPU_TYPES, GpuBackend, GpuType, backend_for, gpu_type_for
-from orchestrator.measurements import MeasurementStore
-from orchestrator.placement import MIB, EngineView, GpuView, Packing, gib
-from orchestrator.planner import PlanError, feasible_modes, pack
+from orchestrator.gpu.measurements import MeasurementStore
+from orchestrator.gpu.placement import MIB, EngineView, GpuView, Packing, gib
+from orchestrator.gpu.planner import PlanError, feasible_modes, pack
+from orchestrator.gpu.telemetry import GPU_TYPES, GpuBackend, GpuType, backend_for, gpu_type_for
 
 NAME = "plan"
 HELP = "which engines fit on the GPU, the modes when not all do, and the cost"

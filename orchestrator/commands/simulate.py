@@ -1,7 +1,7 @@
 """``simulate``: replay a usage trace under our ladder, fixed-timeout shutdowns and always-on.
 
 It answers the question the product exists for: how much longer do the credits last, and what
-does a student wait for it. Load times are the defaults in ``orchestrator.simulator`` unless
+does a student wait for it. Load times are the defaults in ``orchestrator.credits.simulator`` unless
 given with ``--load ROLE=SECONDS`` (e.g. the ``last_load_seconds`` a running server reports).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
-from orchestrator.simulator import (
+from orchestrator.credits.simulator import (
     DEFAULT_BOOT_S,
     DEFAULT_LOAD_S,
     DEFAULT_TIMEOUTS_MIN,
@@ -25,7 +25,7 @@ from orchestrator.simulator import (
     simulate,
     standard_policies,
 )
-from orchestrator.traces import TraceError, read_trace
+from orchestrator.credits.traces import TraceError, read_trace
 from services.base import Role
 
 NAME = "simulate"

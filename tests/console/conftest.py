@@ -17,10 +17,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from console.app import create_console_app
+from orchestrator.app.runtime import Runtime
+from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
-from orchestrator.host_power import SimulatedHost
-from orchestrator.runtime import Runtime
-from orchestrator.secrets import Secrets
+from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import Engine, Role
 from tests.conftest import CONSOLE_PASSWORD
 from tests.console.managed import ManagedFakeEngine

@@ -15,8 +15,8 @@ import signal
 import sys
 from collections.abc import Callable
 
-from orchestrator.supervisor import ProcessSpec, Supervisor
 from services.base import EngineState, LoadReport, ProcessView, Role, Runtime, UnloadReport
+from services.process.supervisor import ProcessSpec, Supervisor
 from tests.fakes import FakeEngine
 
 CHILD = """

@@ -6,8 +6,8 @@ import math
 from typing import Any
 
 from console.history import History
-from orchestrator.runtime import Runtime
-from orchestrator.store import TransitionRecord
+from orchestrator.app.runtime import Runtime
+from orchestrator.core.store import TransitionRecord
 from services.nvml import GpuTelemetry
 from tests.fakes import FakeClock
 

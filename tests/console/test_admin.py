@@ -7,9 +7,9 @@ import tomllib
 
 from console.context import CONSOLE
 from console.overrides import FILE_NAME
+from orchestrator.app.runtime import Runtime
 from orchestrator.config import HibernationConfig
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.core.idle import IdleState
 from tests.console.conftest import Client
 
 

@@ -17,10 +17,10 @@ from console.app import create_console_app
 from console.context import CONSOLE
 from console.password import PasswordHash, hash_password, main
 from console.session import COOKIE
+from orchestrator.app.runtime import Runtime
 from orchestrator.commands import console_client
 from orchestrator.config import ConfigError
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.core.idle import IdleState
 from tests.conftest import CONSOLE_PASSWORD
 from tests.console.conftest import Client, MakeClient, sign_in
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from console.context import CONSOLE
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.app.runtime import Runtime
+from orchestrator.core.idle import IdleState
 from services.base import Engine, Role
 from tests.console import managed
 from tests.console.browser import Console, chromium, chromium_path

@@ -12,7 +12,7 @@ import pytest
 from console.history import History, Point, histogram_buckets, quantile
 from console.history_store import HistoryStore
 from console.recorder import restore, step
-from orchestrator.runtime import Runtime
+from orchestrator.app.runtime import Runtime
 from services.nvml import GpuTelemetry
 from tests.fakes import FakeClock
 

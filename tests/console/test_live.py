@@ -11,8 +11,8 @@ from aiohttp import ClientResponse
 
 from console.context import CONSOLE
 from console.recorder import step
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.app.runtime import Runtime
+from orchestrator.core.idle import IdleState
 from tests.console.conftest import Client
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 
-from orchestrator.runtime import Runtime
+from orchestrator.app.runtime import Runtime
 from services.base import Engine, Role
 from tests.console import managed
 from tests.console.conftest import Client

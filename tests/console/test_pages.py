@@ -6,8 +6,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from orchestrator.ladder import IdleState
-from orchestrator.runtime import Runtime
+from orchestrator.app.runtime import Runtime
+from orchestrator.core.idle import IdleState
 from tests.console.conftest import Client
 from tests.console.test_auth import PAGES
 from tests.fakes import FakeClock

@@ -7,8 +7,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from orchestrator.probes import HttpProbe
-from orchestrator.supervisor import ProcessSpec, Supervisor
+from services.process.probes import HttpProbe
+from services.process.supervisor import ProcessSpec, Supervisor
 
 PEER = Path(__file__).with_name("http_peer.py")
 

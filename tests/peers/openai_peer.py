@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from orchestrator.audio import resample_pcm16, wav_header
+from orchestrator.voice.audio import resample_pcm16, wav_header
 from services.base import EngineSpec, Role
 from services.piper_tts import PiperEngine
 from services.whisper_asr import WhisperEngine

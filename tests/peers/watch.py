@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.supervisor import ManagedProcess, ProcessState
 from services.base import EngineState
 from services.managed import ServerEngine
+from services.process.supervisor import ManagedProcess, ProcessState
 
 PEERS = Path(__file__).parent
 HTTP_PEER = PEERS / "http_peer.py"

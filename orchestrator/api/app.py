@@ -1,0 +1,151 @@
+"""The voice API application on port 11400: health endpoints and metrics, behind an API key.
+
+Every route needs ``Authorization: Bearer <key>`` except ``server.open_paths`` (by default only
+the liveness probe). Reading health never counts as voice activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from orchestrator.api.chat import add_chat_routes
+from orchestrator.api.duplex import add_duplex_routes
+from orchestrator.api.errors import error_response
+from orchestrator.api.realtime.connection import add_realtime_routes
+from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
+from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
+from orchestrator.fleet import health
+from orchestrator.fleet.fleet import WakeTimeout
+from services.base import EngineState
+from services.errors import EngineCallError, EngineError, InvalidInput, ModelMissing
+
+log = logging.getLogger(__name__)
+
+ENGINE_ERROR_STATUS: dict[type[EngineError], int] = {InvalidInput: 400, EngineCallError: 502}
+_STATES = [*(s.value for s in EngineState), "downloading"]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as a JSON error with a stable code; the server keeps running."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        headers = {
+            name: value
+            for name, value in exc.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
+        return error_response(exc.status, code, message, headers=headers)
+    except WakeTimeout as exc:
+        return error_response(
+            503, "engines_waking", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        )
+    except EngineError as exc:
+        status = ENGINE_ERROR_STATUS.get(type(exc), 503)
+        message = f"{exc}. {exc.hint}" if isinstance(exc, ModelMissing) and exc.hint else str(exc)
+        return error_response(status, exc.code, message)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal error; see the server log")
+
+
+@web.middleware
+async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    if request.path in runtime.config.server.open_paths:
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        token = _subprotocol_key(request)  # browsers cannot set headers on a WebSocket
+    if not token or not runtime.secrets.api_key_valid(token.strip()):
+        return error_response(
+            401,
+            "invalid_api_key",
+            "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request[API_KEY_USED] = token.strip()
+    return await handler(request)
+
+
+def _subprotocol_key(request: web.Request) -> str:
+    """The OpenAI convention for browsers: ``Sec-WebSocket-Protocol: openai-insecure-api-key.K``."""
+    for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        name, _, key = protocol.strip().partition("openai-insecure-api-key.")
+        if not name and key:
+            return key
+    return ""
+
+
+async def live(request: web.Request) -> web.Response:
+    """The process is up and its event loop answers."""
+    return web.json_response({"status": "alive"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    statuses = await runtime.fleet.statuses()
+    route = runtime.config.routing.default
+    is_ready = health.ready(statuses, route, shutting_down=runtime.shutting_down)
+    body = {
+        "ready": is_ready,
+        "route": list(route),
+        "engines": {s.name: s.state for s in statuses if s.name in route},
+    }
+    return web.json_response(body, status=200 if is_ready else 503)
+
+
+async def health_summary(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    body = health.summary(
+        await runtime.fleet.statuses(),
+        profile=runtime.config.profile,
+        hibernation=runtime.hibernation_summary(),
+        shutting_down=runtime.shutting_down,
+        credits=await asyncio.to_thread(runtime.credits),
+        vram=await runtime.fleet.vram_budget(),
+        uptime_s=runtime.uptime(),
+    )
+    return web.json_response(body)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    for status in await runtime.fleet.statuses():
+        runtime.metrics.set_engine_state(status.name, status.state, _STATES)
+        mem = status.memory
+        runtime.metrics.set_engine_memory(status.name, "ram", "estimated", mem.estimated_ram_bytes)
+        runtime.metrics.set_engine_memory(status.name, "ram", "measured", mem.measured_ram_bytes)
+        runtime.metrics.set_engine_memory(
+            status.name, "vram", "estimated", mem.estimated_vram_bytes
+        )
+        runtime.metrics.set_engine_memory(status.name, "vram", "measured", mem.measured_vram_bytes)
+    return web.Response(
+        body=runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def create_api_app(runtime: Runtime) -> web.Application:
+    app = web.Application(
+        middlewares=[json_errors, require_api_key], client_max_size=MAX_UPLOAD_BYTES + 2**20
+    )
+    app[RUNTIME] = runtime
+    app.router.add_get("/health", health_summary)
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    add_voice_routes(app)
+    add_realtime_routes(app)
+    add_chat_routes(app)
+    add_duplex_routes(app)
+    return app

@@ -1,0 +1,142 @@
+"""``/v1/duplex``: the PersonaPlex (Moshi) wire protocol, served by PersonaPlex or the cascade.
+
+PersonaPlex's own web and mobile clients connect unchanged:
+``GET /v1/duplex?text_prompt=...&voice_prompt=NATF2.pt`` upgrades to a WebSocket; the server
+prepares the session, then sends the single byte ``0x00`` (the client sends nothing before it).
+Messages are one kind byte and a payload: ``0x01`` Ogg Opus audio (mono, 24 kHz), ``0x02`` text
+(UTF-8). Kinds ``0x03``-``0x06`` exist in clients and are ignored, as the real server does.
+
+The router gives the session to the duplex engine when the policy allows and it is free, else
+to the cascade, at once (a client never waits silently on a busy server); with ``duplex-only``
+a busy engine is a 503 before the upgrade. Either way the server sends one 80 ms output frame
+for every 80 ms input frame, from one Ogg stream for the whole session, so a move to the
+cascade mid-session (``orchestrator.duplex.session``) is heard as a short silence, not a drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import sphn
+from aiohttp import WSMsgType, web
+
+from orchestrator.api.realtime.connection import SOCKETS
+from orchestrator.app.runtime import RUNTIME
+from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
+from orchestrator.duplex.session import DuplexSession
+from orchestrator.fleet.fleet import WakeTimeout
+from services.duplex_client import DuplexModel, Pcm
+from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
+from services.errors import EngineError, InvalidInput
+
+log = logging.getLogger(__name__)
+DUPLEX_ROUTER = web.AppKey("duplex_router", DuplexRouter)
+
+
+class DuplexSocket:
+    """The client's side of a session: Ogg Opus in and out, text out, one send at a time."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+        self.writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self._lock = asyncio.Lock()
+        self.end_reason: str | None = None
+
+    def decode(self, ogg: bytes) -> Pcm | None:
+        """The client's audio; an undecodable message is dropped and the stream starts over."""
+        try:
+            pcm = self.reader.append_bytes(ogg)
+        except ValueError as exc:
+            log.warning("duplex: dropped an undecodable audio message (%s)", exc)
+            self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            return None
+        if pcm is None or len(pcm) == 0:
+            return None
+        return np.clip(np.asarray(pcm, dtype=np.float32), -1, 1)
+
+    async def audio(self, frame: Pcm) -> None:
+        encoded = self.writer.append_pcm(np.asarray(frame, dtype=np.float32))
+        if encoded:
+            await self._send(Audio(encoded).encode())
+
+    async def text(self, piece: str) -> None:
+        await self._send(Text(piece).encode())
+
+    async def end(self, reason: str) -> None:
+        self.end_reason = reason
+        await self.ws.close(code=1011, message=reason[:120].encode())
+
+    async def _send(self, data: bytes) -> None:
+        async with self._lock:
+            if not self.ws.closed:
+                await self.ws.send_bytes(data)
+
+
+def check_persona(router: DuplexRouter, request: web.Request) -> None:
+    """A bad persona is a 400 before the upgrade, whichever back-end would serve it."""
+    text_prompt = request.query.get("text_prompt", "").strip()
+    if not text_prompt:
+        raise web.HTTPBadRequest(text="text_prompt is required and must not be empty")
+    name = router.engine_name
+    if name is not None:
+        engine = router.fleet.engine(name)
+        if isinstance(engine, DuplexModel):
+            try:
+                engine.persona(text_prompt, request.query.get("voice_prompt") or None)
+            except InvalidInput as exc:
+                raise web.HTTPBadRequest(text=exc.message) from None
+
+
+async def duplex(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    router = request.app[DUPLEX_ROUTER]
+    check_persona(router, request)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
+    socket = DuplexSocket(ws)
+    session = DuplexSession(
+        runtime,
+        router,
+        socket,
+        text_prompt=request.query.get("text_prompt"),
+        voice_prompt=request.query.get("voice_prompt") or None,
+    )
+    try:
+        session.claim()
+    except DuplexUnavailable as exc:
+        raise web.HTTPServiceUnavailable(text=str(exc), headers={"Retry-After": "5"}) from None
+    try:
+        await ws.prepare(request)
+        request.app[SOCKETS].add(ws)  # closed on shutdown with the Realtime sockets
+        await session.start()
+        log.info("duplex session %s on the %s", session.id, session.summary()["backend"])
+        await ws.send_bytes(Handshake().encode())
+        async for message in ws:
+            if message.type is not WSMsgType.BINARY or not message.data:
+                continue  # the real server ignores anything but binary messages
+            if message.data[0] != Audio.KIND:
+                continue
+            pcm = socket.decode(message.data[1:])
+            if pcm is not None:
+                await session.feed(pcm)
+    except (EngineError, WakeTimeout) as exc:
+        log.warning("duplex session %s ended: %s", session.id, exc)
+        await ws.close(code=1011, message=str(exc)[:120].encode())
+    finally:
+        # aiohttp cancels the handler once the client's connection drops: the cleanup must
+        # finish anyway (lease, slot, the server-side conversation), so it is shielded.
+        await asyncio.shield(_end(session, ws))
+    return ws
+
+
+async def _end(session: DuplexSession, ws: web.WebSocketResponse) -> None:
+    await session.close()
+    await ws.close()
+
+
+def add_duplex_routes(app: web.Application) -> None:
+    runtime = app[RUNTIME]
+    app[DUPLEX_ROUTER] = DuplexRouter(runtime.config.duplex, runtime.fleet)
+    app.router.add_get("/v1/duplex", duplex)

@@ -1,0 +1,240 @@
+"""The configuration's frozen models: every table and key, with its bounds and defaults.
+
+Loading (layers, profiles, environment, error wording) is in ``loading``; this module only says
+what a valid configuration is.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from orchestrator.config.duplex import DuplexConfig
+from orchestrator.core.idle import IdleState, Thresholds
+from services.base import Role
+from services.registry import ADAPTERS
+
+AUTO_PROFILE = "auto"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the operator: which key, which file, what is wrong."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    api_host: str = "0.0.0.0"
+    api_port: Port = 11400
+    console_host: str = "127.0.0.1"
+    console_port: Port = 8766
+    # Behind a TLS-terminating proxy on this host: believe its X-Forwarded-Proto/-For headers
+    # (Secure cookies, the audit log's client address). Off, they are ignored: anyone can send them.
+    console_trust_proxy: bool = False
+    open_paths: tuple[str, ...] = ("/health/live",)
+    shutdown_grace_s: Seconds = 10.0
+
+
+class ModelsConfig(_Model):
+    dir: Path = Path("~/.cache/voice-orchestrator/models")
+    auto_download: bool = True
+
+    @model_validator(mode="after")
+    def _expand(self) -> ModelsConfig:
+        object.__setattr__(self, "dir", self.dir.expanduser())
+        return self
+
+
+class StateConfig(_Model):
+    dir: Path = Path("~/.local/state/voice-orchestrator")
+
+    @model_validator(mode="after")
+    def _expand(self) -> StateConfig:
+        object.__setattr__(self, "dir", self.dir.expanduser())
+        return self
+
+
+class StateActions(_Model):
+    """What entering one idle state does; deeper states also do what shallower ones did."""
+
+    unload_roles: tuple[Role, ...] = ()
+    stop_processes: bool = False
+    host_power_off: bool = False
+    telemetry_interval_s: Seconds = 5.0
+
+
+_ALL_ROLES = tuple(Role)
+DEFAULT_ACTIONS: dict[IdleState, StateActions] = {
+    IdleState.ACTIVE: StateActions(telemetry_interval_s=2.0),
+    IdleState.WARM: StateActions(telemetry_interval_s=15.0),
+    IdleState.COOL: StateActions(unload_roles=(Role.TTS, Role.DUPLEX), telemetry_interval_s=30.0),
+    IdleState.COLD: StateActions(unload_roles=_ALL_ROLES, telemetry_interval_s=60.0),
+    IdleState.DORMANT: StateActions(
+        unload_roles=_ALL_ROLES, stop_processes=True, host_power_off=True, telemetry_interval_s=60.0
+    ),
+}
+
+
+class HibernationConfig(_Model):
+    warm_after_s: Seconds = 30.0
+    cool_after_s: Seconds = 300.0
+    cold_after_s: Seconds = 1800.0
+    dormant_after_s: Seconds = 7200.0
+    tick_s: Seconds = 1.0
+    wake_timeout_s: Seconds = 60.0
+    actions: dict[IdleState, StateActions] = Field(default_factory=lambda: dict(DEFAULT_ACTIONS))
+
+    @model_validator(mode="after")
+    def _ascending(self) -> HibernationConfig:
+        steps = [self.warm_after_s, self.cool_after_s, self.cold_after_s, self.dormant_after_s]
+        if steps != sorted(steps):
+            raise ValueError("thresholds must grow: warm <= cool <= cold <= dormant")
+        merged = {**DEFAULT_ACTIONS, **self.actions}
+        object.__setattr__(self, "actions", merged)
+        return self
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(
+            self.warm_after_s, self.cool_after_s, self.cold_after_s, self.dormant_after_s
+        )
+
+
+class HostPowerConfig(_Model):
+    """What DORMANT does to the machine itself. A stopped host cannot wake itself."""
+
+    action: Literal["none", "command", "simulated"] = "none"
+    stop_command: str | None = None
+    start_command: str | None = None
+    timeout_s: Seconds = 120.0
+
+    @model_validator(mode="after")
+    def _commands_given(self) -> HostPowerConfig:
+        if self.action == "command" and not self.stop_command:
+            raise ValueError("action 'command' needs stop_command")
+        return self
+
+
+class CostsConfig(_Model):
+    """What the machine costs while it runs, and the grant that pays for it (dates are UTC days)."""
+
+    gpu_type: str = "none"
+    usd_per_hour: Annotated[float, Field(ge=0)] = 0.0
+    credits_usd: Annotated[float, Field(ge=0)] = 0.0
+    credits_start: date | None = None
+    credits_expire: date | None = None
+    burn_window_days: Annotated[float, Field(gt=0)] = 7.0
+
+    @model_validator(mode="after")
+    def _grant_dates_in_order(self) -> CostsConfig:
+        if self.credits_start and self.credits_expire and self.credits_expire <= self.credits_start:
+            raise ValueError("credits_expire must come after credits_start")
+        return self
+
+
+class GpuConfig(_Model):
+    """How the VRAM planner treats the GPU: the reserve it never fills, and where it looks."""
+
+    reserve_mb: Annotated[float, Field(ge=0)] = 1024.0
+    backend: Literal["nvml", "simulated"] = "nvml"
+    simulated_total_mb: Annotated[float, Field(gt=0)] = 16384.0
+    recovery_timeout_s: Seconds = 30.0
+    recovery_poll_s: Seconds = 0.5
+    catalog: Path | None = None
+
+
+class EngineConfig(_Model):
+    role: Role
+    adapter: str
+    model: str
+    device: Literal["cpu", "cuda"] = "cpu"
+    compute_type: str = "default"
+    priority: Annotated[int, Field(ge=0, le=100)] = 50
+    preload: bool = True
+    estimate_vram_mb: Annotated[float, Field(ge=0)] | None = None
+    estimate_ram_mb: Annotated[float, Field(ge=0)] | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_adapter(self) -> EngineConfig:
+        if self.adapter not in ADAPTERS:
+            known = ", ".join(sorted(ADAPTERS))
+            raise ValueError(f"unknown adapter {self.adapter!r}; known adapters: {known}")
+        adapter_role = ADAPTERS[self.adapter][0]
+        if adapter_role is not self.role:
+            raise ValueError(
+                f"adapter {self.adapter!r} serves role {adapter_role}, not {self.role}"
+            )
+        return self
+
+
+class SessionsConfig(_Model):
+    """Voice sessions on the cascade: which engines, when a turn ends, and the limits."""
+
+    vad: str = "vad"
+    asr: str = "asr"
+    llm: str = "llm"
+    tts: str = "tts"
+    instructions: str = "You are a friendly, patient tutor. Answer in one or two short sentences."
+    end_of_turn_silence_ms: Annotated[int, Field(ge=100, le=5000)] = 400
+    vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    history_tokens: Annotated[int, Field(ge=100)] = 3000
+    max_minutes: Annotated[float, Field(gt=0)] = 180.0
+    max_per_key: Annotated[int, Field(ge=1)] = 4
+    max_append_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
+    max_utterance_s: Annotated[float, Field(gt=0)] = 60.0
+    partial_transcript_s: Annotated[float, Field(ge=0)] = 1.0  # 0: no partial transcripts
+    llm_options: dict[str, Any] = Field(default_factory=dict)
+    # Engines tried in order when the one above fails; failed ones are probed again.
+    fallbacks: dict[Literal["asr", "llm", "tts"], tuple[str, ...]] = Field(default_factory=dict)
+    fallback_probe_s: Seconds = 30.0
+    engine_timeout_s: Seconds = 15.0  # an engine silent this long mid-reply counts as failed
+
+
+class RoutingConfig(_Model):
+    default: tuple[str, ...] = ("asr", "tts")
+
+
+class AppConfig(_Model):
+    profile: str = AUTO_PROFILE
+    server: ServerConfig = ServerConfig()
+    models: ModelsConfig = ModelsConfig()
+    state: StateConfig = StateConfig()
+    hibernation: HibernationConfig = HibernationConfig()
+    host_power: HostPowerConfig = HostPowerConfig()
+    costs: CostsConfig = CostsConfig()
+    gpu: GpuConfig = GpuConfig()
+    engines: dict[str, EngineConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = RoutingConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    duplex: DuplexConfig = DuplexConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_disabled_engines(cls, data: Any) -> Any:
+        """``[engines.X] enabled = false`` removes an engine a profile defines."""
+        if isinstance(data, dict) and isinstance(data.get("engines"), dict):
+            engines = {
+                name: table
+                for name, table in data["engines"].items()
+                if not (isinstance(table, dict) and table.get("enabled") is False)
+            }
+            for table in engines.values():
+                if isinstance(table, dict):
+                    table.pop("enabled", None)
+            data = {**data, "engines": engines}
+        return data
+
+    @model_validator(mode="after")
+    def _routes_name_engines(self) -> AppConfig:
+        unknown = [name for name in self.routing.default if name not in self.engines]
+        if unknown:
+            raise ValueError(f"routing.default names unknown engines: {', '.join(unknown)}")
+        return self

@@ -1,0 +1,1 @@
+"""The lowest layer of the core: event bus, state store, metrics, the idle vocabulary."""

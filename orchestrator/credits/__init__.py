@@ -1,0 +1,1 @@
+"""Credits: the ledger, its arithmetic, and the simulator that replays usage traces."""

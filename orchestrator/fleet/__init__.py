@@ -1,0 +1,1 @@
+"""The fleet: engines loaded, leased and unloaded; fallback chains, downloads, health."""

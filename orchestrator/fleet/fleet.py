@@ -1,0 +1,541 @@
+"""The fleet owns the engines: it prepares, loads, leases and unloads them, and keeps stats.
+
+Every request takes a *lease* on the engines it uses. An engine with a lease, or with a request
+waiting for one, is never unloaded: the check and the unload happen under the engine's gate, the
+same lock a lease is granted under. Loads are single-flight (concurrent requests for a cold
+engine share one load task) and independent engines load in parallel. A request whose engines
+do not come up within its timeout gets ``WakeTimeout``; the load goes on for the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import AppConfig, EngineConfig
+from orchestrator.core.metrics import Metrics
+from orchestrator.fleet.downloads import DownloadError, download_in_background
+from orchestrator.gpu.admission import Admission
+from orchestrator.gpu.admission import EngineState as AdmissionState
+from orchestrator.gpu.planner import Action
+from services import measure
+from services.base import (
+    Engine,
+    EngineMemory,
+    EngineSpec,
+    EngineState,
+    LoadReport,
+    ProcessBacked,
+    ProcessView,
+    Role,
+    Runtime,
+    UnloadReport,
+)
+from services.errors import EngineError
+from services.registry import create_engine
+from services.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+DOWNLOADING = "downloading"
+
+
+class UnknownEngine(KeyError):
+    """No engine of that name is configured."""
+
+
+class WakeTimeout(Exception):
+    """The engines a request needs did not come up in time; they go on loading."""
+
+    def __init__(self, loading: list[str], waited_s: float) -> None:
+        super().__init__(f"still loading after {waited_s:.0f} s: {', '.join(loading)}")
+        self.loading = loading
+        self.retry_after_s = max(1, round(waited_s / 2))
+
+
+@dataclass(frozen=True)
+class UnloadOutcome:
+    """What an unload request did: unloaded (with its report), or skipped and why."""
+
+    engine: str
+    unloaded: bool
+    reason: str = ""
+    report: UnloadReport | None = None
+
+
+@dataclass(frozen=True)
+class LoadSpan:
+    """When one load ran (``time.perf_counter``), to show that independent loads overlap."""
+
+    started: float
+    ended: float
+
+
+@dataclass(frozen=True)
+class EngineStatus:
+    """One engine as health checks and the console see it."""
+
+    name: str
+    role: str
+    adapter: str
+    runtime: str
+    model: str
+    state: str
+    memory: EngineMemory
+    priority: int
+    detail: str
+    hint: str
+    loads: int
+    last_load_seconds: float | None
+    last_unload_seconds: float | None
+    last_used: float | None
+    leases: int
+    pinned: bool
+    process: ProcessView | None = None  # the server process of a managed engine
+
+    @property
+    def usable(self) -> bool:
+        """Loaded, loading, or able to load right now."""
+        return self.state in (EngineState.LOADED, EngineState.LOADING, EngineState.UNLOADED)
+
+
+@dataclass
+class _Record:
+    config: EngineConfig
+    engine: Engine
+    gate: asyncio.Condition = field(default_factory=asyncio.Condition)
+    leases: int = 0
+    waiting: int = 0
+    pinned: bool = False
+    loading: asyncio.Task[LoadReport] | None = None
+    loads: int = 0
+    last_load: LoadReport | None = None
+    last_unload: UnloadReport | None = None
+    spans: list[LoadSpan] = field(default_factory=list)
+    last_used: float | None = None
+    downloading: bool = False
+    download_error: str | None = None
+    on_cpu_instead: bool = False  # the planner placed a GPU engine on the CPU
+
+
+def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
+    mb = 1024 * 1024
+    return EngineSpec(
+        name=name,
+        role=engine.role,
+        model=engine.model,
+        models_dir=models_dir,
+        device=engine.device,
+        compute_type=engine.compute_type,
+        options=dict(engine.options),
+        estimated_vram_bytes=int(engine.estimate_vram_mb * mb) if engine.estimate_vram_mb else None,
+        estimated_ram_bytes=int(engine.estimate_ram_mb * mb) if engine.estimate_ram_mb else None,
+    )
+
+
+class Fleet:
+    def __init__(
+        self,
+        config: AppConfig,
+        metrics: Metrics,
+        *,
+        engines: dict[str, Engine] | None = None,
+        clock: Callable[[], float] = time.time,
+        admission: Admission | None = None,
+    ) -> None:
+        self._config = config
+        self.admission = admission
+        self._metrics = metrics
+        self._clock = clock
+        self._tasks = TaskSet("fleet")
+        self._preparing: list[asyncio.Task[None]] = []
+        self._records: dict[str, _Record] = {}
+        self.on_activity: Callable[[], None] = lambda: None
+        # Told ``(engine, state)`` after every load, unload and failure (the console's live view).
+        self.on_state: Callable[[str, str], object] = lambda _name, _state: None
+        for name, engine_config in config.engines.items():
+            engine = (engines or {}).get(name) or create_engine(
+                engine_config.adapter, spec_for(name, engine_config, config.models.dir)
+            )
+            self._records[name] = _Record(engine_config, engine)
+            if isinstance(engine, ProcessBacked):  # a server that came back re-attaches alone
+                engine.state_listeners.append(self._state_follower(name))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._records)
+
+    def engine(self, name: str) -> Engine:
+        return self._record(name).engine
+
+    def names_for(self, roles: Iterable[Role]) -> list[str]:
+        wanted = set(roles)
+        return [name for name, rec in self._records.items() if rec.config.role in wanted]
+
+    def _record(self, name: str) -> _Record:
+        try:
+            return self._records[name]
+        except KeyError:
+            raise UnknownEngine(name) from None
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def start(self, *, preload: bool = True) -> None:
+        """Download what is missing and (if ``preload``) load engines, in the background."""
+        self._preparing = [
+            self._tasks.spawn(f"prepare-{name}", self._prepare(name, preload))
+            for name in self._records
+        ]
+
+    async def wait_prepared(self) -> None:
+        """Wait until every engine ``start()`` began is downloaded and preloaded (or failed)."""
+        await asyncio.gather(*self._preparing, return_exceptions=True)
+
+    async def _prepare(self, name: str, preload: bool) -> None:
+        record = self._records[name]
+        if self._config.models.auto_download:
+            await self.download(name)
+        if preload and record.config.preload and record.engine.state is EngineState.UNLOADED:
+            try:
+                await self.load(name)
+            except EngineError as exc:
+                log.warning("%s", exc)
+
+    async def download(self, name: str) -> None:
+        """Fetch whatever hub files the engine lacks; failures become the engine's status."""
+        record = self._record(name)
+        models_dir = self._config.models.dir
+        for artifact in record.engine.artifacts():
+            if not artifact.missing_files(models_dir):
+                continue
+            record.downloading = True
+            try:
+                await download_in_background(artifact, models_dir)
+                record.download_error = None
+            except DownloadError as exc:
+                record.download_error = str(exc)
+                log.warning("%s: %s", name, exc)
+            finally:
+                record.downloading = False
+
+    # -- loading -----------------------------------------------------------------------------
+
+    async def load(self, name: str) -> LoadReport:
+        """Load one engine; concurrent callers share one load (single flight)."""
+        record = self._record(name)
+        if record.loading is None or record.loading.done():
+            record.loading = self._tasks.spawn(f"load-{name}", self._load(name), awaited=True)
+        return await asyncio.shield(record.loading)
+
+    async def _load(self, name: str) -> LoadReport:
+        record = self._records[name]
+        started = time.perf_counter()  # spans measure real elapsed time, not the ladder's clock
+        try:
+            if self.admission is not None and record.engine.state is not EngineState.LOADED:
+                decision = await self.admission.admit(name, self._admission_view, self._evict)
+                if decision.action is Action.CPU and record.config.device != "cpu":
+                    self._move_to_cpu(name, decision.message)
+            if record.engine.state is not EngineState.LOADED:
+                self._publish_state(name, EngineState.LOADING.value)
+            report = await record.engine.load()
+        except EngineError:
+            self._metrics.load_finished(name, time.perf_counter() - started, ok=False)
+            self._publish_state(name)
+            raise
+        except asyncio.CancelledError:
+            self._publish_state(name)
+            raise
+        self._publish_state(name)
+        if report.seconds > 0:
+            if self.admission is not None:
+                self.admission.record(self._effective_config(record), report.vram_delta_bytes)
+            record.loads += 1
+            record.last_load = report
+            record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
+            self._metrics.load_finished(name, report.seconds, ok=True)
+        return report
+
+    def _state_follower(self, name: str) -> Callable[[EngineState], None]:
+        return lambda _state: self._publish_state(name)
+
+    def _publish_state(self, name: str, state: str | None = None) -> None:
+        try:
+            self.on_state(name, state or self._records[name].engine.state.value)
+        except Exception:  # a listener's bug must not break a load or an unload
+            log.exception("engine state listener failed")
+
+    def _effective_config(self, record: _Record) -> EngineConfig:
+        if record.on_cpu_instead:
+            return record.config.model_copy(update={"device": "cpu", "compute_type": "default"})
+        return record.config
+
+    def _admission_view(self) -> dict[str, AdmissionState]:
+        return {
+            name: AdmissionState(
+                config=self._effective_config(rec),
+                loaded=_loaded(rec),
+                loading=rec.loading is not None and not rec.loading.done(),
+                held=bool(rec.leases or rec.waiting),
+                pinned=rec.pinned,
+            )
+            for name, rec in self._records.items()
+        }
+
+    async def _evict(self, name: str) -> bool:
+        return (await self.unload(name)).unloaded
+
+    def _move_to_cpu(self, name: str, why: str) -> None:
+        """Rebuild a GPU engine for the CPU (the planner found no room and the model allows it)."""
+        record = self._records[name]
+        record.on_cpu_instead = True
+        config = self._effective_config(record)
+        record.engine = create_engine(
+            config.adapter, spec_for(name, config, self._config.models.dir)
+        )
+        log.warning("%s: %s", name, why)
+
+    async def vram_budget(self) -> dict[str, Any] | None:
+        if self.admission is None:
+            return None
+        return await self.admission.budget(self._admission_view())
+
+    def prewarm(self, names: Sequence[str]) -> None:
+        """Start loading engines a session may use, without waiting for them."""
+        for name in names:
+            if self._record(name).engine.state is EngineState.UNLOADED:
+                self._tasks.spawn(f"prewarm-{name}", self._quiet_load(name))
+
+    async def _quiet_load(self, name: str) -> None:
+        try:
+            await self.load(name)
+        except EngineError as exc:
+            log.warning("pre-warm of %s failed: %s", name, exc)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def lease(
+        self,
+        names: Sequence[str],
+        *,
+        timeout_s: float | None = None,
+        on_waking: Callable[[list[str]], Any] | None = None,
+    ) -> AsyncIterator[dict[str, Engine]]:
+        """Hold ``names`` loaded for the body of a ``with``; they are never unloaded meanwhile.
+
+        Engines that are not loaded are loaded in parallel, started in the order given (the
+        order the request needs them in). ``on_waking`` hears which engines must load first.
+        """
+        records = [self._record(name) for name in names]
+        granted: list[_Record] = []
+        self.on_activity()
+        try:
+            cold = [n for n, r in zip(names, records, strict=True) if not _loaded(r)]
+            if cold and on_waking is not None:
+                on_waking(cold)
+            await self._grant_all(list(names), records, granted, timeout_s)
+            now = self._clock()
+            for record in records:
+                record.last_used = now
+            yield {name: rec.engine for name, rec in zip(names, records, strict=True)}
+        finally:
+            for record in granted:
+                async with record.gate:
+                    record.leases -= 1
+                    record.gate.notify_all()
+            self.on_activity()
+
+    async def _grant_all(
+        self,
+        names: list[str],
+        records: list[_Record],
+        granted: list[_Record],
+        timeout_s: float | None,
+    ) -> None:
+        """Grant every lease; only engines that must really load wait, bounded by ``timeout_s``.
+
+        Loaded engines are granted at once, outside the timeout: a busy event loop must never
+        turn a request for a loaded engine into a "still loading" refusal.
+        """
+        for record in records:
+            record.waiting += 1
+        try:
+            pairs = zip(names, records, strict=True)
+            cold = [(n, r) for n, r in pairs if not self._grant_now(r, granted)]
+            if not cold:
+                return
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await asyncio.gather(*(self._grant(n, r, granted) for n, r in cold))
+            except TimeoutError:
+                loading = [n for n, r in cold if not _loaded(r)]
+                waited = time.monotonic() - started
+                raise WakeTimeout(loading or [n for n, _ in cold], waited) from None
+        finally:
+            for record in records:
+                record.waiting -= 1
+
+    @staticmethod
+    def _grant_now(record: _Record, granted: list[_Record]) -> bool:
+        """Take a lease without waiting when the engine is loaded and nobody holds its gate."""
+        if record.gate.locked() or not _loaded(record):
+            return False
+        record.leases += 1
+        granted.append(record)
+        return True
+
+    async def _grant(self, name: str, record: _Record, granted: list[_Record]) -> None:
+        while True:
+            async with record.gate:
+                if _loaded(record):  # the hot path: no load task when the engine is up
+                    record.leases += 1
+                    granted.append(record)
+                    return
+            await self.load(name)
+            # loop: it may have been unloaded again between the load and the grant
+
+    # -- unloading ---------------------------------------------------------------------------
+
+    async def unload(
+        self, name: str, *, wait_for_leases: bool = False, respect_pin: bool = True
+    ) -> UnloadOutcome:
+        """Unload one engine unless it is leased (then skip, or wait) or pinned."""
+        record = self._record(name)
+        async with record.gate:
+            if respect_pin and record.pinned:
+                return UnloadOutcome(name, False, "pinned")
+            if wait_for_leases:
+                await record.gate.wait_for(lambda: record.leases == 0)
+            elif record.leases or record.waiting:
+                busy = record.leases + record.waiting
+                return UnloadOutcome(name, False, f"in use by {busy} request(s)")
+            if not _loaded(record) and record.engine.state is not EngineState.FAILED:
+                return UnloadOutcome(name, False, f"already {record.engine.state}")
+            report = await record.engine.unload()
+        self._publish_state(name)
+        if report.seconds > 0:
+            record.last_unload = report
+            self._metrics.unload_finished(name, report.seconds)
+        return UnloadOutcome(name, True, report=report)
+
+    async def unload_roles(self, roles: Iterable[Role]) -> list[UnloadOutcome]:
+        names = self.names_for(roles)
+        return list(await asyncio.gather(*(self.unload(name) for name in names)))
+
+    async def stop_managed(self) -> list[UnloadOutcome]:
+        """Stop the server processes of managed engines (DORMANT), loaded or not: a server
+        whose model was unloaded earlier (Ollama's) still holds RAM and a CUDA context."""
+        names = [n for n, r in self._records.items() if r.engine.runtime is Runtime.MANAGED]
+        return list(await asyncio.gather(*(self._stop_process(name) for name in names)))
+
+    async def _stop_process(self, name: str) -> UnloadOutcome:
+        record = self._record(name)
+        engine = record.engine
+        if not isinstance(engine, ProcessBacked):
+            return await self.unload(name)
+        async with record.gate:
+            if record.pinned:
+                return UnloadOutcome(name, False, "pinned")
+            if record.leases or record.waiting:
+                busy = record.leases + record.waiting
+                return UnloadOutcome(name, False, f"in use by {busy} request(s)")
+            view = engine.process_view()
+            if view is None or view.state in ("stopped", "failed"):
+                return UnloadOutcome(name, False, "process not running")
+            was_loaded = _loaded(record)
+            report = await engine.stop_process()
+        self._publish_state(name)
+        if was_loaded and report.seconds > 0:
+            record.last_unload = report
+            self._metrics.unload_finished(name, report.seconds)
+        return UnloadOutcome(name, True, "process stopped", report=report)
+
+    def pin(self, name: str, pinned: bool) -> None:
+        self._record(name).pinned = pinned
+
+    def pin_all(self, names: list[str]) -> None:
+        """Restore saved pins, ignoring engines no longer configured."""
+        for name in names:
+            if name in self._records:
+                self._records[name].pinned = True
+
+    def pinned(self) -> list[str]:
+        return [name for name, rec in self._records.items() if rec.pinned]
+
+    def load_spans(self, name: str) -> list[LoadSpan]:
+        return list(self._record(name).spans)
+
+    async def stop(self) -> None:
+        """Cancel background work and unload every engine: the process leaves nothing behind."""
+        await self._tasks.cancel_all()
+        results = await asyncio.gather(
+            *(self.unload(n, respect_pin=False) for n in self._records), return_exceptions=True
+        )
+        for name, result in zip(self._records, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("unloading %s at shutdown failed: %s", name, result)
+
+    # -- what the outside sees ---------------------------------------------------------------
+
+    async def memory_snapshot(self) -> dict[str, Any]:
+        """Process RSS and VRAM plus each engine's measured footprint, for transition records."""
+        sample = await asyncio.to_thread(measure.sample)
+        return {
+            "rss_bytes": sample.rss_bytes,
+            "vram_bytes": sample.vram_bytes,
+            "engines": {
+                name: {
+                    "state": rec.engine.state.value,
+                    "ram_bytes": rec.engine.memory().measured_ram_bytes,
+                    "vram_bytes": rec.engine.memory().measured_vram_bytes,
+                }
+                for name, rec in self._records.items()
+            },
+        }
+
+    async def statuses(self) -> list[EngineStatus]:
+        return list(await asyncio.gather(*(self.status(name) for name in self._records)))
+
+    async def status(self, name: str) -> EngineStatus:
+        record = self._record(name)
+        health = await record.engine.health()
+        state: str = health.state
+        detail, hint = health.detail, health.hint
+        if record.downloading:
+            state, detail = DOWNLOADING, "fetching model files from the hub"
+        elif health.state is EngineState.MISSING and record.download_error:
+            detail = record.download_error
+        return EngineStatus(
+            name=name,
+            role=record.config.role,
+            adapter=record.config.adapter,
+            runtime=record.engine.runtime,
+            model=record.config.model,
+            state=state,
+            memory=record.engine.memory(),
+            priority=record.config.priority,
+            detail=detail,
+            hint=hint,
+            loads=record.loads,
+            last_load_seconds=record.last_load.seconds if record.last_load else None,
+            last_unload_seconds=record.last_unload.seconds if record.last_unload else None,
+            last_used=record.last_used,
+            leases=record.leases,
+            pinned=record.pinned,
+            process=_process_view(record.engine),
+        )
+
+
+def _process_view(engine: Engine) -> ProcessView | None:
+    return engine.process_view() if isinstance(engine, ProcessBacked) else None
+
+
+def _loaded(record: _Record) -> bool:
+    return record.engine.state is EngineState.LOADED

@@ -1,0 +1,1 @@
+"""GPU telemetry, the model catalog, and the VRAM planner with its admission."""

@@ -1,0 +1,1 @@
+"""The idle ladder, its single writer, and what DORMANT does to the host."""

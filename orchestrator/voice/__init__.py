@@ -1,0 +1,1 @@
+"""Cascade voice sessions: audio, turns, sentences, history, spoken replies."""

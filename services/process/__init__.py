@@ -1,0 +1,1 @@
+"""Process supervision the adapters stand on: children, restarts, probes, pidfiles, logs."""
