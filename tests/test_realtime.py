@@ -19,10 +19,9 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
 from orchestrator.core.idle import IdleState
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, RuntimeFactory
 from tests.speech import silence, speak
 
 RATE = 24_000
@@ -146,14 +145,15 @@ async def test_text_turn_and_cancel(server: TestServer) -> None:
 
 
 async def test_barge_in_cancels_the_reply(
-    cascade_config: AppConfig, secrets: Secrets, aiohttp_server: Any
+    cascade_config: AppConfig, make_runtime: RuntimeFactory, aiohttp_server: Any
 ) -> None:
     # a long reply, so that there is time to interrupt it
     long_replies = cascade_config.sessions.model_copy(
         update={"llm_options": {"max_new_tokens": 480, "min_new_tokens": 480}}
     )
-    runtime = Runtime.create(cascade_config.model_copy(update={"sessions": long_replies}), secrets)
-    runtime.hibernator.start()
+    runtime = make_runtime(
+        cascade_config.model_copy(update={"sessions": long_replies}), writer=True
+    )
     server: TestServer = await aiohttp_server(create_api_app(runtime))
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
@@ -170,7 +170,6 @@ async def test_barge_in_cancels_the_reply(
         after = socket.types()[socket.types().index("response.done") :]
         assert "response.audio.delta" not in after
         await socket.ws.close()
-    await runtime.stop()
 
 
 async def test_bad_input_gets_error_events_and_the_session_survives(server: TestServer) -> None:
@@ -265,7 +264,7 @@ async def test_ga_event_names_when_the_client_speaks_ga(server: TestServer) -> N
 async def test_a_broken_first_voice_falls_back_for_the_whole_session(
     cascade_config_file: Any,
     tiny_piper_onnx: Any,
-    secrets: Secrets,
+    make_runtime: RuntimeFactory,
     aiohttp_server: Any,
     tmp_path: Any,
 ) -> None:
@@ -288,29 +287,23 @@ preload = false
     cascade_config_file.write_text(text)
     from orchestrator.config import load_config
 
-    runtime = Runtime.create(load_config(config_file=cascade_config_file, environ={}), secrets)
-    runtime.hibernator.start()
+    runtime = make_runtime(load_config(config_file=cascade_config_file, environ={}), writer=True)
     server: TestServer = await aiohttp_server(create_api_app(runtime))
-    try:
-        async with aiohttp.ClientSession() as http:
-            socket = await connect(server, http)
-            switch = await socket.until("fallback")
-            assert (switch["role"], switch["source"], switch["target"]) == (
-                "tts",
-                "tts_first",
-                "tts",
-            )
-            assert "load failed" in switch["reason"]
-            await socket.until("session.created")
-            await socket.say("Hello")
-            await socket.send("response.create")
-            await socket.until("response.audio.delta")  # the fallback voice speaks
-            done = await socket.until("response.done")
-            assert done["response"]["status"] == "completed"
-            await socket.ws.close()
-        metrics = runtime.metrics.render().decode()
-        assert (
-            'vo_fallback_switches_total{role="tts",source="tts_first",target="tts"} 1.0' in metrics
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        switch = await socket.until("fallback")
+        assert (switch["role"], switch["source"], switch["target"]) == (
+            "tts",
+            "tts_first",
+            "tts",
         )
-    finally:
-        await runtime.stop()
+        assert "load failed" in switch["reason"]
+        await socket.until("session.created")
+        await socket.say("Hello")
+        await socket.send("response.create")
+        await socket.until("response.audio.delta")  # the fallback voice speaks
+        done = await socket.until("response.done")
+        assert done["response"]["status"] == "completed"
+        await socket.ws.close()
+    metrics = runtime.metrics.render().decode()
+    assert 'vo_fallback_switches_total{role="tts",source="tts_first",target="tts"} 1.0' in metrics

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.duplex import DUPLEX_ROUTER
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
+from tests.conftest import RuntimeFactory
 from tests.duplex_helpers import ServerFactory, duplex_servers, kill
 from tests.test_realtime import Socket, connect
 
@@ -27,11 +26,10 @@ PERSONA = {"backend": "duplex", "instructions": "You are a maths tutor.", "voice
 
 
 @pytest.fixture
-async def make_server(
-    cascade_config_file: Path, tmp_path: Path, secrets: Secrets, aiohttp_server: Any
-) -> AsyncIterator[ServerFactory]:
-    async with duplex_servers(cascade_config_file, tmp_path, secrets, aiohttp_server) as make:
-        yield make
+def make_server(
+    cascade_config_file: Path, tmp_path: Path, make_runtime: RuntimeFactory, aiohttp_server: Any
+) -> ServerFactory:
+    return duplex_servers(cascade_config_file, tmp_path, make_runtime, aiohttp_server)
 
 
 class Talker(Socket):
