@@ -18,8 +18,8 @@ from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import load_config
 from tests.conftest import RuntimeFactory, free_port
+from tests.helpers import fill_hf_cache
 from tests.peers.personaplex_peer import VOICES, make_voice_dir
-from tests.test_personaplex_engine import fill_hf_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 ServerFactory = Callable[..., Any]  # (**duplex_toml options) -> awaitable (TestServer, Runtime)

@@ -24,7 +24,7 @@ from orchestrator.hibernation.host_power import SimulatedHost
 from tests.conftest import RuntimeFactory, tiny_profile_toml
 from tests.fakes import FakeClock
 from tests.fixtures.tiny_whisper import build_tiny_whisper
-from tests.test_server import basic
+from tests.helpers import basic
 
 MB = 1_000_000
 

@@ -6,9 +6,7 @@ speech comes from espeak-ng. Replies are noise: the tests check the protocol and
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 from typing import Any
 
 import aiohttp
@@ -22,6 +20,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig
 from orchestrator.core.idle import IdleState
 from tests.conftest import API_KEY, RuntimeFactory
+from tests.realtime_client import connect
 from tests.speech import silence, speak
 
 RATE = 24_000
@@ -46,51 +45,6 @@ async def runtime(cascade_runtime: Runtime) -> Runtime:
 async def server(runtime: Runtime, aiohttp_server: Any) -> TestServer:
     server: TestServer = await aiohttp_server(create_api_app(runtime))
     return server
-
-
-class Socket:
-    """A raw client: send events, wait for the next event of a given type."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.seen: list[dict[str, Any]] = []
-
-    async def send(self, type_: str, **fields: Any) -> None:
-        await self.ws.send_str(json.dumps({"type": type_, **fields}))
-
-    async def until(self, type_: str, timeout: float = 60) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await self.ws.receive()
-                assert message.type is aiohttp.WSMsgType.TEXT, message
-                event = json.loads(message.data)
-                self.seen.append(event)
-                if event["type"] == type_:
-                    return event
-                if event["type"] == "error" and type_ != "error":
-                    raise AssertionError(f"waiting for {type_}: {event['error']}")
-
-    async def say(self, text: str) -> None:
-        """Add a typed user message to the conversation."""
-        await self.send(
-            "conversation.item.create",
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        )
-
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.seen]
-
-
-async def connect(server: TestServer, http: aiohttp.ClientSession) -> Socket:
-    ws = await http.ws_connect(
-        f"http://{server.host}:{server.port}/v1/realtime",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    return Socket(ws)
 
 
 async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Runtime) -> None:

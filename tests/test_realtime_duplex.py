@@ -19,7 +19,7 @@ from orchestrator.api.duplex import DUPLEX_ROUTER
 from orchestrator.app.runtime import Runtime
 from tests.conftest import RuntimeFactory
 from tests.duplex_helpers import ServerFactory, duplex_servers, kill
-from tests.test_realtime import Socket, connect
+from tests.realtime_client import Socket, connect
 
 FRAME = 1920  # 80 ms at 24 kHz
 PERSONA = {"backend": "duplex", "instructions": "You are a maths tutor.", "voice": "NATF2"}

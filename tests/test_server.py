@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import load_config
 from tests.conftest import CONSOLE_PASSWORD, RuntimeFactory
+from tests.helpers import basic
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -121,11 +121,6 @@ async def test_metrics_expose_engine_state_and_loads(
     assert 'vo_engine_loads_total{engine="tts",result="ok"} 1.0' in text
     assert 'vo_engine_load_seconds_count{engine="tts"} 1.0' in text
     assert 'vo_engine_memory_bytes{engine="tts",kind="ram",source="measured"}' in text
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 async def test_console_needs_a_login_and_shows_engines(
