@@ -6,7 +6,9 @@ speech comes from espeak-ng. Replies are noise: the tests check the protocol and
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -84,7 +86,20 @@ async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Ru
     assert all(s.leases == 0 for s in await messages.statuses())
 
 
-async def test_text_turn_and_cancel(server: TestServer) -> None:
+async def test_text_turn_and_cancel(
+    server: TestServer, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM is held before its first token, so the cancel always lands mid-reply."""
+    asked = asyncio.Event()
+
+    async def held_chat(
+        messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+    ) -> AsyncGenerator[str, None]:
+        asked.set()
+        await asyncio.Event().wait()  # never answers: only the cancel ends this reply
+        yield ""
+
+    monkeypatch.setattr(runtime.fleet.engine("llm"), "chat", held_chat)
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
         await socket.until("session.created")
@@ -92,9 +107,11 @@ async def test_text_turn_and_cancel(server: TestServer) -> None:
         await socket.until("conversation.item.created")
         await socket.send("response.create")
         await socket.until("response.created")
+        async with asyncio.timeout(60):
+            await asked.wait()
         await socket.send("response.cancel")
         done = await socket.until("response.done")
-        assert done["response"]["status"] in ("cancelled", "completed")
+        assert done["response"]["status"] == "cancelled"
         await socket.ws.close()
 
 

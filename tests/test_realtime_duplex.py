@@ -214,7 +214,7 @@ async def test_a_closed_socket_frees_personaplex_and_a_crash_is_seen_by_the_clie
         kill(runtime)
         changed = await second.until("session.backend_changed", timeout=60)
         assert (changed["source"], changed["target"]) == ("duplex", "cascade")
-        assert changed["reason"] and changed["gap_s"] >= 0
+        assert changed["reason"] and changed["gap_s"] < 30
         after = (await second.until("session.updated"))["session"]
         assert (after["backend"], after["served_by"]) == ("duplex", "cascade")
         await second.append(3)  # the cascade takes the audio on the same socket

@@ -185,7 +185,7 @@ async def test_wake_timeout_is_503_with_retry_after(
     with pytest.raises(openai.InternalServerError) as caught:
         await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
     assert caught.value.status_code == 503
-    assert caught.value.response.headers["Retry-After"].isdigit()
+    assert caught.value.response.headers["Retry-After"] == "1"  # max(1, round(0.05 s / 2))
     assert caught.value.body["code"] == "engines_waking"  # type: ignore[index]
     assert engine.state.value == "unloaded"  # refused while the load was still held
     release.set()
