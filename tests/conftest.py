@@ -14,7 +14,9 @@ os.environ.pop("VO_CONSOLE_PASSWORD", None)
 
 import socket
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,10 +159,60 @@ def cascade_config(cascade_config_file: Path) -> AppConfig:
     return load_config(config_file=cascade_config_file, environ={})
 
 
+class RuntimeFactory:
+    """Builds the runtimes a test needs; the ``make_runtime`` fixture stops them all after it.
+
+    ``Runtime.stop`` is not idempotent (a second call writes to a closed database), so a test
+    that checks what stopping does stops the runtime through :meth:`stop`, which also forgets it.
+    """
+
+    def __init__(self, secrets: Secrets) -> None:
+        self._secrets = secrets
+        self._live: list[Runtime] = []
+
+    def __call__(
+        self,
+        config: AppConfig,
+        *,
+        secrets: Secrets | None = None,
+        writer: bool = False,
+        **create: Any,
+    ) -> Runtime:
+        """``Runtime.create(config, secrets, **create)``; ``writer=True`` also starts the
+        hibernation writer (what a voice session needs), so call it where a loop runs. A test
+        that wants the whole ``start()`` calls it itself."""
+        runtime = Runtime.create(config, secrets or self._secrets, **create)
+        self._live.append(runtime)
+        if writer:
+            runtime.hibernator.start()
+        return runtime
+
+    async def stop(self, runtime: Runtime) -> None:
+        """Stop ``runtime`` now, in the test's own time; teardown will not stop it again."""
+        self._live.remove(runtime)
+        await runtime.stop()
+
+    async def stop_all(self) -> None:
+        """Stop every runtime still running, the newest first; each is stopped even if one fails."""
+        async with AsyncExitStack() as stack:
+            while self._live:
+                stack.push_async_callback(self._live.pop(0).stop)
+
+
 @pytest.fixture
-async def cascade_runtime(cascade_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
+async def make_runtime(secrets: Secrets) -> AsyncIterator[RuntimeFactory]:
+    factory = RuntimeFactory(secrets)
+    yield factory
+    await factory.stop_all()
+
+
+@pytest.fixture
+async def runtime(make_runtime: RuntimeFactory, tiny_config: AppConfig) -> Runtime:
+    """The tiny profile (ASR and TTS), nothing started; stopped after the test."""
+    return make_runtime(tiny_config)
+
+
+@pytest.fixture
+async def cascade_runtime(make_runtime: RuntimeFactory, cascade_config: AppConfig) -> Runtime:
     """A runtime with every cascade engine, its hibernation writer running; stopped after."""
-    runtime = Runtime.create(cascade_config, secrets)
-    runtime.hibernator.start()
-    yield runtime
-    await runtime.stop()
+    return make_runtime(cascade_config, writer=True)

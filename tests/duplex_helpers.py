@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,10 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import load_config
-from tests.conftest import free_port
+from tests.conftest import RuntimeFactory, free_port
+from tests.helpers import fill_hf_cache
 from tests.peers.personaplex_peer import VOICES, make_voice_dir
-from tests.test_personaplex_engine import fill_hf_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 ServerFactory = Callable[..., Any]  # (**duplex_toml options) -> awaitable (TestServer, Runtime)
@@ -59,30 +57,22 @@ failover = {str(failover).lower()}
 """
 
 
-@asynccontextmanager
-async def duplex_servers(
-    cascade_config_file: Path, tmp_path: Path, secrets: Secrets, aiohttp_server: Any
-) -> AsyncIterator[ServerFactory]:
-    """A factory of (server, runtime) with the peer as the duplex engine; every runtime made
-    is stopped on exit (its peer process with it). Each test module wraps it in a fixture."""
+def duplex_servers(
+    cascade_config_file: Path, tmp_path: Path, make_runtime: RuntimeFactory, aiohttp_server: Any
+) -> ServerFactory:
+    """A factory of (server, runtime) with the peer as the duplex engine; ``make_runtime``
+    stops every runtime made (its peer process with it) after the test. Each test module
+    wraps it in a fixture."""
     pytest.importorskip("moshi", reason="the peer needs PyPI moshi (scripts/ensure-venv.sh dev)")
-    runtimes: list[Runtime] = []
 
     async def make(**options: Any) -> tuple[TestServer, Runtime]:
         path = tmp_path / "duplex.toml"
         path.write_text(cascade_config_file.read_text() + duplex_toml(tmp_path, **options))
-        runtime = Runtime.create(load_config(config_file=path, environ={}), secrets)
-        runtime.hibernator.start()
-        runtimes.append(runtime)
+        runtime = make_runtime(load_config(config_file=path, environ={}), writer=True)
         server: TestServer = await aiohttp_server(create_api_app(runtime))
         return server, runtime
 
-    try:
-        yield make
-    finally:
-        for runtime in runtimes:
-            if not runtime.shutting_down:  # a test may have stopped it itself
-                await runtime.stop()
+    return make
 
 
 async def until_events(subscription: Any, kind: str, count: int) -> AsyncIterator[Any]:

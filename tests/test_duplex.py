@@ -8,7 +8,6 @@ Ogg Opus as the reference client uses. Speech comes from espeak-ng; every engine
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -19,8 +18,6 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
-from orchestrator.config import AppConfig
 from tests.conftest import API_KEY
 from tests.speech import silence, speak
 
@@ -29,14 +26,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @pytest.fixture
-async def server(
-    cascade_config: AppConfig, secrets: Secrets, aiohttp_server: Any
-) -> AsyncIterator[TestServer]:
-    runtime = Runtime.create(cascade_config, secrets)
-    runtime.hibernator.start()
-    server: TestServer = await aiohttp_server(create_api_app(runtime))
-    yield server
-    await runtime.stop()
+async def server(cascade_runtime: Runtime, aiohttp_server: Any) -> TestServer:
+    server: TestServer = await aiohttp_server(create_api_app(cascade_runtime))
+    return server
 
 
 def url(server: TestServer, query: str) -> str:

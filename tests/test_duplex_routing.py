@@ -6,7 +6,6 @@ stopped, on the same socket."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,9 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.duplex import DUPLEX_ROUTER
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.duplex.routing import DuplexUnavailable, Route, choose
 from services.base import EngineState
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, RuntimeFactory
 from tests.duplex_helpers import (
     ServerFactory,
     duplex_servers,
@@ -38,11 +36,10 @@ PERSONA = "text_prompt=You%20are%20a%20maths%20tutor.&voice_prompt=NATF2.pt"
 
 
 @pytest.fixture
-async def make_server(
-    cascade_config_file: Path, tmp_path: Path, secrets: Secrets, aiohttp_server: Any
-) -> AsyncIterator[ServerFactory]:
-    async with duplex_servers(cascade_config_file, tmp_path, secrets, aiohttp_server) as make:
-        yield make
+def make_server(
+    cascade_config_file: Path, tmp_path: Path, make_runtime: RuntimeFactory, aiohttp_server: Any
+) -> ServerFactory:
+    return duplex_servers(cascade_config_file, tmp_path, make_runtime, aiohttp_server)
 
 
 class Caller:
@@ -226,7 +223,7 @@ async def test_the_conversation_moves_to_the_cascade_on_the_same_socket(
 
 
 async def test_stopping_the_server_mid_conversation_leaves_nothing_behind(
-    make_server: ServerFactory,
+    make_server: ServerFactory, make_runtime: RuntimeFactory
 ) -> None:
     server, runtime = await make_server()
     await runtime.fleet.load("duplex")
@@ -235,7 +232,7 @@ async def test_stopping_the_server_mid_conversation_leaves_nothing_behind(
     caller = await Caller.dial(server)
     await caller.talk(3)
     await server.close()  # the app's shutdown closes the socket; the session ends
-    await runtime.stop()
+    await make_runtime.stop(runtime)
     async with asyncio.timeout(10):
         await caller._listener
     assert caller.ws.closed and runtime.sessions == {}

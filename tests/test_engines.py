@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import weakref
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from services import measure, nvml
-from services.base import AudioChunk, Engine, EngineSpec, EngineState, Role, Segment
+from services.base import AudioChunk, EngineSpec, EngineState, Role, Runtime, Segment
 from services.errors import EngineNotLoaded, InvalidInput, ModelMissing
 from services.piper_tts import PiperEngine, voice_repo_path
 from services.whisper_asr import WhisperEngine
@@ -42,8 +43,13 @@ def tts(tiny_piper_onnx: Path, tmp_path: Path) -> PiperEngine:
 
 
 def test_adapters_keep_the_engine_contract(asr: WhisperEngine, tts: PiperEngine) -> None:
-    assert isinstance(asr, Engine)
-    assert isinstance(tts, Engine)
+    """What the fleet reads before it loads anything, and role calls that stream."""
+    for engine, role in ((asr, Role.ASR), (tts, Role.TTS)):
+        assert (engine.name, engine.role, engine.runtime) == (role.value, role, Runtime.IN_PROCESS)
+        assert engine.state is EngineState.UNLOADED and engine.last_error is None
+        assert engine.artifacts() == []  # a local model path: nothing to fetch from the hub
+    assert inspect.isasyncgenfunction(asr.transcribe)
+    assert inspect.isasyncgenfunction(tts.synthesize)
 
 
 async def test_whisper_load_transcribe_unload(asr: WhisperEngine) -> None:

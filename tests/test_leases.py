@@ -8,6 +8,7 @@ the hibernation writer settled), so every generated interleaving really happens.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from orchestrator.fleet.fleet import WakeTimeout
 from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import EngineState, Role
 from services.errors import EngineError
+from tests.conftest import RuntimeFactory
 from tests.fakes import FakeClock, FakeEngine
 
 ENGINES = {"asr": Role.ASR, "tts": Role.TTS, "asr2": Role.ASR}
@@ -46,15 +48,21 @@ model = "/nonexistent"
     return load_config(config_file=path, environ={})
 
 
-def fake_runtime(tmp: Path, clock: FakeClock, failures: dict[str, int]) -> Runtime:
-    # every configured engine is replaced by a fake; the real adapters are never built
+def fake_runtime(
+    tmp: Path,
+    clock: FakeClock,
+    failures: dict[str, int],
+    make: Callable[..., Runtime] = Runtime.create,
+) -> Runtime:
+    """Every configured engine replaced by a fake; the real adapters are never built. ``make``
+    is ``Runtime.create``, or the ``make_runtime`` fixture where the test leaves stopping to it."""
     engines = {
         name: FakeEngine(name, role, steps=2, failures=failures.get(name, 0))
         for name, role in ENGINES.items()
     }
     secrets = Secrets(api_keys=("k",), console_password="p")
-    return Runtime.create(
-        fake_config(tmp), secrets, clock=clock, host=SimulatedHost(), engines=engines
+    return make(
+        fake_config(tmp), secrets=secrets, clock=clock, host=SimulatedHost(), engines=engines
     )
 
 
@@ -156,16 +164,15 @@ async def _scenario(tmp: Path, operations: list, failures: dict[str, int]) -> No
         assert all(r.outcome == "served" for r in requests)
 
 
-async def test_a_loaded_engine_is_granted_without_the_wake_budget(tmp_path: Path) -> None:
+async def test_a_loaded_engine_is_granted_without_the_wake_budget(
+    tmp_path: Path, make_runtime: RuntimeFactory
+) -> None:
     """Only real loads wait on ``timeout_s``: a zero budget still grants a loaded engine."""
-    runtime = fake_runtime(tmp_path, FakeClock(), failures={})
-    try:
-        await runtime.fleet.load("asr")
-        async with runtime.fleet.lease(["asr"], timeout_s=0) as engines:
-            assert engines["asr"].state is EngineState.LOADED
-        with pytest.raises(WakeTimeout) as caught:
-            async with runtime.fleet.lease(["asr", "tts"], timeout_s=0):
-                pass
-        assert caught.value.loading == ["tts"]
-    finally:
-        await runtime.stop()
+    runtime = fake_runtime(tmp_path, FakeClock(), failures={}, make=make_runtime)
+    await runtime.fleet.load("asr")
+    async with runtime.fleet.lease(["asr"], timeout_s=0) as engines:
+        assert engines["asr"].state is EngineState.LOADED
+    with pytest.raises(WakeTimeout) as caught:
+        async with runtime.fleet.lease(["asr", "tts"], timeout_s=0):
+            pass
+    assert caught.value.loading == ["tts"]

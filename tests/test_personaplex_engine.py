@@ -18,28 +18,17 @@ from orchestrator.gpu.catalog import load_catalog
 from services.base import EngineSpec, EngineState, Role, Runtime
 from services.duplex_client import AudioOut, DuplexModel, SessionEnded
 from services.errors import EngineNotLoaded, InvalidInput, ModelMissing
-from services.personaplex import MIMI_WEIGHT, MOSHI_WEIGHT, TOKENIZER, PersonaPlexEngine
+from services.personaplex import PersonaPlexEngine
 from services.process.supervisor import ProcessState, Supervisor
 from services.registry import ADAPTERS
 from tests.conftest import free_port
+from tests.helpers import PERSONAPLEX_REPO as REPO
+from tests.helpers import fill_hf_cache
 from tests.peers.personaplex_peer import VOICES, make_voice_dir
 from tests.peers.watch import alive, until_dead
 
 ROOT = Path(__file__).resolve().parent.parent
-REPO = "nvidia/personaplex-7b-v1"
 FRAME = 1920
-
-
-def fill_hf_cache(hf_home: Path, repo: str = REPO) -> Path:
-    """The hub cache layout huggingface_hub reads offline (refs/main -> snapshots/<rev>/...)."""
-    base = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
-    snapshot = base / "snapshots" / "0123abcd"
-    snapshot.mkdir(parents=True)
-    (base / "refs").mkdir()
-    (base / "refs" / "main").write_text("0123abcd")
-    for name in ("config.json", MOSHI_WEIGHT, MIMI_WEIGHT, TOKENIZER):
-        (snapshot / name).write_bytes(b"{}")
-    return hf_home
 
 
 def engine_for(tmp: Path, **options: Any) -> PersonaPlexEngine:

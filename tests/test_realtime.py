@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import aiohttp
@@ -19,10 +19,10 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
 from orchestrator.core.idle import IdleState
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, RuntimeFactory
+from tests.realtime_client import connect
 from tests.speech import silence, speak
 
 RATE = 24_000
@@ -47,51 +47,6 @@ async def runtime(cascade_runtime: Runtime) -> Runtime:
 async def server(runtime: Runtime, aiohttp_server: Any) -> TestServer:
     server: TestServer = await aiohttp_server(create_api_app(runtime))
     return server
-
-
-class Socket:
-    """A raw client: send events, wait for the next event of a given type."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.seen: list[dict[str, Any]] = []
-
-    async def send(self, type_: str, **fields: Any) -> None:
-        await self.ws.send_str(json.dumps({"type": type_, **fields}))
-
-    async def until(self, type_: str, timeout: float = 60) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while True:
-                message = await self.ws.receive()
-                assert message.type is aiohttp.WSMsgType.TEXT, message
-                event = json.loads(message.data)
-                self.seen.append(event)
-                if event["type"] == type_:
-                    return event
-                if event["type"] == "error" and type_ != "error":
-                    raise AssertionError(f"waiting for {type_}: {event['error']}")
-
-    async def say(self, text: str) -> None:
-        """Add a typed user message to the conversation."""
-        await self.send(
-            "conversation.item.create",
-            item={
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        )
-
-    def types(self) -> list[str]:
-        return [e["type"] for e in self.seen]
-
-
-async def connect(server: TestServer, http: aiohttp.ClientSession) -> Socket:
-    ws = await http.ws_connect(
-        f"http://{server.host}:{server.port}/v1/realtime",
-        headers={"Authorization": f"Bearer {API_KEY}"},
-    )
-    return Socket(ws)
 
 
 async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Runtime) -> None:
@@ -131,7 +86,20 @@ async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Ru
     assert all(s.leases == 0 for s in await messages.statuses())
 
 
-async def test_text_turn_and_cancel(server: TestServer) -> None:
+async def test_text_turn_and_cancel(
+    server: TestServer, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The LLM is held before its first token, so the cancel always lands mid-reply."""
+    asked = asyncio.Event()
+
+    async def held_chat(
+        messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+    ) -> AsyncGenerator[str, None]:
+        asked.set()
+        await asyncio.Event().wait()  # never answers: only the cancel ends this reply
+        yield ""
+
+    monkeypatch.setattr(runtime.fleet.engine("llm"), "chat", held_chat)
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
         await socket.until("session.created")
@@ -139,21 +107,24 @@ async def test_text_turn_and_cancel(server: TestServer) -> None:
         await socket.until("conversation.item.created")
         await socket.send("response.create")
         await socket.until("response.created")
+        async with asyncio.timeout(60):
+            await asked.wait()
         await socket.send("response.cancel")
         done = await socket.until("response.done")
-        assert done["response"]["status"] in ("cancelled", "completed")
+        assert done["response"]["status"] == "cancelled"
         await socket.ws.close()
 
 
 async def test_barge_in_cancels_the_reply(
-    cascade_config: AppConfig, secrets: Secrets, aiohttp_server: Any
+    cascade_config: AppConfig, make_runtime: RuntimeFactory, aiohttp_server: Any
 ) -> None:
     # a long reply, so that there is time to interrupt it
     long_replies = cascade_config.sessions.model_copy(
         update={"llm_options": {"max_new_tokens": 480, "min_new_tokens": 480}}
     )
-    runtime = Runtime.create(cascade_config.model_copy(update={"sessions": long_replies}), secrets)
-    runtime.hibernator.start()
+    runtime = make_runtime(
+        cascade_config.model_copy(update={"sessions": long_replies}), writer=True
+    )
     server: TestServer = await aiohttp_server(create_api_app(runtime))
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
@@ -170,7 +141,6 @@ async def test_barge_in_cancels_the_reply(
         after = socket.types()[socket.types().index("response.done") :]
         assert "response.audio.delta" not in after
         await socket.ws.close()
-    await runtime.stop()
 
 
 async def test_bad_input_gets_error_events_and_the_session_survives(server: TestServer) -> None:
@@ -265,7 +235,7 @@ async def test_ga_event_names_when_the_client_speaks_ga(server: TestServer) -> N
 async def test_a_broken_first_voice_falls_back_for_the_whole_session(
     cascade_config_file: Any,
     tiny_piper_onnx: Any,
-    secrets: Secrets,
+    make_runtime: RuntimeFactory,
     aiohttp_server: Any,
     tmp_path: Any,
 ) -> None:
@@ -288,29 +258,23 @@ preload = false
     cascade_config_file.write_text(text)
     from orchestrator.config import load_config
 
-    runtime = Runtime.create(load_config(config_file=cascade_config_file, environ={}), secrets)
-    runtime.hibernator.start()
+    runtime = make_runtime(load_config(config_file=cascade_config_file, environ={}), writer=True)
     server: TestServer = await aiohttp_server(create_api_app(runtime))
-    try:
-        async with aiohttp.ClientSession() as http:
-            socket = await connect(server, http)
-            switch = await socket.until("fallback")
-            assert (switch["role"], switch["source"], switch["target"]) == (
-                "tts",
-                "tts_first",
-                "tts",
-            )
-            assert "load failed" in switch["reason"]
-            await socket.until("session.created")
-            await socket.say("Hello")
-            await socket.send("response.create")
-            await socket.until("response.audio.delta")  # the fallback voice speaks
-            done = await socket.until("response.done")
-            assert done["response"]["status"] == "completed"
-            await socket.ws.close()
-        metrics = runtime.metrics.render().decode()
-        assert (
-            'vo_fallback_switches_total{role="tts",source="tts_first",target="tts"} 1.0' in metrics
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        switch = await socket.until("fallback")
+        assert (switch["role"], switch["source"], switch["target"]) == (
+            "tts",
+            "tts_first",
+            "tts",
         )
-    finally:
-        await runtime.stop()
+        assert "load failed" in switch["reason"]
+        await socket.until("session.created")
+        await socket.say("Hello")
+        await socket.send("response.create")
+        await socket.until("response.audio.delta")  # the fallback voice speaks
+        done = await socket.until("response.done")
+        assert done["response"]["status"] == "completed"
+        await socket.ws.close()
+    metrics = runtime.metrics.render().decode()
+    assert 'vo_fallback_switches_total{role="tts",source="tts_first",target="tts"} 1.0' in metrics

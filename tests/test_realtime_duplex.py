@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,19 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.duplex import DUPLEX_ROUTER
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
+from tests.conftest import RuntimeFactory
 from tests.duplex_helpers import ServerFactory, duplex_servers, kill
-from tests.test_realtime import Socket, connect
+from tests.realtime_client import Socket, connect
 
 FRAME = 1920  # 80 ms at 24 kHz
 PERSONA = {"backend": "duplex", "instructions": "You are a maths tutor.", "voice": "NATF2"}
 
 
 @pytest.fixture
-async def make_server(
-    cascade_config_file: Path, tmp_path: Path, secrets: Secrets, aiohttp_server: Any
-) -> AsyncIterator[ServerFactory]:
-    async with duplex_servers(cascade_config_file, tmp_path, secrets, aiohttp_server) as make:
-        yield make
+def make_server(
+    cascade_config_file: Path, tmp_path: Path, make_runtime: RuntimeFactory, aiohttp_server: Any
+) -> ServerFactory:
+    return duplex_servers(cascade_config_file, tmp_path, make_runtime, aiohttp_server)
 
 
 class Talker(Socket):
@@ -216,7 +214,7 @@ async def test_a_closed_socket_frees_personaplex_and_a_crash_is_seen_by_the_clie
         kill(runtime)
         changed = await second.until("session.backend_changed", timeout=60)
         assert (changed["source"], changed["target"]) == ("duplex", "cascade")
-        assert changed["reason"] and changed["gap_s"] >= 0
+        assert changed["reason"] and changed["gap_s"] < 30
         after = (await second.until("session.updated"))["session"]
         assert (after["backend"], after["served_by"]) == ("duplex", "cascade")
         await second.append(3)  # the cascade takes the audio on the same socket

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +13,11 @@ from aiohttp.test_utils import TestClient
 from console.app import create_console_app
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
-from orchestrator.config import AppConfig, load_config
-from tests.conftest import CONSOLE_PASSWORD
+from orchestrator.config import load_config
+from tests.conftest import CONSOLE_PASSWORD, RuntimeFactory
+from tests.helpers import basic
 
 Client = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-async def runtime(tiny_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(tiny_config, secrets)
-    yield runtime
-    await runtime.stop()
 
 
 @pytest.fixture
@@ -89,12 +81,12 @@ async def test_health_before_and_after_loading(
 async def test_missing_model_degrades_and_names_it(
     tmp_path: Path,
     tiny_config_file: Path,
-    secrets: Secrets,
+    make_runtime: RuntimeFactory,
     aiohttp_client: Client,
     auth: dict[str, str],
 ) -> None:
     env = {"VO__ENGINES__TTS__MODEL": str(tmp_path / "gone.onnx")}
-    runtime = Runtime.create(load_config(config_file=tiny_config_file, environ=env), secrets)
+    runtime = make_runtime(load_config(config_file=tiny_config_file, environ=env))
     client = await aiohttp_client(create_api_app(runtime))
     body = await (await client.get("/health", headers=auth)).json()
     assert body["status"] == "degraded"
@@ -129,11 +121,6 @@ async def test_metrics_expose_engine_state_and_loads(
     assert 'vo_engine_loads_total{engine="tts",result="ok"} 1.0' in text
     assert 'vo_engine_load_seconds_count{engine="tts"} 1.0' in text
     assert 'vo_engine_memory_bytes{engine="tts",kind="ram",source="measured"}' in text
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 async def test_console_needs_a_login_and_shows_engines(

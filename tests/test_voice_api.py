@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
-from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -16,11 +15,10 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
 from orchestrator.core.idle import IdleState
 from orchestrator.voice import audio
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, RuntimeFactory
 from tests.fakes import FakeClock
 
 
@@ -45,11 +43,8 @@ async def start(runtime: Runtime, aiohttp_server: Any) -> tuple[TestServer, open
 
 
 @pytest.fixture
-async def runtime(tiny_config: AppConfig, secrets: Secrets) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(tiny_config, secrets, clock=FakeClock())
-    runtime.hibernator.start()
-    yield runtime
-    await runtime.stop()
+async def runtime(make_runtime: RuntimeFactory, tiny_config: AppConfig) -> Runtime:
+    return make_runtime(tiny_config, clock=FakeClock(), writer=True)
 
 
 @pytest.fixture
@@ -167,7 +162,7 @@ async def test_a_request_wakes_hibernated_engines(
 
 
 async def test_wake_timeout_is_503_with_retry_after(
-    tiny_config: AppConfig, secrets: Secrets, aiohttp_server: Any, monkeypatch: Any
+    tiny_config: AppConfig, make_runtime: RuntimeFactory, aiohttp_server: Any, monkeypatch: Any
 ) -> None:
     """A load that cannot finish in the wake budget is a 503; once loaded, no budget applies.
 
@@ -176,7 +171,7 @@ async def test_wake_timeout_is_503_with_retry_after(
     patient = tiny_config.model_copy(
         update={"hibernation": tiny_config.hibernation.model_copy(update={"wake_timeout_s": 0.05})}
     )
-    runtime = Runtime.create(patient, secrets, clock=FakeClock())
+    runtime = make_runtime(patient, clock=FakeClock())
     engine = runtime.fleet.engine("tts")
     release = asyncio.Event()
     real_load = engine.load
@@ -186,34 +181,28 @@ async def test_wake_timeout_is_503_with_retry_after(
         return await real_load()
 
     monkeypatch.setattr(engine, "load", held_load)
-    try:
-        _, client = await start(runtime, aiohttp_server)
-        with pytest.raises(openai.InternalServerError) as caught:
-            await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
-        assert caught.value.status_code == 503
-        assert caught.value.response.headers["Retry-After"].isdigit()
-        assert caught.value.body["code"] == "engines_waking"  # type: ignore[index]
-        assert engine.state.value == "unloaded"  # refused while the load was still held
-        release.set()
-        await runtime.fleet.load("tts")  # the load went on; a later request is served
-        speech = await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
-        assert speech.content
-    finally:
-        await runtime.stop()
+    _, client = await start(runtime, aiohttp_server)
+    with pytest.raises(openai.InternalServerError) as caught:
+        await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
+    assert caught.value.status_code == 503
+    assert caught.value.response.headers["Retry-After"] == "1"  # max(1, round(0.05 s / 2))
+    assert caught.value.body["code"] == "engines_waking"  # type: ignore[index]
+    assert engine.state.value == "unloaded"  # refused while the load was still held
+    release.set()
+    await runtime.fleet.load("tts")  # the load went on; a later request is served
+    speech = await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
+    assert speech.content
 
 
 async def test_missing_model_is_503_with_the_hint(
-    tiny_config: AppConfig, secrets: Secrets, aiohttp_server: Any, tmp_path: Any
+    tiny_config: AppConfig, make_runtime: RuntimeFactory, aiohttp_server: Any, tmp_path: Any
 ) -> None:
     engines = dict(tiny_config.engines)
     engines["asr"] = engines["asr"].model_copy(update={"model": str(tmp_path / "gone")})
-    runtime = Runtime.create(tiny_config.model_copy(update={"engines": engines}), secrets)
-    try:
-        _, client = await start(runtime, aiohttp_server)
-        with pytest.raises(openai.InternalServerError, match="python -m orchestrator download"):
-            await client.audio.transcriptions.create(model="whisper-1", file=("a.wav", wav_bytes()))
-    finally:
-        await runtime.stop()
+    runtime = make_runtime(tiny_config.model_copy(update={"engines": engines}))
+    _, client = await start(runtime, aiohttp_server)
+    with pytest.raises(openai.InternalServerError, match="python -m orchestrator download"):
+        await client.audio.transcriptions.create(model="whisper-1", file=("a.wav", wav_bytes()))
 
 
 _ = web

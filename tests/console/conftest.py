@@ -8,7 +8,7 @@ clock that only the test moves.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,10 @@ from aiohttp.test_utils import TestClient
 
 from console.app import create_console_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
 from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import Engine, Role
-from tests.conftest import CONSOLE_PASSWORD
+from tests.conftest import CONSOLE_PASSWORD, RuntimeFactory
 from tests.console.managed import ManagedFakeEngine
 from tests.fakes import FakeClock, FakeEngine
 
@@ -103,17 +102,17 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def runtime(
-    console_config: AppConfig, secrets: Secrets, clock: FakeClock, engines: dict[str, Engine]
-) -> AsyncIterator[Runtime]:
-    runtime = Runtime.create(
-        console_config, secrets, clock=clock, host=SimulatedHost(), engines=engines
-    )
+    make_runtime: RuntimeFactory,
+    console_config: AppConfig,
+    clock: FakeClock,
+    engines: dict[str, Engine],
+) -> Runtime:
+    runtime = make_runtime(console_config, clock=clock, host=SimulatedHost(), engines=engines)
     for engine in engines.values():
         if isinstance(engine, ManagedFakeEngine):
             engine.supervisor = runtime.supervisor
     runtime.hibernator.start()
-    yield runtime
-    await runtime.stop()
+    return runtime
 
 
 @pytest.fixture

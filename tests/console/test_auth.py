@@ -4,7 +4,6 @@ revokes, a configured password hash works, and the CLI's HTTP Basic keeps workin
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import stat
 from pathlib import Path
@@ -23,6 +22,7 @@ from orchestrator.config import ConfigError
 from orchestrator.core.idle import IdleState
 from tests.conftest import CONSOLE_PASSWORD
 from tests.console.conftest import Client, MakeClient, sign_in
+from tests.helpers import basic
 
 PAGES = ["/", "/engines", "/hibernation", "/credits", "/plan", "/audit"]
 READS = [
@@ -48,10 +48,6 @@ WRITES = [
     "/api/engines/asr/restart",
     "/api/simulate",
 ]
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
 async def test_everything_but_the_sign_in_needs_a_login(client: Client) -> None:

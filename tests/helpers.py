@@ -1,0 +1,28 @@
+"""Small helpers that several test modules share (a test module never imports another)."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from services.personaplex import MIMI_WEIGHT, MOSHI_WEIGHT, TOKENIZER
+
+PERSONAPLEX_REPO = "nvidia/personaplex-7b-v1"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An HTTP Basic ``Authorization`` header."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def fill_hf_cache(hf_home: Path, repo: str = PERSONAPLEX_REPO) -> Path:
+    """The hub cache layout huggingface_hub reads offline (refs/main -> snapshots/<rev>/...)."""
+    base = hf_home / "hub" / f"models--{repo.replace('/', '--')}"
+    snapshot = base / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text("0123abcd")
+    for name in ("config.json", MOSHI_WEIGHT, MIMI_WEIGHT, TOKENIZER):
+        (snapshot / name).write_bytes(b"{}")
+    return hf_home
