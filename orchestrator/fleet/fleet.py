@@ -38,7 +38,8 @@ from services.base import (
     UnloadReport,
 )
 from services.errors import EngineError
-from services.registry import create_engine
+from services.process.supervisor import Supervisor
+from services.registry import create_engine, supervise
 from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,13 @@ class Fleet:
         engines: dict[str, Engine] | None = None,
         clock: Callable[[], float] = time.time,
         admission: Admission | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._config = config
         self.admission = admission
         self._metrics = metrics
         self._clock = clock
+        self._supervisor = supervisor  # runs the server processes of managed engines
         self._tasks = TaskSet("fleet")
         self._preparing: list[asyncio.Task[None]] = []
         self._records: dict[str, _Record] = {}
@@ -160,12 +163,20 @@ class Fleet:
         # Told ``(engine, state)`` after every load, unload and failure (the console's live view).
         self.on_state: Callable[[str, str], object] = lambda _name, _state: None
         for name, engine_config in config.engines.items():
-            engine = (engines or {}).get(name) or create_engine(
-                engine_config.adapter, spec_for(name, engine_config, config.models.dir)
-            )
+            engine = (engines or {}).get(name) or self._create(name, engine_config)
             self._records[name] = _Record(engine_config, engine)
-            if isinstance(engine, ProcessBacked):  # a server that came back re-attaches alone
-                engine.state_listeners.append(self._state_follower(name))
+            self._adopt(name, engine)
+
+    def _create(self, name: str, config: EngineConfig) -> Engine:
+        return create_engine(config.adapter, spec_for(name, config, self._config.models.dir))
+
+    def _adopt(self, name: str, engine: Engine) -> None:
+        """Wire an engine into the fleet: its server process under the shared supervisor, and
+        its state followed (a server that came back re-attaches alone)."""
+        if self._supervisor is not None:
+            supervise(engine, self._supervisor)
+        if isinstance(engine, ProcessBacked):
+            engine.state_listeners.append(self._state_follower(name))
 
     @property
     def names(self) -> list[str]:
@@ -294,10 +305,8 @@ class Fleet:
         """Rebuild a GPU engine for the CPU (the planner found no room and the model allows it)."""
         record = self._records[name]
         record.on_cpu_instead = True
-        config = self._effective_config(record)
-        record.engine = create_engine(
-            config.adapter, spec_for(name, config, self._config.models.dir)
-        )
+        record.engine = self._create(name, self._effective_config(record))
+        self._adopt(name, record.engine)
         log.warning("%s: %s", name, why)
 
     async def vram_budget(self) -> dict[str, Any] | None:
