@@ -2,8 +2,9 @@
 
 Days are UTC days; each is swept with the ledger's own arithmetic (``orchestrator.credits.runway``),
 so the bars add up to the totals the ledger reports. The simulator is the CLI's ``simulate``
-on a trace the operator uploads (CSV or JSONL, as ``orchestrator.credits.traces`` reads them).
-Both are blocking (SQLite, CPU): callers run them with ``asyncio.to_thread``.
+(``orchestrator.credits.report``) on a trace the operator uploads (CSV or JSONL, as
+``orchestrator.credits.traces`` reads them). Both are blocking (SQLite, CPU): callers run them
+with ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.commands.simulate import build_report, wake_costs
 from orchestrator.config import AppConfig
 from orchestrator.core.idle import ORDER
 from orchestrator.credits.ledger import STALE_BEATS, Ledger
+from orchestrator.credits.report import replay, wake_costs
 from orchestrator.credits.runway import DAY_S, HOUR_S, day_start, power_changes, usage
-from orchestrator.credits.simulator import DEFAULT_BOOT_S, simulate, standard_policies
 from orchestrator.credits.traces import JSONL_SUFFIXES, TraceError, read_trace
 
 MAX_DAYS = 90
@@ -99,8 +99,4 @@ def run_simulation(
             sessions = read_trace(path)
         except TraceError as exc:
             raise SimulationError(str(exc).replace(str(path), name)) from None
-    costs = wake_costs(config, [], DEFAULT_BOOT_S)
-    policies = standard_policies(config.hibernation, timeouts)
-    tick_s = config.hibernation.tick_s
-    results = [simulate(sessions, policy, costs, tick_s=tick_s) for policy in policies]
-    return {"file": name, **build_report(sessions, results, costs, config)}
+    return {"file": name, **replay(sessions, wake_costs(config), config, timeouts)}

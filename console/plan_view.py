@@ -1,7 +1,7 @@
 """The plan page's data: the planner's fit table for the detected GPU and every named GPU type.
 
 Each column is ``python -m orchestrator plan [--gpu TYPE] --json`` for this server's profile:
-the same functions (``orchestrator.commands.plan``) with the same sizes (measured on this host,
+the same functions (``orchestrator.gpu.plan_report``) with the same sizes (measured on this host,
 else the catalog, else the engine's estimate) and prices, so the console and the CLI never
 disagree. Reading the catalog and the measurements touches disk: callers run this in a thread.
 """
@@ -12,11 +12,9 @@ import asyncio
 from typing import Any
 
 from orchestrator.app.runtime import Runtime
-from orchestrator.commands import CommandError
-from orchestrator.commands.plan import Target, build_report, configured_rows, find_target
 from orchestrator.config import AppConfig
-from orchestrator.gpu.catalog import catalog_files, load_catalog
-from orchestrator.gpu.measurements import MeasurementStore
+from orchestrator.gpu.plan_report import Row, Target, build_report, find_target, planning_rows
+from orchestrator.gpu.planner import PlanError
 from orchestrator.gpu.telemetry import GPU_TYPES, GpuBackend
 
 
@@ -25,9 +23,7 @@ def plan_table(config: AppConfig, backend: GpuBackend | None) -> dict[str, Any]:
 
     The first column is the GPU this host has (or "none"); then each named type. A type the
     planner cannot plan for says why in its column instead of failing the page."""
-    catalog = load_catalog(catalog_files(config.gpu.catalog))
-    store = MeasurementStore.in_state_dir(config.state.dir)
-    rows, notes = configured_rows(config, catalog, store)
+    _catalog, rows, notes = planning_rows(config)
     targets = [find_target(None, config, backend)]
     targets += [find_target(name, config, backend) for name in GPU_TYPES]
     columns = [_column(config, target, rows, notes) for target in targets]
@@ -46,10 +42,10 @@ def plan_table(config: AppConfig, backend: GpuBackend | None) -> dict[str, Any]:
     return {"profile": config.profile, "columns": columns, "engines": engines, "notes": notes}
 
 
-def _column(config: AppConfig, target: Target, rows: list[Any], notes: list[str]) -> dict[str, Any]:
+def _column(config: AppConfig, target: Target, rows: list[Row], notes: list[str]) -> dict[str, Any]:
     try:
         report = build_report(config, target, rows, notes)
-    except CommandError as exc:
+    except PlanError as exc:
         error = str(exc)
         return {
             "name": target.name,

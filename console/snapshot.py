@@ -15,7 +15,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.config import HibernationConfig
 from orchestrator.core.idle import ORDER, IdleState
 from orchestrator.fleet import health
-from orchestrator.fleet.fleet import EngineStatus
+from orchestrator.fleet.status import EngineStatus
 
 
 def engine_view(status: EngineStatus) -> dict[str, Any]:

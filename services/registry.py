@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from services.base import Engine, EngineSpec, Role
+from services.managed import ServerEngine
 from services.ollama_llm import OllamaChat
 from services.openai_asr import OpenAITranscriber
 from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
 from services.personaplex import PersonaPlexEngine
 from services.piper_tts import PiperEngine
+from services.process.supervisor import Supervisor
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
 from services.whisper_asr import WhisperEngine
@@ -39,3 +41,10 @@ def create_engine(adapter: str, spec: EngineSpec) -> Engine:
         known = ", ".join(sorted(ADAPTERS))
         raise ValueError(f"unknown adapter {adapter!r}; known: {known}") from None
     return factory(spec)
+
+
+def supervise(engine: Engine, supervisor: Supervisor) -> None:
+    """Run a server engine's process under the orchestrator's shared supervisor (pid files,
+    orphan recovery, one place to stop them all); other engines have no process."""
+    if isinstance(engine, ServerEngine):
+        engine.use_supervisor(supervisor)

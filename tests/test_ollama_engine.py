@@ -307,11 +307,10 @@ async def test_dormant_stops_a_server_whose_model_was_already_unloaded(
     )
     path = tmp_path / "ollama.toml"
     path.write_text(text)
-    fleet = Fleet(load_config(config_file=path, environ={}), Metrics())
     supervisor = Supervisor(tmp_path / "pids")
-    engine = fleet.engine("llm")
+    fleet = Fleet(load_config(config_file=path, environ={}), Metrics(), supervisor=supervisor)
+    engine = fleet.engine("llm")  # the fleet runs its server under the shared supervisor
     assert isinstance(engine, OllamaChat)
-    engine.use_supervisor(supervisor)
     seen: list[tuple[str, str]] = []
     fleet.on_state = lambda name, state: seen.append((name, state))
     try:

@@ -30,7 +30,6 @@ from orchestrator.gpu.sampler import GpuSampler
 from orchestrator.hibernation.hibernator import Hibernator
 from orchestrator.hibernation.host_power import HostPower, host_power_from_config
 from orchestrator.hibernation.ladder import Ladder
-from services.managed import ServerEngine
 from services.process.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -71,13 +70,11 @@ class Runtime:
         bus = EventBus()
         store = StateStore(config.state.dir / "orchestrator.db")
         admission = fleet_kwargs.pop("admission", None) or Admission(config)
-        fleet = Fleet(config, metrics, clock=clock, admission=admission, **fleet_kwargs)
-        fleet.pin_all(store.get("pins", []))
         supervisor = Supervisor(config.state.dir / "processes")
-        for name in fleet.names:
-            engine = fleet.engine(name)
-            if isinstance(engine, ServerEngine):
-                engine.use_supervisor(supervisor)
+        fleet = Fleet(
+            config, metrics, clock=clock, admission=admission, supervisor=supervisor, **fleet_kwargs
+        )
+        fleet.pin_all(store.get("pins", []))
         fleet.on_state = lambda name, state: bus.publish("engine.state", engine=name, state=state)
         supervisor.listeners.append(
             lambda name, state: bus.publish("process.state", process=name, state=state.value)

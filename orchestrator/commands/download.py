@@ -8,7 +8,7 @@ import sys
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
 from orchestrator.fleet.downloads import DownloadError, download_artifact
-from orchestrator.fleet.fleet import spec_for
+from orchestrator.fleet.records import spec_for
 from services.registry import create_engine
 
 NAME = "download"

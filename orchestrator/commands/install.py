@@ -28,7 +28,7 @@ from pathlib import Path
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
-from orchestrator.fleet.fleet import spec_for
+from orchestrator.fleet.records import spec_for
 from services.personaplex import WEIGHT_FILES, PersonaPlexEngine
 from services.registry import create_engine
 

@@ -3,34 +3,24 @@
 It answers the question the product exists for: how much longer do the credits last, and what
 does a student wait for it. Load times are the defaults in ``orchestrator.credits.simulator`` unless
 given with ``--load ROLE=SECONDS`` (e.g. the ``last_load_seconds`` a running server reports).
+The report is ``orchestrator.credits.report``'s, the one the console shows for an upload.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
-from orchestrator.credits.simulator import (
-    DEFAULT_BOOT_S,
-    DEFAULT_LOAD_S,
-    DEFAULT_TIMEOUTS_MIN,
-    Session,
-    SimResult,
-    WakeCosts,
-    simulate,
-    standard_policies,
-)
+from orchestrator.credits.report import format_report, replay, wake_costs
+from orchestrator.credits.simulator import DEFAULT_BOOT_S, DEFAULT_LOAD_S, DEFAULT_TIMEOUTS_MIN
 from orchestrator.credits.traces import TraceError, read_trace
 from services.base import Role
 
 NAME = "simulate"
 HELP = "replay a usage trace: billed hours, credit multiplier, wake waits"
-WAKE_STATES = ("warm", "cool", "cold", "dormant")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,81 +70,14 @@ def _timeouts(text: str) -> list[float]:
     return minutes
 
 
-def wake_costs(config: AppConfig, load: list[str], boot_s: float) -> WakeCosts:
-    """The roles a plain voice request needs (``routing.default``) and what they take to load."""
-    if boot_s < 0:
-        raise CommandError("--boot-s must be zero or more")
-    needs = frozenset(config.engines[name].role for name in config.routing.default)
-    return WakeCosts(needs=needs, load_s=_load_times(load), host_boot_s=boot_s)
-
-
 def run(args: argparse.Namespace, config: AppConfig) -> int:
     try:
         sessions = read_trace(args.trace)
     except TraceError as exc:
         raise CommandError(str(exc)) from None
-    costs = wake_costs(config, args.load, args.boot_s)
-    policies = standard_policies(config.hibernation, _timeouts(args.timeouts))
-    tick_s = config.hibernation.tick_s
-    results = [simulate(sessions, policy, costs, tick_s=tick_s) for policy in policies]
-    report = build_report(sessions, results, costs, config)
+    if args.boot_s < 0:
+        raise CommandError("--boot-s must be zero or more")
+    costs = wake_costs(config, _load_times(args.load), args.boot_s)
+    report = replay(sessions, costs, config, _timeouts(args.timeouts))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
-
-
-def build_report(
-    sessions: list[Session], results: list[SimResult], costs: WakeCosts, config: AppConfig
-) -> dict[str, Any]:
-    price = config.costs.usd_per_hour
-    first = min(s.start for s in sessions)
-    last = max(s.end for s in sessions)
-    return {
-        "trace": {"sessions": len(sessions), "start": first, "end": last},
-        "profile": config.profile,
-        "gpu_type": config.costs.gpu_type,
-        "usd_per_hour": price,
-        "needs": sorted(role.value for role in costs.needs),
-        "load_s": {role.value: seconds for role, seconds in costs.load_s.items()},
-        "host_boot_s": costs.host_boot_s,
-        "tick_s": config.hibernation.tick_s,
-        "policies": [
-            {**r.to_dict(), "cost_usd": round(r.billed_s / 3600 * price, 2)} for r in results
-        ],
-    }
-
-
-def _day(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def format_report(report: dict[str, Any]) -> str:
-    trace, rows = report["trace"], report["policies"]
-    days = (trace["end"] - trace["start"]) / 86400
-    loads = ", ".join(f"{role} {report['load_s'][role]:g} s" for role in report["needs"])
-    lines = [
-        f"trace    {trace['sessions']} sessions, {_day(trace['start'])} .. {_day(trace['end'])}"
-        f" UTC ({days:.1f} days), active {rows[0]['active_hours']:.1f} h",
-        f"profile  {report['profile']}: {report['gpu_type']} at ${report['usd_per_hour']:.2f}/h",
-        f"wake     first request needs {loads or 'nothing'} (in parallel);"
-        f" host boot {report['host_boot_s']:g} s; ladder tick {report['tick_s']:g} s",
-        "",
-        f"{'policy':<28} {'billed h':>9} {'cost $':>9} {'credits x':>9}"
-        f"  {'wakes from warm/cool/cold/dormant':>33}  {'waited':>6}"
-        f"  {'wait p50':>8} {'p99':>6} {'max':>6}",
-    ]
-    for row in rows:
-        multiplier = row["credit_multiplier"]
-        times = "-" if multiplier is None else f"{multiplier:.2f}"
-        wakes = "/".join(str(row["wakes"].get(state, 0)) for state in WAKE_STATES)
-        wait = row["wait_s"]
-        lines.append(
-            f"{row['policy']:<28} {row['billed_hours']:>9.1f} {row['cost_usd']:>9.2f}"
-            f" {times:>9}  {wakes:>33}  {row['sessions_waiting']:>6}"
-            f"  {wait['p50']:>8.1f} {wait['p99']:>6.1f} {wait['max']:>6.1f}"
-        )
-    lines.append("")
-    lines.append(
-        "credits x: always-on hours / billed hours. waited: sessions whose first request waited;"
-        " wait: seconds it waited (host boot, then the loads it needs in parallel)."
-    )
-    return "\n".join(lines)

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from orchestrator.fleet.records import EngineRecord
 from services.base import ModelArtifact
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,22 @@ async def download_in_background(artifact: ModelArtifact, models_dir: Path) -> P
 
     threading.Thread(target=run, name=f"download-{artifact.repo_id}", daemon=True).start()
     return await future
+
+
+async def fetch_missing(name: str, record: EngineRecord, models_dir: Path) -> None:
+    """Fetch whatever hub files the engine lacks; failures become the engine's status."""
+    for artifact in record.engine.artifacts():
+        if not artifact.missing_files(models_dir):
+            continue
+        record.downloading = True
+        try:
+            await download_in_background(artifact, models_dir)
+            record.download_error = None
+        except DownloadError as exc:
+            record.download_error = str(exc)
+            log.warning("%s: %s", name, exc)
+        finally:
+            record.downloading = False
 
 
 def _settle(future: asyncio.Future[Path], result: Path | None, error: BaseException | None) -> None:

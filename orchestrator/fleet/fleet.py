@@ -5,6 +5,10 @@ waiting for one, is never unloaded: the check and the unload happen under the en
 same lock a lease is granted under. Loads are single-flight (concurrent requests for a cold
 engine share one load task) and independent engines load in parallel. A request whose engines
 do not come up within its timeout gets ``WakeTimeout``; the load goes on for the next request.
+
+Beside it: ``records`` (what the fleet keeps per engine), ``status`` (the engines as health
+checks and the console see them), ``vram`` (the fleet as the VRAM admission sees it) and
+``downloads`` (model files fetched before a first load).
 """
 
 from __future__ import annotations
@@ -14,36 +18,31 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.config import AppConfig, EngineConfig
 from orchestrator.core.metrics import Metrics
-from orchestrator.fleet.downloads import DownloadError, download_in_background
+from orchestrator.fleet.downloads import fetch_missing
+from orchestrator.fleet.records import EngineRecord, LoadSpan, spec_for
+from orchestrator.fleet.status import EngineStatus, engine_status, memory_snapshot
+from orchestrator.fleet.vram import VramAdmission
 from orchestrator.gpu.admission import Admission
-from orchestrator.gpu.admission import EngineState as AdmissionState
-from orchestrator.gpu.planner import Action
-from services import measure
 from services.base import (
     Engine,
-    EngineMemory,
-    EngineSpec,
     EngineState,
     LoadReport,
     ProcessBacked,
-    ProcessView,
     Role,
     Runtime,
     UnloadReport,
 )
 from services.errors import EngineError
-from services.registry import create_engine
+from services.process.supervisor import Supervisor
+from services.registry import create_engine, supervise
 from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-
-DOWNLOADING = "downloading"
 
 
 class UnknownEngine(KeyError):
@@ -69,76 +68,6 @@ class UnloadOutcome:
     report: UnloadReport | None = None
 
 
-@dataclass(frozen=True)
-class LoadSpan:
-    """When one load ran (``time.perf_counter``), to show that independent loads overlap."""
-
-    started: float
-    ended: float
-
-
-@dataclass(frozen=True)
-class EngineStatus:
-    """One engine as health checks and the console see it."""
-
-    name: str
-    role: str
-    adapter: str
-    runtime: str
-    model: str
-    state: str
-    memory: EngineMemory
-    priority: int
-    detail: str
-    hint: str
-    loads: int
-    last_load_seconds: float | None
-    last_unload_seconds: float | None
-    last_used: float | None
-    leases: int
-    pinned: bool
-    process: ProcessView | None = None  # the server process of a managed engine
-
-    @property
-    def usable(self) -> bool:
-        """Loaded, loading, or able to load right now."""
-        return self.state in (EngineState.LOADED, EngineState.LOADING, EngineState.UNLOADED)
-
-
-@dataclass
-class _Record:
-    config: EngineConfig
-    engine: Engine
-    gate: asyncio.Condition = field(default_factory=asyncio.Condition)
-    leases: int = 0
-    waiting: int = 0
-    pinned: bool = False
-    loading: asyncio.Task[LoadReport] | None = None
-    loads: int = 0
-    last_load: LoadReport | None = None
-    last_unload: UnloadReport | None = None
-    spans: list[LoadSpan] = field(default_factory=list)
-    last_used: float | None = None
-    downloading: bool = False
-    download_error: str | None = None
-    on_cpu_instead: bool = False  # the planner placed a GPU engine on the CPU
-
-
-def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
-    mb = 1024 * 1024
-    return EngineSpec(
-        name=name,
-        role=engine.role,
-        model=engine.model,
-        models_dir=models_dir,
-        device=engine.device,
-        compute_type=engine.compute_type,
-        options=dict(engine.options),
-        estimated_vram_bytes=int(engine.estimate_vram_mb * mb) if engine.estimate_vram_mb else None,
-        estimated_ram_bytes=int(engine.estimate_ram_mb * mb) if engine.estimate_ram_mb else None,
-    )
-
-
 class Fleet:
     def __init__(
         self,
@@ -148,24 +77,37 @@ class Fleet:
         engines: dict[str, Engine] | None = None,
         clock: Callable[[], float] = time.time,
         admission: Admission | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self._config = config
         self.admission = admission
         self._metrics = metrics
         self._clock = clock
+        self._supervisor = supervisor  # runs the server processes of managed engines
         self._tasks = TaskSet("fleet")
         self._preparing: list[asyncio.Task[None]] = []
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, EngineRecord] = {}
+        self._vram = (
+            None if admission is None else VramAdmission(admission, self._records, self._evict)
+        )
         self.on_activity: Callable[[], None] = lambda: None
         # Told ``(engine, state)`` after every load, unload and failure (the console's live view).
         self.on_state: Callable[[str, str], object] = lambda _name, _state: None
         for name, engine_config in config.engines.items():
-            engine = (engines or {}).get(name) or create_engine(
-                engine_config.adapter, spec_for(name, engine_config, config.models.dir)
-            )
-            self._records[name] = _Record(engine_config, engine)
-            if isinstance(engine, ProcessBacked):  # a server that came back re-attaches alone
-                engine.state_listeners.append(self._state_follower(name))
+            engine = (engines or {}).get(name) or self._create(name, engine_config)
+            self._records[name] = EngineRecord(engine_config, engine)
+            self._adopt(name, engine)
+
+    def _create(self, name: str, config: EngineConfig) -> Engine:
+        return create_engine(config.adapter, spec_for(name, config, self._config.models.dir))
+
+    def _adopt(self, name: str, engine: Engine) -> None:
+        """Wire an engine into the fleet: its server process under the shared supervisor, and
+        its state followed (a server that came back re-attaches alone)."""
+        if self._supervisor is not None:
+            supervise(engine, self._supervisor)
+        if isinstance(engine, ProcessBacked):
+            engine.state_listeners.append(self._state_follower(name))
 
     @property
     def names(self) -> list[str]:
@@ -178,7 +120,7 @@ class Fleet:
         wanted = set(roles)
         return [name for name, rec in self._records.items() if rec.config.role in wanted]
 
-    def _record(self, name: str) -> _Record:
+    def _record(self, name: str) -> EngineRecord:
         try:
             return self._records[name]
         except KeyError:
@@ -200,29 +142,12 @@ class Fleet:
     async def _prepare(self, name: str, preload: bool) -> None:
         record = self._records[name]
         if self._config.models.auto_download:
-            await self.download(name)
+            await fetch_missing(name, record, self._config.models.dir)
         if preload and record.config.preload and record.engine.state is EngineState.UNLOADED:
             try:
                 await self.load(name)
             except EngineError as exc:
                 log.warning("%s", exc)
-
-    async def download(self, name: str) -> None:
-        """Fetch whatever hub files the engine lacks; failures become the engine's status."""
-        record = self._record(name)
-        models_dir = self._config.models.dir
-        for artifact in record.engine.artifacts():
-            if not artifact.missing_files(models_dir):
-                continue
-            record.downloading = True
-            try:
-                await download_in_background(artifact, models_dir)
-                record.download_error = None
-            except DownloadError as exc:
-                record.download_error = str(exc)
-                log.warning("%s: %s", name, exc)
-            finally:
-                record.downloading = False
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -237,10 +162,10 @@ class Fleet:
         record = self._records[name]
         started = time.perf_counter()  # spans measure real elapsed time, not the ladder's clock
         try:
-            if self.admission is not None and record.engine.state is not EngineState.LOADED:
-                decision = await self.admission.admit(name, self._admission_view, self._evict)
-                if decision.action is Action.CPU and record.config.device != "cpu":
-                    self._move_to_cpu(name, decision.message)
+            if self._vram is not None and not record.loaded:
+                why_cpu = await self._vram.admit(name)
+                if why_cpu is not None:
+                    self._move_to_cpu(name, why_cpu)
             if record.engine.state is not EngineState.LOADED:
                 self._publish_state(name, EngineState.LOADING.value)
             report = await record.engine.load()
@@ -253,8 +178,8 @@ class Fleet:
             raise
         self._publish_state(name)
         if report.seconds > 0:
-            if self.admission is not None:
-                self.admission.record(self._effective_config(record), report.vram_delta_bytes)
+            if self._vram is not None:
+                self._vram.loaded(record, report)
             record.loads += 1
             record.last_load = report
             record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
@@ -270,23 +195,6 @@ class Fleet:
         except Exception:  # a listener's bug must not break a load or an unload
             log.exception("engine state listener failed")
 
-    def _effective_config(self, record: _Record) -> EngineConfig:
-        if record.on_cpu_instead:
-            return record.config.model_copy(update={"device": "cpu", "compute_type": "default"})
-        return record.config
-
-    def _admission_view(self) -> dict[str, AdmissionState]:
-        return {
-            name: AdmissionState(
-                config=self._effective_config(rec),
-                loaded=_loaded(rec),
-                loading=rec.loading is not None and not rec.loading.done(),
-                held=bool(rec.leases or rec.waiting),
-                pinned=rec.pinned,
-            )
-            for name, rec in self._records.items()
-        }
-
     async def _evict(self, name: str) -> bool:
         return (await self.unload(name)).unloaded
 
@@ -294,16 +202,12 @@ class Fleet:
         """Rebuild a GPU engine for the CPU (the planner found no room and the model allows it)."""
         record = self._records[name]
         record.on_cpu_instead = True
-        config = self._effective_config(record)
-        record.engine = create_engine(
-            config.adapter, spec_for(name, config, self._config.models.dir)
-        )
+        record.engine = self._create(name, record.effective_config())
+        self._adopt(name, record.engine)
         log.warning("%s: %s", name, why)
 
     async def vram_budget(self) -> dict[str, Any] | None:
-        if self.admission is None:
-            return None
-        return await self.admission.budget(self._admission_view())
+        return None if self._vram is None else await self._vram.budget()
 
     def prewarm(self, names: Sequence[str]) -> None:
         """Start loading engines a session may use, without waiting for them."""
@@ -333,10 +237,10 @@ class Fleet:
         order the request needs them in). ``on_waking`` hears which engines must load first.
         """
         records = [self._record(name) for name in names]
-        granted: list[_Record] = []
+        granted: list[EngineRecord] = []
         self.on_activity()
         try:
-            cold = [n for n, r in zip(names, records, strict=True) if not _loaded(r)]
+            cold = [n for n, r in zip(names, records, strict=True) if not r.loaded]
             if cold and on_waking is not None:
                 on_waking(cold)
             await self._grant_all(list(names), records, granted, timeout_s)
@@ -354,8 +258,8 @@ class Fleet:
     async def _grant_all(
         self,
         names: list[str],
-        records: list[_Record],
-        granted: list[_Record],
+        records: list[EngineRecord],
+        granted: list[EngineRecord],
         timeout_s: float | None,
     ) -> None:
         """Grant every lease; only engines that must really load wait, bounded by ``timeout_s``.
@@ -375,7 +279,7 @@ class Fleet:
                 async with asyncio.timeout(timeout_s):
                     await asyncio.gather(*(self._grant(n, r, granted) for n, r in cold))
             except TimeoutError:
-                loading = [n for n, r in cold if not _loaded(r)]
+                loading = [n for n, r in cold if not r.loaded]
                 waited = time.monotonic() - started
                 raise WakeTimeout(loading or [n for n, _ in cold], waited) from None
         finally:
@@ -383,18 +287,18 @@ class Fleet:
                 record.waiting -= 1
 
     @staticmethod
-    def _grant_now(record: _Record, granted: list[_Record]) -> bool:
+    def _grant_now(record: EngineRecord, granted: list[EngineRecord]) -> bool:
         """Take a lease without waiting when the engine is loaded and nobody holds its gate."""
-        if record.gate.locked() or not _loaded(record):
+        if record.gate.locked() or not record.loaded:
             return False
         record.leases += 1
         granted.append(record)
         return True
 
-    async def _grant(self, name: str, record: _Record, granted: list[_Record]) -> None:
+    async def _grant(self, name: str, record: EngineRecord, granted: list[EngineRecord]) -> None:
         while True:
             async with record.gate:
-                if _loaded(record):  # the hot path: no load task when the engine is up
+                if record.loaded:  # the hot path: no load task when the engine is up
                     record.leases += 1
                     granted.append(record)
                     return
@@ -413,10 +317,10 @@ class Fleet:
                 return UnloadOutcome(name, False, "pinned")
             if wait_for_leases:
                 await record.gate.wait_for(lambda: record.leases == 0)
-            elif record.leases or record.waiting:
+            elif record.held:
                 busy = record.leases + record.waiting
                 return UnloadOutcome(name, False, f"in use by {busy} request(s)")
-            if not _loaded(record) and record.engine.state is not EngineState.FAILED:
+            if not record.loaded and record.engine.state is not EngineState.FAILED:
                 return UnloadOutcome(name, False, f"already {record.engine.state}")
             report = await record.engine.unload()
         self._publish_state(name)
@@ -443,13 +347,13 @@ class Fleet:
         async with record.gate:
             if record.pinned:
                 return UnloadOutcome(name, False, "pinned")
-            if record.leases or record.waiting:
+            if record.held:
                 busy = record.leases + record.waiting
                 return UnloadOutcome(name, False, f"in use by {busy} request(s)")
             view = engine.process_view()
             if view is None or view.state in ("stopped", "failed"):
                 return UnloadOutcome(name, False, "process not running")
-            was_loaded = _loaded(record)
+            was_loaded = record.loaded
             report = await engine.stop_process()
         self._publish_state(name)
         if was_loaded and report.seconds > 0:
@@ -485,57 +389,10 @@ class Fleet:
     # -- what the outside sees ---------------------------------------------------------------
 
     async def memory_snapshot(self) -> dict[str, Any]:
-        """Process RSS and VRAM plus each engine's measured footprint, for transition records."""
-        sample = await asyncio.to_thread(measure.sample)
-        return {
-            "rss_bytes": sample.rss_bytes,
-            "vram_bytes": sample.vram_bytes,
-            "engines": {
-                name: {
-                    "state": rec.engine.state.value,
-                    "ram_bytes": rec.engine.memory().measured_ram_bytes,
-                    "vram_bytes": rec.engine.memory().measured_vram_bytes,
-                }
-                for name, rec in self._records.items()
-            },
-        }
+        return await memory_snapshot(self._records)
 
     async def statuses(self) -> list[EngineStatus]:
         return list(await asyncio.gather(*(self.status(name) for name in self._records)))
 
     async def status(self, name: str) -> EngineStatus:
-        record = self._record(name)
-        health = await record.engine.health()
-        state: str = health.state
-        detail, hint = health.detail, health.hint
-        if record.downloading:
-            state, detail = DOWNLOADING, "fetching model files from the hub"
-        elif health.state is EngineState.MISSING and record.download_error:
-            detail = record.download_error
-        return EngineStatus(
-            name=name,
-            role=record.config.role,
-            adapter=record.config.adapter,
-            runtime=record.engine.runtime,
-            model=record.config.model,
-            state=state,
-            memory=record.engine.memory(),
-            priority=record.config.priority,
-            detail=detail,
-            hint=hint,
-            loads=record.loads,
-            last_load_seconds=record.last_load.seconds if record.last_load else None,
-            last_unload_seconds=record.last_unload.seconds if record.last_unload else None,
-            last_used=record.last_used,
-            leases=record.leases,
-            pinned=record.pinned,
-            process=_process_view(record.engine),
-        )
-
-
-def _process_view(engine: Engine) -> ProcessView | None:
-    return engine.process_view() if isinstance(engine, ProcessBacked) else None
-
-
-def _loaded(record: _Record) -> bool:
-    return record.engine.state is EngineState.LOADED
+        return await engine_status(name, self._record(name))

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from enum import StrEnum
 from typing import Any
 
-from orchestrator.fleet.fleet import EngineStatus
+from orchestrator.fleet.status import EngineStatus
 from services.base import ProcessView
 
 

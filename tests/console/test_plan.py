@@ -8,8 +8,8 @@ import re
 import pytest
 
 from orchestrator.app.runtime import Runtime
-from orchestrator.commands.plan import build_report, configured_rows, find_target
 from orchestrator.gpu.catalog import catalog_files, load_catalog
+from orchestrator.gpu.plan_report import build_report, configured_rows, find_target
 from orchestrator.gpu.telemetry import GPU_TYPES
 from tests.console.conftest import Client
 

@@ -1,0 +1,72 @@
+"""What the fleet keeps per engine: the engine, its gate and leases, and the history of its loads.
+
+A record is shared by the fleet's parts: ``fleet`` loads, leases and unloads under its gate,
+``status`` reads it for health checks and the console, ``vram`` describes it to the admission.
+Only ``fleet`` changes leases and load state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.config import EngineConfig
+from services.base import Engine, EngineSpec, EngineState, LoadReport, UnloadReport
+
+
+@dataclass(frozen=True)
+class LoadSpan:
+    """When one load ran (``time.perf_counter``), to show that independent loads overlap."""
+
+    started: float
+    ended: float
+
+
+@dataclass
+class EngineRecord:
+    config: EngineConfig
+    engine: Engine
+    gate: asyncio.Condition = field(default_factory=asyncio.Condition)
+    leases: int = 0
+    waiting: int = 0
+    pinned: bool = False
+    loading: asyncio.Task[LoadReport] | None = None
+    loads: int = 0
+    last_load: LoadReport | None = None
+    last_unload: UnloadReport | None = None
+    spans: list[LoadSpan] = field(default_factory=list)
+    last_used: float | None = None
+    downloading: bool = False
+    download_error: str | None = None
+    on_cpu_instead: bool = False  # the planner placed a GPU engine on the CPU
+
+    @property
+    def loaded(self) -> bool:
+        return self.engine.state is EngineState.LOADED
+
+    @property
+    def held(self) -> bool:
+        """Leased, or a request is waiting for a lease: never unloaded then."""
+        return bool(self.leases or self.waiting)
+
+    def effective_config(self) -> EngineConfig:
+        """The engine's config as it runs: on the CPU when the planner moved it there."""
+        if self.on_cpu_instead:
+            return self.config.model_copy(update={"device": "cpu", "compute_type": "default"})
+        return self.config
+
+
+def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
+    mb = 1024 * 1024
+    return EngineSpec(
+        name=name,
+        role=engine.role,
+        model=engine.model,
+        models_dir=models_dir,
+        device=engine.device,
+        compute_type=engine.compute_type,
+        options=dict(engine.options),
+        estimated_vram_bytes=int(engine.estimate_vram_mb * mb) if engine.estimate_vram_mb else None,
+        estimated_ram_bytes=int(engine.estimate_ram_mb * mb) if engine.estimate_ram_mb else None,
+    )
