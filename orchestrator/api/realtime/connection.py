@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from orchestrator.api.keys import PER_KEY, SOCKETS
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet.fleet import WakeTimeout
 from orchestrator.voice.session import CascadeSession, SessionEvent
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BACKENDS = ("cascade", "duplex")
-SOCKETS: web.AppKey[weakref.WeakSet[Any]] = web.AppKey("realtime_sockets")
-PER_KEY: web.AppKey[Counter[str]] = web.AppKey("realtime_per_key")
 
 
 # The GA protocol renamed these; a client that sends ``session.type`` gets the GA names.
@@ -192,7 +191,7 @@ class RealtimeConnection:
         if backend not in BACKENDS:
             raise InvalidInput(f"session.backend must be one of {', '.join(BACKENDS)}")
         if backend == "duplex":
-            # imported here: orchestrator.api.duplex (the router's app key) imports this module
+            # imported here: orchestrator.api.realtime.duplex imports this module
             from orchestrator.api.realtime.duplex import RealtimeDuplex
 
             await RealtimeDuplex.switch(self, config)

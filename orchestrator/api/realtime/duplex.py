@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.api.duplex import DUPLEX_ROUTER
+from orchestrator.api.keys import DUPLEX_ROUTER
 from orchestrator.api.realtime.connection import (
     RealtimeConnection,
     Refused,
