@@ -24,11 +24,8 @@ what changes in the protocol.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
-import uuid
 import weakref
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -36,6 +33,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from orchestrator.api.keys import PER_KEY, SOCKETS
+from orchestrator.api.realtime.render import render, user_item
+from orchestrator.api.realtime.wire import (
+    Refused,
+    decode_append,
+    error_event,
+    ga_named,
+    server_event,
+)
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet.fleet import WakeTimeout
 from orchestrator.voice.session import CascadeSession, SessionEvent
@@ -46,46 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BACKENDS = ("cascade", "duplex")
-
-
-# The GA protocol renamed these; a client that sends ``session.type`` gets the GA names.
-GA_NAMES = {
-    "response.audio.delta": "response.output_audio.delta",
-    "response.audio.done": "response.output_audio.done",
-    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
-    "response.audio_transcript.done": "response.output_audio_transcript.done",
-    "conversation.item.created": "conversation.item.added",
-}
-
-
-def server_event(type_: str, **fields: Any) -> dict[str, Any]:
-    """A server event with its own ``event_id``, as the Realtime protocol sends them."""
-    return {"event_id": f"event_{uuid.uuid4().hex[:20]}", "type": type_, **fields}
-
-
-class Refused(Exception):
-    """A well-formed client event that cannot be done now: an ``error`` event with a stable
-    ``code``; the session goes on."""
-
-    def __init__(self, message: str, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.code, self.param = message, code, param
-
-
-def decode_append(event: dict[str, Any], max_bytes: int) -> bytes:
-    """The PCM16 bytes of an ``input_audio_buffer.append``; InvalidInput when unusable."""
-    data = event.get("audio")
-    if not isinstance(data, str):
-        raise InvalidInput("'audio' must be base64 text")
-    if len(data) > max_bytes:
-        raise InvalidInput(f"an append carries at most {max_bytes} bytes")
-    try:
-        pcm = base64.b64decode(data, validate=True)
-    except binascii.Error as exc:
-        raise InvalidInput(f"'audio' is not valid base64: {exc}") from None
-    if len(pcm) % 2:
-        raise InvalidInput("PCM16 audio must have an even number of bytes")
-    return pcm
 
 
 class RealtimeConnection:
@@ -103,27 +68,14 @@ class RealtimeConnection:
         self.client_instructions: str | None = None
 
     async def send(self, event: dict[str, Any]) -> None:
-        if self.ga:
-            event["type"] = GA_NAMES.get(event["type"], event["type"])
         async with self._send_lock:
             if not self.ws.closed:
-                await self.ws.send_json(event)
+                await self.ws.send_json(ga_named(event) if self.ga else event)
 
     async def error(
         self, message: str, code: str, client_event: str | None = None, param: str | None = None
     ) -> None:
-        await self.send(
-            server_event(
-                "error",
-                error={
-                    "type": "invalid_request_error",
-                    "code": code,
-                    "message": message,
-                    "param": param,
-                    "event_id": client_event,
-                },
-            )
-        )
+        await self.send(error_event(message, code, client_event, param))
 
     def session_view(self) -> dict[str, Any]:
         s = self.session
@@ -230,20 +182,8 @@ class RealtimeConnection:
             raise InvalidInput("only user messages with input_text content can be created")
         self.conversation_started = True
         item_id = self.session.add_user_text(text)
-        await self.send(
-            server_event(
-                "conversation.item.created",
-                previous_item_id=None,
-                item={
-                    "id": item_id,
-                    "object": "realtime.item",
-                    "type": "message",
-                    "status": "completed",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": text}],
-                },
-            )
-        )
+        item = user_item(item_id, {"type": "input_text", "text": text})
+        await self.send(server_event("conversation.item.created", previous_item_id=None, item=item))
 
     async def _on_response_create(self, event: dict[str, Any]) -> None:
         self.conversation_started = True
@@ -266,110 +206,8 @@ class RealtimeConnection:
     # -- session events ----------------------------------------------------------------------
 
     async def _render(self, e: SessionEvent) -> None:
-        ids = {
-            "response_id": e.response_id,
-            "item_id": e.item_id,
-            "output_index": 0,
-            "content_index": 0,
-        }
-        if e.kind == "waking":
-            await self.send(server_event("waking", engines=list(e.engines)))
-        elif e.kind == "speech_started":
-            await self.send(
-                server_event(
-                    "input_audio_buffer.speech_started", audio_start_ms=e.at_ms, item_id=""
-                )
-            )
-        elif e.kind == "speech_stopped":
-            await self.send(
-                server_event("input_audio_buffer.speech_stopped", audio_end_ms=e.at_ms, item_id="")
-            )
-        elif e.kind == "transcript":
-            await self.send(
-                server_event(
-                    "input_audio_buffer.committed", previous_item_id=None, item_id=e.item_id
-                )
-            )
-            await self.send(
-                server_event(
-                    "conversation.item.created",
-                    previous_item_id=None,
-                    item={
-                        "id": e.item_id,
-                        "object": "realtime.item",
-                        "type": "message",
-                        "status": "completed",
-                        "role": "user",
-                        "content": [{"type": "input_audio", "transcript": e.text}],
-                    },
-                )
-            )
-            await self.send(
-                server_event(
-                    "conversation.item.input_audio_transcription.completed",
-                    item_id=e.item_id,
-                    content_index=0,
-                    transcript=e.text,
-                )
-            )
-        elif e.kind == "reply_started":
-            await self.send(
-                server_event("response.created", response=self._response(e, "in_progress"))
-            )
-        elif e.kind == "reply_text":
-            await self.send(server_event("response.audio_transcript.delta", delta=e.text, **ids))
-        elif e.kind == "reply_audio":
-            await self.send(
-                server_event(
-                    "response.audio.delta", delta=base64.b64encode(e.audio).decode(), **ids
-                )
-            )
-        elif e.kind == "reply_done":
-            await self.send(server_event("response.audio.done", **ids))
-            await self.send(
-                server_event("response.audio_transcript.done", transcript=e.text, **ids)
-            )
-            await self.send(server_event("response.done", response=self._response(e, e.status)))
-        elif e.kind == "partial_transcript":
-            await self.send(
-                server_event(
-                    "conversation.item.input_audio_transcription.delta",
-                    item_id="",
-                    content_index=0,
-                    delta=e.text,
-                )
-            )
-        elif e.kind == "fallback":
-            role, source, target = e.engines
-            await self.send(
-                server_event("fallback", role=role, source=source, target=target, reason=e.text)
-            )
-        elif e.kind == "error":
-            await self.error(e.text, e.code)
-
-    def _response(self, e: SessionEvent, status: str) -> dict[str, Any]:
-        output = (
-            []
-            if status == "in_progress"
-            else [
-                {
-                    "id": e.item_id,
-                    "object": "realtime.item",
-                    "type": "message",
-                    "status": status,
-                    "role": "assistant",
-                    "content": [{"type": "audio", "transcript": e.text}],
-                }
-            ]
-        )
-        return {
-            "id": e.response_id,
-            "object": "realtime.response",
-            "status": status,
-            "status_details": None,
-            "output": output,
-            "usage": None,
-        }
+        for event in render(e):
+            await self.send(event)
 
 
 async def realtime(request: web.Request) -> web.StreamResponse:

@@ -42,10 +42,12 @@ import numpy as np
 import numpy.typing as npt
 
 from orchestrator.api.keys import DUPLEX_ROUTER
-from orchestrator.api.realtime.connection import (
-    RealtimeConnection,
+from orchestrator.api.realtime.connection import RealtimeConnection
+from orchestrator.api.realtime.wire import (
     Refused,
+    content_ids,
     decode_append,
+    response_object,
     server_event,
 )
 from orchestrator.core.events import Subscription
@@ -296,34 +298,8 @@ class RealtimeDuplex:
         }
 
     def _ids(self) -> dict[str, Any]:
-        return {
-            "response_id": self.response_id,
-            "item_id": self.item_id,
-            "output_index": 0,
-            "content_index": 0,
-        }
+        return content_ids(self.response_id, self.item_id)
 
     def _response(self, status: str, reason: str | None = None) -> dict[str, Any]:
-        output = [
-            {
-                "id": self.item_id,
-                "object": "realtime.item",
-                "type": "message",
-                "status": status,
-                "role": "assistant",
-                "content": [{"type": "audio", "transcript": "".join(self.said)}],
-            }
-        ]
-        details = (
-            {"type": "failed", "error": {"type": "server_error", "message": reason}}
-            if reason is not None
-            else None
-        )
-        return {
-            "id": self.response_id,
-            "object": "realtime.response",
-            "status": status,
-            "status_details": details,
-            "output": [] if status == "in_progress" else output,
-            "usage": None,
-        }
+        transcript = "".join(self.said)
+        return response_object(self.response_id, self.item_id, status, transcript, reason)
