@@ -2,17 +2,14 @@
 
 The cascade renderer, the connection and the duplex back-end all build server events; they
 share these helpers so that an ``error``, a ``response`` object or a delta's ids look the same
-whoever sends them.
+whoever sends them. ``ClientLink`` is what a back-end needs of the connection it serves: the
+duplex back-end is written against it, so it does not import the connection that starts it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from typing import Any
-
-from services.errors import InvalidInput
+from typing import Any, Protocol
 
 # The GA protocol renamed these; a client that sends ``session.type`` gets the GA names.
 GA_NAMES = {
@@ -95,17 +92,18 @@ class Refused(Exception):
         self.message, self.code, self.param = message, code, param
 
 
-def decode_append(event: dict[str, Any], max_bytes: int) -> bytes:
-    """The PCM16 bytes of an ``input_audio_buffer.append``; InvalidInput when unusable."""
-    data = event.get("audio")
-    if not isinstance(data, str):
-        raise InvalidInput("'audio' must be base64 text")
-    if len(data) > max_bytes:
-        raise InvalidInput(f"an append carries at most {max_bytes} bytes")
-    try:
-        pcm = base64.b64decode(data, validate=True)
-    except binascii.Error as exc:
-        raise InvalidInput(f"'audio' is not valid base64: {exc}") from None
-    if len(pcm) % 2:
-        raise InvalidInput("PCM16 audio must have an even number of bytes")
-    return pcm
+class ClientLink(Protocol):
+    """The connection as a back-end sees it: one ordered way out to the client."""
+
+    ga: bool  # the client spoke the GA protocol: ``send`` renames the events
+
+    async def send(self, event: dict[str, Any]) -> None:
+        """Send one server event (after the ones sent before it; dropped once closed)."""
+
+    async def error(
+        self, message: str, code: str, client_event: str | None = None, param: str | None = None
+    ) -> None:
+        """Send an ``error`` event."""
+
+    async def close(self, code: int, message: bytes) -> None:
+        """Close the socket: nothing can serve the session any more."""
