@@ -19,4 +19,13 @@ is allowed before the conversation starts (no audio appended, no item or respons
 connection's cascade session is closed and ``instructions`` become the duplex persona's text
 prompt (required). ``duplex`` serves the session from then on and lists what changes in the
 protocol.
+
+The modules, in the order a client event meets them:
+
+    route       the upgrade, per-key and time limits, shutdown; one connection per socket
+    events      one frozen class per client event type, parsed before anything acts on it
+    connection  the connection's state and a handler per client event type
+    render      the cascade session's events as server events, one row per kind
+    duplex      the duplex back-end, written against ``wire.ClientLink``
+    wire        what they all send: server events, errors, response objects, GA names
 """

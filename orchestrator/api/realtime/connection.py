@@ -1,4 +1,4 @@
-"""One ``/v1/realtime`` connection: its state, a handler per client event type, and the route.
+"""One ``/v1/realtime`` connection: its state, and a handler per client event type.
 
 The connection owns what lasts as long as the socket: the cascade session (opened by the route,
 closed by ``close``), whether the client speaks the GA protocol, whether the conversation has
@@ -14,14 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from orchestrator.api.keys import DUPLEX_ROUTER, PER_KEY, SOCKETS
 from orchestrator.api.realtime.duplex import RealtimeDuplex, refusal
 from orchestrator.api.realtime.events import (
     CLIENT_EVENTS,
@@ -37,7 +34,7 @@ from orchestrator.api.realtime.events import (
 )
 from orchestrator.api.realtime.render import render, user_item
 from orchestrator.api.realtime.wire import Refused, error_event, ga_named, server_event
-from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
+from orchestrator.app.runtime import Runtime
 from orchestrator.duplex.routing import DuplexRouter
 from orchestrator.fleet.fleet import WakeTimeout
 from orchestrator.voice.session import CascadeSession, SessionEvent
@@ -247,64 +244,6 @@ class RealtimeConnection:
             await self.duplex.close()
         await self.session.close()  # a no-op when it was closed for the duplex back-end
         await self.ws.close()
-
-
-async def realtime(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
-    settings = runtime.config.sessions
-    key = request.get(API_KEY_USED, "")
-    per_key = request.app[PER_KEY]
-    if per_key[key] >= settings.max_per_key:
-        raise web.HTTPTooManyRequests(text=f"at most {settings.max_per_key} sessions per key")
-    protocols = [p for p in _offered_protocols(request) if p == "realtime"]
-    ws = web.WebSocketResponse(
-        heartbeat=30, protocols=protocols, max_msg_size=settings.max_append_bytes + 4096
-    )
-    await ws.prepare(request)
-    request.app[SOCKETS].add(ws)
-    per_key[key] += 1
-    connection = RealtimeConnection(ws, runtime, request.app.get(DUPLEX_ROUTER))
-    try:
-        try:
-            await connection.session.open()
-        except (EngineError, WakeTimeout) as exc:
-            await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
-            return ws
-        await connection.send(server_event("session.created", session=connection.session_view()))
-        async with asyncio.timeout(settings.max_minutes * 60):
-            async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    await connection.handle(message.data)
-                elif message.type is WSMsgType.BINARY:
-                    await connection.error("send JSON text events, not binary", "binary_frame")
-    except TimeoutError:
-        await connection.error(
-            f"session limit of {settings.max_minutes} minutes", "session_expired"
-        )
-    finally:
-        per_key[key] -= 1
-        # aiohttp may cancel the handler when the client's connection drops: the session's
-        # leases and tasks must be released anyway, so the cleanup is shielded.
-        await asyncio.shield(connection.end())
-    return ws
-
-
-def _offered_protocols(request: web.Request) -> list[str]:
-    header = request.headers.get("Sec-WebSocket-Protocol", "")
-    return [p.strip() for p in header.split(",") if p.strip()]
-
-
-async def _close_sockets(app: web.Application) -> None:
-    sockets: weakref.WeakSet[Any] = app[SOCKETS]
-    for ws in list(sockets):
-        await ws.close(code=1001, message=b"server shutting down")
-
-
-def add_realtime_routes(app: web.Application) -> None:
-    app[SOCKETS] = weakref.WeakSet()
-    app[PER_KEY] = Counter()
-    app.on_shutdown.append(_close_sockets)
-    app.router.add_get("/v1/realtime", realtime)
 
 
 Handler = Callable[[RealtimeConnection, Any], Awaitable[None]]
