@@ -15,7 +15,7 @@ import pytest
 import sphn
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api.duplex import DUPLEX_ROUTER
+from orchestrator.api.keys import DUPLEX_ROUTER
 from orchestrator.app.runtime import Runtime
 from orchestrator.duplex.routing import DuplexUnavailable, Route, choose
 from services.base import EngineState

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from orchestrator.api.duplex import DUPLEX_ROUTER
+from orchestrator.api.keys import DUPLEX_ROUTER
 from orchestrator.app.runtime import Runtime
 from tests.conftest import RuntimeFactory
 from tests.duplex_helpers import ServerFactory, duplex_servers, kill

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from orchestrator.api.chat import add_chat_routes
 from orchestrator.api.duplex import add_duplex_routes
 from orchestrator.api.errors import error_response
-from orchestrator.api.realtime.connection import add_realtime_routes
+from orchestrator.api.realtime.route import add_realtime_routes
 from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet import health

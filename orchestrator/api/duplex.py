@@ -22,7 +22,7 @@ import numpy as np
 import sphn
 from aiohttp import WSMsgType, web
 
-from orchestrator.api.realtime.connection import SOCKETS
+from orchestrator.api.keys import DUPLEX_ROUTER, SOCKETS
 from orchestrator.app.runtime import RUNTIME
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
@@ -32,7 +32,6 @@ from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
 
 log = logging.getLogger(__name__)
-DUPLEX_ROUTER = web.AppKey("duplex_router", DuplexRouter)
 
 
 class DuplexSocket:

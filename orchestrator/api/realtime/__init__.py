@@ -1,1 +1,31 @@
-"""``/v1/realtime``: the OpenAI Realtime protocol on the cascade or the duplex back-end."""
+"""``/v1/realtime``: the OpenAI Realtime WebSocket protocol on the cascade or the duplex back-end.
+
+Client events: ``session.update``, ``input_audio_buffer.append|commit|clear``,
+``conversation.item.create``, ``response.create|cancel``, ``conversation.item.truncate``.
+Server events: ``session.created|updated``, ``input_audio_buffer.speech_started|
+speech_stopped|committed|cleared``, ``conversation.item.created``,
+``conversation.item.input_audio_transcription.completed``, ``response.created``,
+``response.audio_transcript.delta``, ``response.audio.delta``, ``response.done``,
+``conversation.item.truncated``, ``error``; ``conversation.item.input_audio_transcription.delta``
+with a partial transcript while the user speaks, ``waking`` while hibernated engines load, and
+``fallback`` when a role switches engines.
+Audio is base64 PCM16 mono at 24 kHz both ways. Bad input gets an ``error`` event; the session
+goes on. A client that sends ``session.type = "realtime"`` gets the GA event names.
+
+``session.backend`` (our extension, beta and GA shapes alike): ``"cascade"`` (the default,
+ASR -> LLM -> TTS in turns) or ``"duplex"``: the full-duplex model (PersonaPlex), routed like
+``/v1/duplex`` (to the cascade when the duplex engine is busy or down). Asking for ``"duplex"``
+is allowed before the conversation starts (no audio appended, no item or response created); the
+connection's cascade session is closed and ``instructions`` become the duplex persona's text
+prompt (required). ``duplex`` serves the session from then on and lists what changes in the
+protocol.
+
+The modules, in the order a client event meets them:
+
+    route       the upgrade, per-key and time limits, shutdown; one connection per socket
+    events      one frozen class per client event type, parsed before anything acts on it
+    connection  the connection's state and a handler per client event type
+    render      the cascade session's events as server events, one row per kind
+    duplex      the duplex back-end, written against ``wire.ClientLink``
+    wire        what they all send: server events, errors, response objects, GA names
+"""

@@ -10,6 +10,8 @@ prompt; ``voice`` (or GA ``audio.output.voice``) names one of the duplex engine'
 without its ``.pt``, else the engine's default voice is used. The connection's cascade session
 is closed (its leases released) and a ``DuplexSession`` routed like ``/v1/duplex`` takes over:
 the duplex engine when it is free, else the cascade, answering frame for frame either way.
+The connection decides when to switch and owns the outcome; this back-end sees it only as a
+``wire.ClientLink`` (a way to send and to close), so the two modules do not import each other.
 
 What changes in the protocol:
 
@@ -41,52 +43,63 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from orchestrator.api.duplex import DUPLEX_ROUTER
-from orchestrator.api.realtime.connection import (
-    RealtimeConnection,
+from orchestrator.api.realtime.events import InputAudioBufferAppend, SessionUpdate
+from orchestrator.api.realtime.wire import (
+    ClientLink,
     Refused,
-    decode_append,
+    content_ids,
+    response_object,
     server_event,
 )
+from orchestrator.app.runtime import Runtime
 from orchestrator.core.events import Subscription
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
-from orchestrator.fleet.fleet import WakeTimeout
 from services.duplex_client import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
-from services.errors import EngineError, InvalidInput
+from services.errors import InvalidInput
 from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
 
 
-def _requested_voice(config: dict[str, Any]) -> Any:
-    """The voice of a beta (``voice``) or GA (``audio.output.voice``) session object."""
-    audio = config.get("audio")
-    output = audio.get("output") if isinstance(audio, dict) else None
-    if isinstance(output, dict) and "voice" in output:
-        return output["voice"]
-    return config.get("voice")
-
-
-def voice_prompt(router: DuplexRouter, text_prompt: str, voice: Any) -> str | None:
+def voice_prompt(router: DuplexRouter, text_prompt: str, voice: str | None) -> str | None:
     """The duplex engine's voice file for a Realtime ``voice``, or None for its default."""
     name = router.engine_name
     engine = router.fleet.engine(name) if name is not None else None
     if not isinstance(engine, DuplexModel):
         return None
-    wanted = [voice, f"{voice}.pt"] if isinstance(voice, str) and voice else []
+    wanted = [voice, f"{voice}.pt"] if voice else []
     for candidate in [*wanted, None]:
         with contextlib.suppress(InvalidInput):
             return engine.persona(text_prompt, candidate).voice_prompt
     return None
 
 
+def refusal(kind: str) -> Refused | None:
+    """Why a client event of this type does not apply to a running duplex session (None: it
+    does). Decided on the type alone: the content of a turn-based event does not matter."""
+    if kind == InputAudioBufferAppend.TYPE:
+        return None
+    if kind == SessionUpdate.TYPE:
+        return Refused(
+            "a duplex session's persona is fixed once it runs: open a new connection to change it",
+            "session_fixed",
+        )
+    return Refused(
+        f"{kind} does not apply to a full-duplex session: the model listens and speaks "
+        "continuously; stream input_audio_buffer.append",
+        "not_in_duplex",
+    )
+
+
 class RealtimeDuplex:
     """The ``FrontEnd`` of a DuplexSession that speaks Realtime events on a connection."""
 
-    def __init__(self, conn: RealtimeConnection, text_prompt: str, voice: str | None) -> None:
-        self.conn = conn
+    def __init__(
+        self, link: ClientLink, runtime: Runtime, text_prompt: str, voice: str | None
+    ) -> None:
+        self.link = link
         self.text_prompt = text_prompt
         self.voice = voice
         self.session: DuplexSession | None = None
@@ -98,23 +111,22 @@ class RealtimeDuplex:
         self._done = False
         self._tasks = TaskSet("realtime-duplex")
         # subscribed before the session starts, so that no failover can go unseen
-        self._bus: Subscription = conn.runtime.bus.subscribe()
+        self._bus: Subscription = runtime.bus.subscribe()
 
     @classmethod
-    async def switch(cls, conn: RealtimeConnection, config: dict[str, Any]) -> None:
-        """Move the connection to a DuplexSession; Refused (nothing changed) when it cannot."""
-        if conn.conversation_started:
-            raise Refused(
-                "session.backend can switch to 'duplex' only before the conversation starts "
-                "(no audio appended, no item or response created): open a new connection",
-                "conversation_already_started",
-                "session.backend",
-            )
-        router = conn.app.get(DUPLEX_ROUTER) if conn.app is not None else None
-        if router is None:
-            raise Refused("this server has no duplex back-end", "duplex_unavailable")
-        instructions = config.get("instructions", conn.client_instructions)
-        text_prompt = instructions.strip() if isinstance(instructions, str) else ""
+    def claim(
+        cls,
+        link: ClientLink,
+        runtime: Runtime,
+        router: DuplexRouter,
+        *,
+        instructions: str | None,
+        voice: str | None,
+        session_id: str,
+    ) -> RealtimeDuplex:
+        """A back-end holding the router's slot for this session; Refused when the persona
+        is incomplete or nothing can serve it. ``start`` runs it."""
+        text_prompt = instructions.strip() if instructions is not None else ""
         if not text_prompt:
             raise Refused(
                 "session.backend 'duplex' needs non-empty 'instructions': they are the duplex "
@@ -122,19 +134,16 @@ class RealtimeDuplex:
                 "invalid_value",
                 "session.instructions",
             )
-        voice = _requested_voice(config)
-        chosen = voice_prompt(
-            router, text_prompt, voice if voice is not None else conn.session.voice
-        )
-        bridge = cls(conn, text_prompt, chosen)
+        chosen = voice_prompt(router, text_prompt, voice)
+        bridge = cls(link, runtime, text_prompt, chosen)
         session = DuplexSession(
-            conn.runtime,
+            runtime,
             router,
             bridge,
             text_prompt=text_prompt,
             voice_prompt=chosen,
             protocol="realtime",
-            session_id=conn.session.id,
+            session_id=session_id,
         )
         try:
             session.claim()
@@ -142,53 +151,23 @@ class RealtimeDuplex:
             bridge._bus.close()
             raise Refused(str(exc), "duplex_unavailable", "session.backend") from None
         bridge.session = session
-        conn.duplex = bridge  # from here on the connection's close closes it
-        await conn.session.close()  # the cascade's leases go back before the duplex loads
-        try:
-            await session.start()
-        except (EngineError, WakeTimeout) as exc:
-            conn.duplex = None
-            await bridge.close()
-            await cls._back_to_cascade(conn)
-            raise Refused(
-                f"the duplex back-end could not start ({exc}): the session stays on the cascade",
-                getattr(exc, "code", "engines_waking"),
-                "session.backend",
-            ) from None
-        log.info("realtime session %s on the %s", session.id, session.summary()["backend"])
-        await bridge._begin()
+        return bridge
 
-    @staticmethod
-    async def _back_to_cascade(conn: RealtimeConnection) -> None:
-        """Reopen the connection's cascade session (closed, it keeps its configuration and
-        holds nothing else before the conversation starts); close the socket if it cannot."""
-        try:
-            await conn.session.open()
-        except (EngineError, WakeTimeout) as exc:
-            await conn.error(f"no back-end can serve this session: {exc}", "session_failed")
-            await conn.ws.close(code=1011, message=b"no back-end can serve this session")
+    async def start(self) -> None:
+        """Start the session (EngineError or WakeTimeout when it cannot), then tell the
+        client who serves it and open the one continuous response."""
+        assert self.session is not None
+        await self.session.start()
+        log.info(
+            "realtime session %s on the %s", self.session.id, self.session.summary()["backend"]
+        )
+        await self._begin()
 
-    # -- client events -----------------------------------------------------------------------
-
-    async def handle(self, kind: str, event: dict[str, Any]) -> None:
-        """A client event while the duplex session runs (unknown kinds are caught before)."""
-        if kind == "input_audio_buffer.append":
-            pcm16 = decode_append(event, self.conn.runtime.config.sessions.max_append_bytes)
-            samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
-            if self.session is not None:
-                await self.session.feed(samples)
-        elif kind == "session.update":
-            raise Refused(
-                "a duplex session's persona is fixed once it runs: open a new connection to "
-                "change it",
-                "session_fixed",
-            )
-        else:
-            raise Refused(
-                f"{kind} does not apply to a full-duplex session: the model listens and speaks "
-                "continuously; stream input_audio_buffer.append",
-                "not_in_duplex",
-            )
+    async def append(self, event: InputAudioBufferAppend) -> None:
+        """Client audio, fed to the model as it comes (the model's clock is the audio)."""
+        samples = np.frombuffer(event.pcm, dtype=np.int16).astype(np.float32) / 32768.0
+        if self.session is not None:
+            await self.session.feed(samples)
 
     # -- the session's output (FrontEnd) -----------------------------------------------------
 
@@ -205,26 +184,26 @@ class RealtimeDuplex:
         if not pcm16.any():
             return  # digital silence: the cascade between replies, a failover's gap
         delta = base64.b64encode(pcm16.tobytes()).decode()
-        await self.conn.send(server_event("response.audio.delta", delta=delta, **self._ids()))
+        await self.link.send(server_event("response.audio.delta", delta=delta, **self._ids()))
 
     async def text(self, piece: str) -> None:
         await self._running.wait()
         self.said.append(piece)
-        await self.conn.send(
+        await self.link.send(
             server_event("response.audio_transcript.delta", delta=piece, **self._ids())
         )
 
     async def end(self, reason: str) -> None:
         """Nothing can serve the session any more: say so, then close the socket."""
         await self._finish("failed", reason)
-        await self.conn.error(f"the duplex session ended: {reason}", "session_failed")
-        await self.conn.ws.close(code=1011, message=reason[:120].encode())
+        await self.link.error(f"the duplex session ended: {reason}", "session_failed")
+        await self.link.close(1011, reason[:120].encode())
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def _begin(self) -> None:
-        await self.conn.send(server_event("session.updated", session=self.view()))
-        await self.conn.send(
+        await self.link.send(server_event("session.updated", session=self.view()))
+        await self.link.send(
             server_event("response.created", response=self._response("in_progress"))
         )
         self._running.set()
@@ -237,7 +216,7 @@ class RealtimeDuplex:
             if event.type != "session.failover" or event.data.get("session") != self.session.id:
                 continue
             data = event.data
-            await self.conn.send(
+            await self.link.send(
                 server_event(
                     "session.backend_changed",
                     source=data["source"],
@@ -246,7 +225,7 @@ class RealtimeDuplex:
                     gap_s=data["gap_s"],
                 )
             )
-            await self.conn.send(server_event("session.updated", session=self.view()))
+            await self.link.send(server_event("session.updated", session=self.view()))
 
     async def close(self) -> None:
         """End the session (shielded by the caller): tasks, session, lease and slot, then
@@ -266,11 +245,11 @@ class RealtimeDuplex:
         tail, self._out = self._out, self._out[:0]
         await self._delta(tail)
         transcript = "".join(self.said)
-        await self.conn.send(server_event("response.audio.done", **self._ids()))
-        await self.conn.send(
+        await self.link.send(server_event("response.audio.done", **self._ids()))
+        await self.link.send(
             server_event("response.audio_transcript.done", transcript=transcript, **self._ids())
         )
-        await self.conn.send(server_event("response.done", response=self._response(status, reason)))
+        await self.link.send(server_event("response.done", response=self._response(status, reason)))
 
     # -- views -------------------------------------------------------------------------------
 
@@ -279,7 +258,7 @@ class RealtimeDuplex:
         session = self.session
         summary = session.summary() if session is not None else {}
         return {
-            **({"type": "realtime"} if self.conn.ga else {}),
+            **({"type": "realtime"} if self.link.ga else {}),
             "id": session.id if session is not None else None,
             "object": "realtime.session",
             "model": "voice-orchestrator-duplex",
@@ -296,34 +275,8 @@ class RealtimeDuplex:
         }
 
     def _ids(self) -> dict[str, Any]:
-        return {
-            "response_id": self.response_id,
-            "item_id": self.item_id,
-            "output_index": 0,
-            "content_index": 0,
-        }
+        return content_ids(self.response_id, self.item_id)
 
     def _response(self, status: str, reason: str | None = None) -> dict[str, Any]:
-        output = [
-            {
-                "id": self.item_id,
-                "object": "realtime.item",
-                "type": "message",
-                "status": status,
-                "role": "assistant",
-                "content": [{"type": "audio", "transcript": "".join(self.said)}],
-            }
-        ]
-        details = (
-            {"type": "failed", "error": {"type": "server_error", "message": reason}}
-            if reason is not None
-            else None
-        )
-        return {
-            "id": self.response_id,
-            "object": "realtime.response",
-            "status": status,
-            "status_details": details,
-            "output": [] if status == "in_progress" else output,
-            "usage": None,
-        }
+        transcript = "".join(self.said)
+        return response_object(self.response_id, self.item_id, status, transcript, reason)

@@ -1,0 +1,81 @@
+"""``GET /v1/realtime``: the WebSocket upgrade, limits, and the connection's whole life.
+
+The route enforces what a connection cannot see from the inside: sessions per API key,
+``sessions.max_minutes``, the largest message (an append of ``sessions.max_append_bytes`` plus
+its envelope), and shutdown (every open socket is closed with 1001 by ``on_shutdown``). Client
+messages are handed to ``RealtimeConnection.handle`` one at a time, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections import Counter
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from orchestrator.api.keys import DUPLEX_ROUTER, PER_KEY, SOCKETS
+from orchestrator.api.realtime.connection import RealtimeConnection
+from orchestrator.api.realtime.wire import server_event
+from orchestrator.app.runtime import API_KEY_USED, RUNTIME
+from orchestrator.fleet.fleet import WakeTimeout
+from services.errors import EngineError
+
+
+async def realtime(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    settings = runtime.config.sessions
+    key = request.get(API_KEY_USED, "")
+    per_key = request.app[PER_KEY]
+    if per_key[key] >= settings.max_per_key:
+        raise web.HTTPTooManyRequests(text=f"at most {settings.max_per_key} sessions per key")
+    protocols = [p for p in _offered_protocols(request) if p == "realtime"]
+    ws = web.WebSocketResponse(
+        heartbeat=30, protocols=protocols, max_msg_size=settings.max_append_bytes + 4096
+    )
+    await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
+    per_key[key] += 1
+    connection = RealtimeConnection(ws, runtime, request.app.get(DUPLEX_ROUTER))
+    try:
+        try:
+            await connection.session.open()
+        except (EngineError, WakeTimeout) as exc:
+            await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
+            return ws
+        await connection.send(server_event("session.created", session=connection.session_view()))
+        async with asyncio.timeout(settings.max_minutes * 60):
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    await connection.handle(message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await connection.error("send JSON text events, not binary", "binary_frame")
+    except TimeoutError:
+        await connection.error(
+            f"session limit of {settings.max_minutes} minutes", "session_expired"
+        )
+    finally:
+        per_key[key] -= 1
+        # aiohttp may cancel the handler when the client's connection drops: the session's
+        # leases and tasks must be released anyway, so the cleanup is shielded.
+        await asyncio.shield(connection.end())
+    return ws
+
+
+def _offered_protocols(request: web.Request) -> list[str]:
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets: weakref.WeakSet[Any] = app[SOCKETS]
+    for ws in list(sockets):
+        await ws.close(code=1001, message=b"server shutting down")
+
+
+def add_realtime_routes(app: web.Application) -> None:
+    app[SOCKETS] = weakref.WeakSet()
+    app[PER_KEY] = Counter()
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/v1/realtime", realtime)
