@@ -27,7 +27,7 @@ from orchestrator.app.runtime import RUNTIME
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
 from orchestrator.fleet.fleet import WakeTimeout
-from services.duplex_client import DuplexModel, Pcm
+from services.base import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
 

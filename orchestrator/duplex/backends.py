@@ -24,7 +24,7 @@ import numpy as np
 
 from orchestrator.app.runtime import Runtime
 from orchestrator.voice.session import CascadeSession, SessionEvent
-from services.duplex_client import AudioOut, DuplexConnection, DuplexModel, Pcm, Persona
+from services.base import AudioOut, DuplexConnection, DuplexModel, Pcm, Persona
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, EngineLoadError
 from services.tasks import TaskSet

@@ -28,7 +28,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.duplex.backends import SILENCE, CascadeBackend, DuplexBackend
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable, Route
 from orchestrator.fleet.fleet import WakeTimeout
-from services.duplex_client import DuplexModel, Pcm
+from services.base import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet

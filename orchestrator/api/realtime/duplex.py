@@ -52,7 +52,7 @@ from orchestrator.core.events import Subscription
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
 from orchestrator.fleet.fleet import WakeTimeout
-from services.duplex_client import DuplexModel, Pcm
+from services.base import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
