@@ -97,7 +97,7 @@ async def duplex(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
     socket = DuplexSocket(ws)
     session = DuplexSession(
-        runtime,
+        runtime.session_deps(),
         router,
         socket,
         text_prompt=request.query.get("text_prompt"),

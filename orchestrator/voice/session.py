@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import soxr
 
-from orchestrator.app.runtime import Runtime
 from orchestrator.fleet.fallback import RoleChain
+from orchestrator.voice.boundary import Emit, SessionDeps, SessionEvent
 from orchestrator.voice.cascade import ReplyTimings, reply
 from orchestrator.voice.history import History
 from orchestrator.voice.turns import TurnDetector, TurnEvent, TurnSettings
@@ -34,22 +34,6 @@ OUT_RATE = 24_000
 PRE_ROLL_S = 0.3
 
 
-@dataclass(frozen=True)
-class SessionEvent:
-    """What happened, for the front-end: ``kind`` plus the fields that kind uses."""
-
-    kind: str  # waking|speech_started|speech_stopped|transcript|reply_started|reply_text|
-    # reply_audio|reply_done|truncated|error
-    item_id: str = ""
-    response_id: str = ""
-    text: str = ""
-    audio: bytes = b""
-    at_ms: int = 0
-    status: str = ""
-    code: str = ""
-    engines: tuple[str, ...] = ()
-
-
 @dataclass
 class _Reply:
     response_id: str
@@ -60,14 +44,11 @@ class _Reply:
     status: str = "in_progress"
 
 
-Emit = Callable[[SessionEvent], Awaitable[None]]
-
-
 class CascadeSession:
-    def __init__(self, runtime: Runtime, emit: Emit, *, session_id: str | None = None) -> None:
+    def __init__(self, deps: SessionDeps, emit: Emit, *, session_id: str | None = None) -> None:
         self.id = session_id or f"sess_{uuid.uuid4().hex[:16]}"
-        self.runtime = runtime
-        self.settings = runtime.config.sessions
+        self.deps = deps
+        self.settings = deps.settings
         self.emit = emit
         self.instructions = self.settings.instructions
         self.voice: str | None = None
@@ -97,7 +78,7 @@ class CascadeSession:
         primaries = {"asr": s.asr, "llm": s.llm, "tts": s.tts}
         chains = {role: [name, *fallbacks.get(role, ())] for role, name in primaries.items()}
         names = [s.vad, *(n for chain in chains.values() for n in chain)]
-        missing = [n for n in names if n not in self.runtime.fleet.names]
+        missing = [n for n in names if n not in self.deps.fleet.names]
         if missing:
             raise InvalidInput(f"the cascade needs engines that are not configured: {missing}")
 
@@ -107,15 +88,15 @@ class CascadeSession:
         def on_waking(engines: list[str]) -> None:
             self._spawn(waking(engines))
 
-        timeout = self.runtime.config.hibernation.wake_timeout_s
+        timeout = self.deps.wake_timeout_s
         self._engines = await self._stack.enter_async_context(
-            self.runtime.fleet.lease([s.vad], timeout_s=timeout, on_waking=on_waking)
+            self.deps.fleet.lease([s.vad], timeout_s=timeout, on_waking=on_waking)
         )
         for role, candidates in chains.items():
             chain = RoleChain(
                 role,
                 candidates,
-                self.runtime.fleet,
+                self.deps.fleet,
                 timeout_s=timeout,
                 on_switch=self._switched,
                 on_waking=on_waking,
@@ -125,10 +106,10 @@ class CascadeSession:
             self.chains[role] = chain
         if any(len(c.names) > 1 for c in self.chains.values()):
             self._spawn(self._probe_failed_engines())
-        self.runtime.hibernator.session_opened(self.id)
-        self.runtime.sessions[self.id] = self
-        self._stack.callback(self.runtime.sessions.pop, self.id, None)
-        self._stack.callback(self.runtime.hibernator.session_closed, self.id)
+        self.deps.activity.session_opened(self.id)
+        self.deps.registry[self.id] = self
+        self._stack.callback(self.deps.registry.pop, self.id, None)
+        self._stack.callback(self.deps.activity.session_closed, self.id)
         vad = self._engines[s.vad]
         assert isinstance(vad, SileroVad)
         self._vad = vad.stream()
@@ -156,7 +137,7 @@ class CascadeSession:
 
     async def _switched(self, role: str, source: str | None, target: str, why: str) -> None:
         log.warning("session %s: %s %s -> %s (%s)", self.id, role, source, target, why)
-        self.runtime.metrics.fallback_switch(role, source or "", target)
+        self.deps.metrics.fallback_switch(role, source or "", target)
         await self.emit(SessionEvent("fallback", text=why, engines=(role, source or "", target)))
 
     async def _probe_failed_engines(self) -> None:
@@ -426,7 +407,7 @@ class CascadeSession:
         }
         self.turn_metrics = [*self.turn_metrics[-99:], record]
         for stage, seconds in record.items():
-            self.runtime.metrics.turn_stage(stage, seconds)
+            self.deps.metrics.turn_stage(stage, seconds)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)

@@ -37,7 +37,8 @@ from aiohttp import WSMsgType, web
 
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet.fleet import WakeTimeout
-from orchestrator.voice.session import CascadeSession, SessionEvent
+from orchestrator.voice.boundary import SessionEvent
+from orchestrator.voice.session import CascadeSession
 from services.errors import EngineError, InvalidInput
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class RealtimeConnection:
         self.ws = ws
         self.runtime = runtime
         self.app = app  # where the duplex router lives (``session.backend = "duplex"``)
-        self.session = CascadeSession(runtime, self._render)
+        self.session = CascadeSession(runtime.session_deps(), self._render)
         self._send_lock = asyncio.Lock()
         self.ga = False
         self.duplex: RealtimeDuplex | None = None  # once the client asked for the duplex back-end

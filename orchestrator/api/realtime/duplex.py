@@ -128,7 +128,7 @@ class RealtimeDuplex:
         )
         bridge = cls(conn, text_prompt, chosen)
         session = DuplexSession(
-            conn.runtime,
+            conn.runtime.session_deps(),
             router,
             bridge,
             text_prompt=text_prompt,
