@@ -142,9 +142,9 @@ class RealtimeConnection:
             "output_audio_format": "pcm16",
             "turn_detection": {
                 "type": "server_vad",
-                "threshold": s._detector.settings.threshold,
+                "threshold": s.turn_settings.threshold,
                 "prefix_padding_ms": 300,
-                "silence_duration_ms": int(s._detector.settings.end_silence_s * 1000),
+                "silence_duration_ms": int(s.turn_settings.end_silence_s * 1000),
             }
             if s.server_vad
             else None,
