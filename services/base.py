@@ -14,6 +14,10 @@ An engine is one model runtime with one role. Its lifecycle, whatever the runtim
 
 ``missing`` means the weights are not on disk; it clears when they appear. Nothing here is
 terminal: the orchestrator decides whether to retry, download or give up.
+
+Each role adds its calls: ``SpeechRecognizer`` (asr), ``ChatModel`` (llm), ``SpeechSynthesizer``
+(tts), ``VoiceActivityDetector`` (vad) and ``DuplexModel`` (duplex, with the types of a
+conversation). Everything above the fleet reaches engines through these, never an adapter.
 """
 
 from __future__ import annotations
@@ -220,4 +224,101 @@ class ProcessBacked(Engine, Protocol):
     @property
     def state_listeners(self) -> list[Callable[[EngineState], object]]:
         """Told the engine's state when it changes on its own (a re-attach after a restart)."""
+        ...
+
+
+class VadStream(Protocol):
+    """Speech probability frame by frame for one audio stream; the stream keeps the model's
+    state between frames, so each audio stream needs its own."""
+
+    def probability(self, frame: npt.NDArray[np.float32]) -> float:
+        """Blocking but short (well under a millisecond): the chance that one frame of
+        ``frame_samples`` samples is speech. A frame of another size is InvalidInput."""
+        ...
+
+
+@runtime_checkable
+class VoiceActivityDetector(Engine, Protocol):
+    """The VAD role. The model fixes its frame size and rate, so they are part of the engine:
+    callers resample to ``sample_rate`` and cut ``frame_samples``-sample frames of mono float32."""
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def frame_samples(self) -> int: ...
+
+    def stream(self) -> VadStream:
+        """A new stream (its own state); the engine's model is shared between streams."""
+        ...
+
+
+# -- the duplex role ------------------------------------------------------------------------
+
+Pcm = npt.NDArray[np.float32]  # mono float32, 24 kHz for the duplex role
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Who a duplex model plays: a system prompt and one of the engine's voices."""
+
+    text_prompt: str
+    voice_prompt: str
+
+    def query(self) -> dict[str, str]:
+        """The persona as request parameters (never a ``seed``: PersonaPlex drops the session)."""
+        return {"text_prompt": self.text_prompt, "voice_prompt": self.voice_prompt}
+
+
+@dataclass(frozen=True)
+class AudioOut:
+    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame)."""
+
+    pcm: Pcm
+
+
+@dataclass(frozen=True)
+class TextOut:
+    """A piece of the model's own words, as the engine sends it (e.g. a SentencePiece piece)."""
+
+    text: str
+
+
+Output = AudioOut | TextOut
+
+
+class DuplexConnection(Protocol):
+    """One running conversation with a duplex model, after its handshake.
+
+    The model advances only as audio arrives: the caller streams 80 ms frames continuously
+    (silence when muted) and gets one frame of output back for each. Once the conversation has
+    ended, ``send_frame`` and ``receive`` raise an EngineCallError."""
+
+    async def send_frame(self, pcm: Pcm) -> None:
+        """Send audio (normally one 80 ms frame)."""
+        ...
+
+    async def receive(self) -> Output:
+        """The next audio or text from the model."""
+        ...
+
+    async def drain_tail(self) -> None:
+        """Wait (briefly) until the audio sent so far has been answered."""
+        ...
+
+    async def close(self) -> None:
+        """End the conversation; safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class DuplexModel(Engine, Protocol):
+    """The duplex role: full-duplex conversations, one ``open_session`` each."""
+
+    def persona(self, text_prompt: str | None, voice_prompt: str | None) -> Persona:
+        """Check a persona against this engine's voices (InvalidInput when it does not fit)."""
+        ...
+
+    async def open_session(self, persona: Persona) -> DuplexConnection:
+        """Start a conversation; returns after the engine's handshake."""
         ...

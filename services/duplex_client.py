@@ -1,6 +1,6 @@
 """A client for one PersonaPlex conversation (``/api/chat``), as its own web client behaves.
 
-The order matters and is enforced by construction: ``connect()`` returns a ``DuplexConnection``
+The order matters and is enforced by construction: ``connect()`` returns a connection
 only after the server's 0x00 handshake, so nothing can be sent before it (the server's prefill
 reads and throws away early messages, and a lost OpusHead page ends the session). Audio goes out
 as Ogg Opus from one writer per connection (its first page is the stream's BOS page), one 80 ms
@@ -9,6 +9,9 @@ advances when audio arrives. ``close()`` keeps the socket up to ``tail_s`` after
 so the reply to the last frames still arrives. The persona is ``text_prompt`` (required,
 non-empty) and ``voice_prompt`` (a file in the server's voice directory); ``seed`` is never sent:
 the server reads it from the wrong place and drops the session.
+
+It implements the duplex role's contract (``services.base.DuplexModel``, ``DuplexConnection``)
+for ``services.personaplex``.
 """
 
 from __future__ import annotations
@@ -16,15 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import aiohttp
 import numpy as np
-import numpy.typing as npt
 import sphn
 
-from services.base import Engine
+from services.base import AudioOut, Output, Pcm, Persona, TextOut
 from services.duplex_protocol import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
@@ -38,8 +38,6 @@ from services.errors import EngineCallError, InvalidInput
 
 log = logging.getLogger(__name__)
 
-Pcm = npt.NDArray[np.float32]
-
 
 class SessionEnded(EngineCallError):
     """The server closed the conversation, or the connection to it broke."""
@@ -51,18 +49,6 @@ class HandshakeTimeout(EngineCallError):
     """No 0x00 within the timeout: the server is busy with another conversation, or stuck."""
 
     code = "duplex_busy"
-
-
-@dataclass(frozen=True)
-class Persona:
-    """Who the model plays: a system prompt and a voice file of the server's voice directory."""
-
-    text_prompt: str
-    voice_prompt: str
-
-    def query(self) -> dict[str, str]:
-        """The query string of ``/api/chat`` (never ``seed``)."""
-        return {"text_prompt": self.text_prompt, "voice_prompt": self.voice_prompt}
 
 
 def make_persona(
@@ -78,38 +64,9 @@ def make_persona(
     return Persona(text, voice)
 
 
-@runtime_checkable
-class DuplexModel(Engine, Protocol):
-    """The duplex role: full-duplex conversations, one ``open_session`` each."""
-
-    def persona(self, text_prompt: str | None, voice_prompt: str | None) -> Persona:
-        """Check a persona against this engine's voices."""
-        ...
-
-    async def open_session(self, persona: Persona) -> DuplexConnection:
-        """Start a conversation; returns after the server's handshake."""
-        ...
-
-
-@dataclass(frozen=True)
-class AudioOut:
-    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame)."""
-
-    pcm: Pcm
-
-
-@dataclass(frozen=True)
-class TextOut:
-    """A piece of the model's own words, as the server sends it (a SentencePiece piece)."""
-
-    text: str
-
-
-Output = AudioOut | TextOut
-
-
-class DuplexConnection:
-    """One conversation after its handshake: send frames, receive audio and text, close."""
+class PersonaPlexConnection:
+    """One conversation after its handshake (the contract's ``DuplexConnection``): send
+    frames, receive audio and text, close."""
 
     def __init__(
         self,
@@ -224,7 +181,7 @@ async def connect(
     connect_timeout_s: float = 5.0,
     tail_s: float = 1.0,
     headers: dict[str, str] | None = None,
-) -> DuplexConnection:
+) -> PersonaPlexConnection:
     """Open ``{url}/api/chat`` for ``persona`` and wait for the 0x00 handshake.
 
     The server accepts the upgrade at once and then waits on its single-conversation lock, so a
@@ -245,7 +202,7 @@ async def connect(
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         await http.close()
         raise SessionEnded(f"cannot connect to {url}: {exc!r}", engine=name) from exc
-    connection = DuplexConnection(ws, http, name=name, tail_s=tail_s)
+    connection = PersonaPlexConnection(ws, http, name=name, tail_s=tail_s)
     try:
         await _await_handshake(ws, name, handshake_timeout_s)
     except BaseException:
@@ -280,14 +237,9 @@ async def _await_handshake(
 
 __all__ = [
     "FRAME_SAMPLES",
-    "AudioOut",
-    "DuplexConnection",
-    "DuplexModel",
     "HandshakeTimeout",
-    "Output",
-    "Persona",
+    "PersonaPlexConnection",
     "SessionEnded",
-    "TextOut",
     "connect",
     "make_persona",
 ]

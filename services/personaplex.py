@@ -34,8 +34,8 @@ from typing import Annotated
 import httpx
 from pydantic import Field
 
-from services.base import EngineHealth, EngineState, Role
-from services.duplex_client import DuplexConnection, Persona, connect, make_persona
+from services.base import EngineHealth, EngineState, Persona, Role
+from services.duplex_client import PersonaPlexConnection, connect, make_persona
 from services.errors import ModelMissing
 from services.managed import ServerEngine
 from services.process.managed_process import ProcessSpec
@@ -252,7 +252,7 @@ class PersonaPlexEngine(ServerEngine):
             text_prompt, voice_prompt, self.options.voices, self.options.default_voice
         )
 
-    async def open_session(self, persona: Persona) -> DuplexConnection:
+    async def open_session(self, persona: Persona) -> PersonaPlexConnection:
         """Start one conversation; returns after the server's handshake."""
         self._require_loaded()
         return await connect(

@@ -2,8 +2,9 @@
 
 ``model = "bundled"`` loads the copy shipped inside the faster-whisper package (no download);
 a path loads another Silero export with the same interface (v5/v6: 512-sample frames at
-16 kHz, a 64-sample context, LSTM state ``h``/``c``). One ``VadStream`` per audio stream keeps
-that state between frames; the session itself is shared.
+16 kHz, a 64-sample context, LSTM state ``h``/``c``). One ``SileroStream`` per audio stream keeps
+that state between frames; the session itself is shared. It keeps the VAD role's contract
+(``services.base.VoiceActivityDetector``): the frame size and rate are the engine's.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def bundled_model_path() -> Path:
     return Path(get_assets_path()) / "silero_vad_v6.onnx"
 
 
-class VadStream:
+class SileroStream:
     """Speech probability frame by frame for one audio stream."""
 
     def __init__(self, session: Any, lock: threading.Lock) -> None:
@@ -56,6 +57,8 @@ class VadStream:
 
 class SileroVad(InProcessEngine):
     role = Role.VAD
+    sample_rate = SAMPLE_RATE
+    frame_samples = FRAME_SAMPLES
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
@@ -88,6 +91,6 @@ class SileroVad(InProcessEngine):
     def _is_loaded(self) -> bool:
         return self._session is not None
 
-    def stream(self) -> VadStream:
+    def stream(self) -> SileroStream:
         self._require_loaded()
-        return VadStream(self._session, self._run_lock)
+        return SileroStream(self._session, self._run_lock)

@@ -15,8 +15,8 @@ import pytest
 
 from orchestrator.config import EngineConfig
 from orchestrator.gpu.catalog import load_catalog
-from services.base import EngineSpec, EngineState, Role, Runtime
-from services.duplex_client import AudioOut, DuplexModel, SessionEnded
+from services.base import AudioOut, DuplexModel, EngineSpec, EngineState, Role, Runtime
+from services.duplex_client import SessionEnded
 from services.errors import EngineNotLoaded, InvalidInput, ModelMissing
 from services.personaplex import PersonaPlexEngine
 from services.process.supervisor import ProcessState, Supervisor

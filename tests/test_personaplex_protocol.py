@@ -17,13 +17,11 @@ import pytest
 import sphn
 
 from services import duplex_protocol as protocol
+from services.base import AudioOut, Persona, TextOut
 from services.duplex_client import (
-    AudioOut,
-    DuplexConnection,
     HandshakeTimeout,
-    Persona,
+    PersonaPlexConnection,
     SessionEnded,
-    TextOut,
     connect,
     make_persona,
 )
@@ -63,7 +61,7 @@ def peer_state(url: str) -> dict[str, Any]:
     return state
 
 
-async def converse(connection: DuplexConnection, frames: int) -> tuple[int, list[str]]:
+async def converse(connection: PersonaPlexConnection, frames: int) -> tuple[int, list[str]]:
     """Stream ``frames`` frames of quiet noise in real time and collect what comes back."""
     received, texts = 0, []
 
@@ -221,7 +219,7 @@ async def test_the_client_skips_what_it_cannot_use() -> None:
         closed = False
 
     socket: Any = Socket()
-    connection = DuplexConnection(socket, aiohttp.ClientSession(), name="t", tail_s=0.1)
+    connection = PersonaPlexConnection(socket, aiohttp.ClientSession(), name="t", tail_s=0.1)
     try:
         for junk in (b"", b"\x09?", b"\x05error", b"\x06", b"\x00"):
             assert connection._output(junk) is None

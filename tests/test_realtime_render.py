@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.api.realtime.render import RENDERERS, render
 from orchestrator.api.realtime.wire import GA_NAMES, ga_named
-from orchestrator.voice.session import SessionEvent
+from orchestrator.voice.boundary import SessionEvent
 
 RENDER_SAMPLES = {
     "waking": SessionEvent("waking", engines=("asr", "llm")),

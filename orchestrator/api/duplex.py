@@ -27,7 +27,7 @@ from orchestrator.app.runtime import RUNTIME
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
 from orchestrator.fleet.fleet import WakeTimeout
-from services.duplex_client import DuplexModel, Pcm
+from services.base import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
 
@@ -96,7 +96,7 @@ async def duplex(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
     socket = DuplexSocket(ws)
     session = DuplexSession(
-        runtime,
+        runtime.session_deps(),
         router,
         socket,
         text_prompt=request.query.get("text_prompt"),

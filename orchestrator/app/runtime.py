@@ -30,6 +30,7 @@ from orchestrator.gpu.sampler import GpuSampler
 from orchestrator.hibernation.hibernator import Hibernator
 from orchestrator.hibernation.host_power import HostPower, host_power_from_config
 from orchestrator.hibernation.ladder import Ladder
+from orchestrator.voice.boundary import SessionDeps
 from services.process.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,18 @@ class Runtime:
         self.fleet.pin(name, pinned)
         self.store.put("pins", self.fleet.pinned())
         self.bus.publish("engine.pin", engine=name, pinned=pinned)
+
+    def session_deps(self) -> SessionDeps:
+        """What a voice or duplex session may use of this server (never the runtime itself)."""
+        return SessionDeps(
+            fleet=self.fleet,
+            settings=self.config.sessions,
+            wake_timeout_s=self.config.hibernation.wake_timeout_s,
+            activity=self.hibernator,
+            registry=self.sessions,
+            metrics=self.metrics,
+            bus=self.bus,
+        )
 
     def session_summaries(self) -> list[dict[str, Any]]:
         return [session.summary() for session in self.sessions.values()]

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.app.runtime import Runtime
-from orchestrator.voice.session import CascadeSession, SessionEvent
-from services.duplex_client import AudioOut, DuplexConnection, DuplexModel, Pcm, Persona
+from orchestrator.voice.boundary import SessionDeps, SessionEvent
+from orchestrator.voice.session import CascadeSession
+from services.base import AudioOut, DuplexConnection, DuplexModel, Pcm, Persona
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, EngineLoadError
 from services.tasks import TaskSet
@@ -62,14 +62,13 @@ class DuplexBackend:
 
     @classmethod
     async def open(
-        cls, runtime: Runtime, engine: str, persona: Persona, sink: Sink, hang_timeout_s: float
+        cls, deps: SessionDeps, engine: str, persona: Persona, sink: Sink, hang_timeout_s: float
     ) -> DuplexBackend:
         """Lease the engine (loading it if needed) and start a conversation with it."""
         stack = AsyncExitStack()
         try:
-            timeout = runtime.config.hibernation.wake_timeout_s
             leased = await stack.enter_async_context(
-                runtime.fleet.lease([engine], timeout_s=timeout)
+                deps.fleet.lease([engine], timeout_s=deps.wake_timeout_s)
             )
             model = leased[engine]
             if not isinstance(model, DuplexModel):
@@ -140,8 +139,8 @@ class DuplexBackend:
 class CascadeBackend:
     kind = "cascade"
 
-    def __init__(self, runtime: Runtime, session_id: str, instructions: str, sink: Sink) -> None:
-        self.session = CascadeSession(runtime, self._on_event, session_id=session_id)
+    def __init__(self, deps: SessionDeps, session_id: str, instructions: str, sink: Sink) -> None:
+        self.session = CascadeSession(deps, self._on_event, session_id=session_id)
         self.session.configure(instructions=instructions, voice=None, vad=None, vad_enabled=True)
         self._sink = sink
         self._outgoing: deque[Pcm] = deque()

@@ -24,11 +24,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.app.runtime import Runtime
 from orchestrator.duplex.backends import SILENCE, CascadeBackend, DuplexBackend
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable, Route
 from orchestrator.fleet.fleet import WakeTimeout
-from services.duplex_client import DuplexModel, Pcm
+from orchestrator.voice.boundary import SessionDeps
+from services.base import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
@@ -49,7 +49,7 @@ class FrontEnd(Protocol):
 class DuplexSession:
     def __init__(
         self,
-        runtime: Runtime,
+        deps: SessionDeps,
         router: DuplexRouter,
         front: FrontEnd,
         *,
@@ -59,7 +59,7 @@ class DuplexSession:
         session_id: str | None = None,
     ) -> None:
         self.id = session_id or f"sess_{uuid.uuid4().hex[:16]}"
-        self.runtime = runtime
+        self.deps = deps
         self.router = router
         self.front = front
         self.protocol = protocol
@@ -99,11 +99,11 @@ class DuplexSession:
         except BaseException:
             self.router.release(self.id)
             raise
-        self.runtime.sessions[self.id] = self  # after the cascade's own registration
-        self.runtime.hibernator.session_opened(self.id)
+        self.deps.registry[self.id] = self  # after the cascade's own registration
+        self.deps.activity.session_opened(self.id)
         self._registered = True
         assert self.backend is not None and self.route is not None
-        self.runtime.bus.publish(
+        self.deps.bus.publish(
             "session.routed",
             session=self.id,
             protocol=self.protocol,
@@ -115,13 +115,13 @@ class DuplexSession:
     async def _open_duplex(self) -> None:
         name = self.router.engine_name
         assert name is not None
-        engine = self.runtime.fleet.engine(name)
+        engine = self.deps.fleet.engine(name)
         if not isinstance(engine, DuplexModel):
             raise InvalidInput(f"engine {name} does not serve the duplex role")
         persona = engine.persona(self.text_prompt, self.voice_prompt)
         try:
             self.backend = await DuplexBackend.open(
-                self.runtime, name, persona, self, self.router.config.hang_timeout_s
+                self.deps, name, persona, self, self.router.config.hang_timeout_s
             )
         except (EngineError, WakeTimeout) as exc:
             if self.router.config.policy == "duplex-only" or isinstance(exc, InvalidInput):
@@ -140,7 +140,7 @@ class DuplexSession:
                 "\n\nYou are taking over a spoken conversation mid-way. So far you said: "
                 f'"{said}". Continue it naturally; do not start over.'
             )
-        backend = CascadeBackend(self.runtime, self.id, instructions, self)
+        backend = CascadeBackend(self.deps, self.id, instructions, self)
         await backend.start()
         self.backend = backend
 
@@ -152,10 +152,10 @@ class DuplexSession:
             await backend.close()
         self.router.release(self.id)
         if self._registered:
-            self.runtime.sessions.pop(self.id, None)
-            self.runtime.hibernator.session_closed(self.id)
+            self.deps.registry.pop(self.id, None)
+            self.deps.activity.session_closed(self.id)
             self._registered = False
-            self.runtime.bus.publish(
+            self.deps.bus.publish(
                 "session.closed",
                 session=self.id,
                 protocol=self.protocol,
@@ -233,7 +233,7 @@ class DuplexSession:
             return
         cascade = self.backend
         assert isinstance(cascade, CascadeBackend)
-        self.runtime.sessions[self.id] = self  # the cascade registered itself under our id
+        self.deps.registry[self.id] = self  # the cascade registered itself under our id
         served = loop.time()
         last = old.last_audio_at or detected
         record = {
@@ -249,7 +249,7 @@ class DuplexSession:
         }
         self.failovers.append(record)
         log.warning("session %s: on the cascade after %.2f s (%s)", self.id, served - last, reason)
-        self.runtime.bus.publish("session.failover", session=self.id, **record)
+        self.deps.bus.publish("session.failover", session=self.id, **record)
         while self._held:  # what the user said meanwhile (already answered with silence)
             held, self._held = self._held, []
             for frame in held:

@@ -37,7 +37,8 @@ from orchestrator.api.realtime.wire import Refused, error_event, ga_named, serve
 from orchestrator.app.runtime import Runtime
 from orchestrator.duplex.routing import DuplexRouter
 from orchestrator.fleet.fleet import WakeTimeout
-from orchestrator.voice.session import CascadeSession, SessionEvent
+from orchestrator.voice.boundary import SessionEvent
+from orchestrator.voice.session import CascadeSession
 from services.errors import EngineError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class RealtimeConnection:
         self.runtime = runtime
         self.router = router  # None: this server has no duplex back-end
         self.limits = Limits(max_append_bytes=runtime.config.sessions.max_append_bytes)
-        self.session = CascadeSession(runtime, self._render)
+        self.session = CascadeSession(runtime.session_deps(), self._render)
         self._send_lock = asyncio.Lock()
         self.ga = False
         self.duplex: RealtimeDuplex | None = None  # once the client asked for the duplex back-end
@@ -95,9 +96,9 @@ class RealtimeConnection:
             "output_audio_format": "pcm16",
             "turn_detection": {
                 "type": "server_vad",
-                "threshold": s._detector.settings.threshold,
+                "threshold": s.turn_settings.threshold,
                 "prefix_padding_ms": 300,
-                "silence_duration_ms": int(s._detector.settings.end_silence_s * 1000),
+                "silence_duration_ms": int(s.turn_settings.end_silence_s * 1000),
             }
             if s.server_vad
             else None,

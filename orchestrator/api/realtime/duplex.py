@@ -55,7 +55,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.core.events import Subscription
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
-from services.duplex_client import DuplexModel, Pcm
+from services.base import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import InvalidInput
 from services.tasks import TaskSet
@@ -137,7 +137,7 @@ class RealtimeDuplex:
         chosen = voice_prompt(router, text_prompt, voice)
         bridge = cls(link, runtime, text_prompt, chosen)
         session = DuplexSession(
-            runtime,
+            runtime.session_deps(),
             router,
             bridge,
             text_prompt=text_prompt,

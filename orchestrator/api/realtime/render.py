@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from orchestrator.api.realtime.wire import content_ids, error_event, response_object, server_event
-from orchestrator.voice.session import SessionEvent
+from orchestrator.voice.boundary import SessionEvent
 
 ServerEvents = list[dict[str, Any]]
 

@@ -1,0 +1,187 @@
+"""The listening half of a cascade session: audio in, the user's turns out.
+
+Client audio (PCM16, any rate) is resampled to the VAD engine's rate and cut into its frames;
+each frame's speech probability feeds a ``TurnDetector``. While nobody speaks only a short
+pre-roll is kept, so a turn starts with the syllable that triggered it. While the user speaks,
+partial transcripts go out now and then; when the turn ends, the utterance goes to the session
+(``on_turn``), which transcribes and answers it. With server VAD off the client ends each turn
+(``commit``) and everything heard since is the utterance.
+
+The frame size and rate are the engine's (``VoiceActivityDetector``), never an adapter's
+constants: the listener learns them when the session attaches its leased VAD.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from contextlib import aclosing
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from orchestrator.config import SessionsConfig
+from orchestrator.voice.boundary import Emit, SessionEvent
+from orchestrator.voice.turns import TurnDetector, TurnEvent, TurnSettings
+from services.base import SpeechRecognizer, VadStream, VoiceActivityDetector
+from services.errors import EngineError, InvalidInput
+from services.tasks import TaskSet
+
+log = logging.getLogger(__name__)
+IN_RATE = 24_000  # the Realtime API's pcm16 rate, when the caller names none
+PRE_ROLL_S = 0.3
+
+Audio = npt.NDArray[np.float32]
+OnTurn = Callable[[Audio, float], Coroutine[Any, Any, None]]  # utterance, perf_counter at stop
+
+
+class Listener:
+    """Turns one stream of client audio into turns; owned by a ``CascadeSession``."""
+
+    def __init__(
+        self,
+        settings: SessionsConfig,
+        emit: Emit,
+        tasks: TaskSet,
+        *,
+        recognizer: Callable[[], SpeechRecognizer],
+        on_speech: Callable[[], Coroutine[Any, Any, None]],
+        on_turn: OnTurn,
+    ) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.server_vad = True
+        self._tasks = tasks
+        self._recognizer = recognizer
+        self._on_speech = on_speech  # the user started speaking: barge-in
+        self._on_turn = on_turn
+        self._vad: VadStream | None = None
+        self._rate = 0  # the VAD engine's, once attached
+        self._frame_samples = 0
+        self._detector = TurnDetector(self._turn_settings())
+        self._resampler: Any = None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._utterance: list[Audio] = []
+        self._stream_s = 0.0
+        self._partial: asyncio.Task[None] | None = None
+        self._partial_at = 0.0
+
+    @property
+    def turn_settings(self) -> TurnSettings:
+        return self._detector.settings
+
+    def attach(self, vad: VoiceActivityDetector) -> None:
+        """Listen with a (leased, loaded) VAD engine: a fresh stream at its rate and frame."""
+        self._vad = vad.stream()
+        self._rate, self._frame_samples = vad.sample_rate, vad.frame_samples
+        self._resampler = None
+        frame_s = self._frame_samples / self._rate
+        if self._detector.settings.frame_s != frame_s:
+            self._detector = TurnDetector(dataclasses.replace(self.turn_settings, frame_s=frame_s))
+
+    def configure(self, *, vad: dict[str, Any] | None, vad_enabled: bool | None) -> None:
+        if vad_enabled is not None:
+            self.server_vad = vad_enabled
+        if vad:
+            self._detector = TurnDetector(self._turn_settings(vad))
+
+    def _turn_settings(self, vad: dict[str, Any] | None = None) -> TurnSettings:
+        vad = vad or {}
+        silence = vad.get("silence_duration_ms", self.settings.end_of_turn_silence_ms)
+        threshold = vad.get("threshold", self.settings.vad_threshold)
+        settings = TurnSettings(threshold=float(threshold), end_silence_s=float(silence) / 1000)
+        if self._frame_samples:
+            settings = dataclasses.replace(settings, frame_s=self._frame_samples / self._rate)
+        return settings
+
+    # -- audio in ----------------------------------------------------------------------------
+
+    async def append(self, pcm16: bytes, rate: int = IN_RATE) -> None:
+        """Take PCM16 mono audio; with server VAD on, turns are found and handed on."""
+        if len(pcm16) % 2:
+            raise InvalidInput("PCM16 audio must have an even number of bytes")
+        samples = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+        if self._resampler is None:
+            self._resampler = soxr.ResampleStream(rate, self._rate, 1, dtype="float32")
+        resampled = self._resampler.resample_chunk(samples)
+        self._pending = np.concatenate([self._pending, resampled])
+        size = self._frame_samples
+        usable = len(self._pending) // size * size
+        frames, self._pending = self._pending[:usable], self._pending[usable:]
+        if not usable:
+            return
+        vad = self._vad
+        assert vad is not None
+        probabilities = await asyncio.to_thread(
+            lambda: [vad.probability(f) for f in frames.reshape(-1, size)]
+        )
+        for frame, probability in zip(frames.reshape(-1, size), probabilities, strict=True):
+            await self._frame(frame, probability)
+
+    async def _frame(self, frame: Audio, probability: float) -> None:
+        at = self._stream_s
+        self._stream_s += self._frame_samples / self._rate
+        self._utterance.append(frame)
+        turn = self._detector.feed(probability, at) if self.server_vad else None
+        if turn is None:
+            if not self._detector.speaking and self.server_vad:
+                keep = int(PRE_ROLL_S * self._rate / self._frame_samples)
+                self._utterance = self._utterance[-keep:]
+            elif sum(len(f) for f in self._utterance) > self.settings.max_utterance_s * self._rate:
+                await self._end_turn(at)
+            elif self._detector.speaking:
+                self._maybe_partial()
+            return
+        if turn.event is TurnEvent.SPEECH_STARTED:
+            await self.emit(SessionEvent("speech_started", at_ms=int(turn.at * 1000)))
+            await self._on_speech()
+        else:
+            await self._end_turn(turn.at)
+
+    def _maybe_partial(self) -> None:
+        """While the user speaks, transcribe what was said so far every ``partial_transcript_s``
+        of audio (one at a time, so partials never queue up behind each other)."""
+        interval = self.settings.partial_transcript_s
+        heard = len(self._utterance) * self._frame_samples / self._rate
+        busy = self._partial is not None and not self._partial.done()
+        if interval <= 0 or busy or heard - self._partial_at < interval:
+            return
+        self._partial_at = heard
+        audio = np.concatenate(self._utterance)
+        self._partial = self._tasks.spawn("partial", self._transcribe_partial(audio))
+
+    async def _transcribe_partial(self, audio: Audio) -> None:
+        asr = self._recognizer()
+        try:
+            async with aclosing(asr.transcribe(audio)) as segments:
+                text = "".join([s.text async for s in segments]).strip()
+        except EngineError as exc:  # a partial is a courtesy: the final transcript decides
+            log.info("partial transcript failed: %s", exc)
+            return
+        await self.emit(SessionEvent("partial_transcript", text=text))
+
+    # -- turn ends ---------------------------------------------------------------------------
+
+    async def commit(self) -> None:
+        """End the user's turn now (manual turn taking, server VAD off)."""
+        await self._end_turn(self._stream_s)
+
+    def clear(self) -> None:
+        self._utterance = []
+
+    async def _end_turn(self, at_s: float) -> None:
+        stopped = time.perf_counter()
+        if self._partial is not None:
+            self._partial.cancel()  # the final transcript supersedes it
+        self._partial_at = 0.0
+        await self.emit(SessionEvent("speech_stopped", at_ms=int(at_s * 1000)))
+        audio = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+        self._utterance = []
+        if audio.size == 0 or audio.size < self._frame_samples:
+            return  # nothing heard, or less than one frame of it
+        self._tasks.spawn("turn", self._on_turn(audio, stopped))

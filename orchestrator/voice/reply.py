@@ -1,0 +1,199 @@
+"""The speaking half of a cascade session: replies, one at a time, and what was heard of them.
+
+A reply streams LLM text into sentences and sentences into TTS audio (``cascade.reply``),
+resampled to the output rate. Each sentence is remembered with the audio time at its end, so
+when the client says it played only part of a reply (``truncate``), the history keeps only the
+sentences the user heard. A new reply, or the user starting to speak (barge-in), cancels the one
+in progress. When an engine fails before anything was said and its fallback chain switches,
+the reply starts again on the new engine; once something was said it ends as failed, because a
+sentence never switches voices mid-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+
+from orchestrator.config import SessionsConfig
+from orchestrator.core.metrics import Metrics
+from orchestrator.fleet.fallback import RoleChain
+from orchestrator.voice.boundary import Emit, SessionEvent
+from orchestrator.voice.cascade import ReplyTimings, reply
+from orchestrator.voice.history import History
+from services.base import ChatModel, SpeechSynthesizer
+from services.errors import EngineError, InvalidInput
+from services.tasks import TaskSet
+
+OUT_RATE = 24_000
+Failover = Callable[[EngineError], Awaitable[bool]]  # True when another engine took over
+
+
+@dataclass
+class _Reply:
+    response_id: str
+    item_id: str
+    task: asyncio.Task[None] | None = None
+    sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, audio ms at its end)
+    audio_ms: int = 0
+    status: str = "in_progress"
+
+
+class Responder:
+    """Speaks a session's replies with the engines its chains currently serve."""
+
+    def __init__(
+        self,
+        settings: SessionsConfig,
+        history: History,
+        chains: Mapping[str, RoleChain],
+        emit: Emit,
+        tasks: TaskSet,
+        *,
+        failover: Failover,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.history = history
+        self.chains = chains
+        self.emit = emit
+        self.voice: str | None = None
+        self.turn_metrics: list[dict[str, float]] = []  # the last 100 turns' latencies
+        self._tasks = tasks
+        self._failover = failover
+        self._metrics = metrics
+        self._reply: _Reply | None = None
+
+    async def start(
+        self, *, turn_started: float | None = None, transcribed: float | None = None
+    ) -> None:
+        await self.cancel()
+        current = _Reply(f"resp_{uuid.uuid4().hex[:16]}", f"item_{uuid.uuid4().hex[:16]}")
+        self._reply = current
+        await self.emit(SessionEvent("reply_started", current.item_id, current.response_id))
+        current.task = self._tasks.spawn("reply", self._speak(current, turn_started, transcribed))
+
+    async def barge_in(self) -> None:
+        """The user started speaking: a reply in progress stops at once."""
+        if self._reply is not None and self._reply.status == "in_progress":
+            await self.cancel()
+
+    async def cancel(self) -> None:
+        current = self._reply
+        if current is None or current.task is None or current.task.done():
+            return
+        current.task.cancel()
+        await asyncio.gather(current.task, return_exceptions=True)
+
+    def truncate(self, item_id: str, audio_end_ms: int) -> None:
+        """The client played only ``audio_end_ms`` of a reply: keep only those sentences."""
+        current = self._reply
+        if current is None or current.item_id != item_id:
+            raise InvalidInput(f"no assistant item {item_id!r} to truncate")
+        kept = [text for text, end_ms in current.sentences if end_ms <= audio_end_ms]
+        spoken = " ".join(text for text, _ in current.sentences)
+        self.history.replace_last_assistant(spoken, " ".join(kept))
+
+    async def _speak(
+        self, current: _Reply, turn_started: float | None, transcribed: float | None
+    ) -> None:
+        timings = ReplyTimings()
+        attempts = sum(len(chain.names) for chain in self.chains.values())
+        for _attempt in range(attempts):
+            if not await self._speak_once(current, timings):
+                break
+        spoken = " ".join(text for text, _ in current.sentences)
+        self.history.add("assistant", spoken)
+        self._record(turn_started, transcribed, timings)
+        await self.emit(
+            SessionEvent(
+                "reply_done",
+                status=current.status,
+                text=spoken,
+                item_id=current.item_id,
+                response_id=current.response_id,
+            )
+        )
+
+    async def _speak_once(self, current: _Reply, timings: ReplyTimings) -> bool:
+        """One try at a reply. True when an engine failed before anything was said and another
+        took over its role, so the reply starts again (a sentence never switches voices)."""
+        llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
+        assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
+        ids = (current.item_id, current.response_id)
+        pending = ""
+        try:
+            pieces = reply(
+                llm,
+                tts,
+                self.history.messages(),
+                voice=self.voice,
+                llm_options=self.settings.llm_options,
+                timings=timings,
+                stall_timeout_s=self.settings.engine_timeout_s,
+            )
+            async with aclosing(pieces):
+                async for piece in pieces:
+                    if piece.text:
+                        if pending:
+                            current.sentences.append((pending, current.audio_ms))
+                        pending = piece.text
+                        await self.emit(_reply_event("reply_text", ids, text=piece.text + " "))
+                    elif piece.audio is not None:
+                        pcm = piece.audio.pcm16
+                        if piece.audio.sample_rate != OUT_RATE:
+                            pcm = await asyncio.to_thread(
+                                _to_out_rate, pcm, piece.audio.sample_rate
+                            )
+                        current.audio_ms += len(pcm) * 1000 // (2 * OUT_RATE)
+                        await self.emit(_reply_event("reply_audio", ids, audio=pcm))
+            if pending:
+                current.sentences.append((pending, current.audio_ms))
+            current.status = "completed"
+        except asyncio.CancelledError:
+            current.status = "cancelled"
+            if pending and current.audio_ms:
+                current.sentences.append((pending, current.audio_ms))
+        except EngineError as exc:
+            nothing_said = not current.sentences and not pending and current.audio_ms == 0
+            switched = await self._failover(exc)
+            if switched and nothing_said:
+                return True
+            current.status = "failed"
+            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc)))
+        return False
+
+    def _record(
+        self, turn_started: float | None, transcribed: float | None, timings: ReplyTimings
+    ) -> None:
+        """A spoken turn's latencies, from the end of the user's speech (not for typed turns)."""
+        if turn_started is None or timings.first_audio is None:
+            return
+        first_sentence = timings.first_sentence or timings.first_audio
+        record = {
+            "transcript_s": (transcribed or turn_started) - turn_started,
+            "first_token_s": (timings.first_token or timings.started) - turn_started,
+            # TTS time to first byte: from the first complete sentence to its first audio
+            "tts_first_byte_s": timings.first_audio - first_sentence,
+            "first_audio_s": timings.first_audio - turn_started,
+            "turn_total_s": time.perf_counter() - turn_started,
+        }
+        self.turn_metrics = [*self.turn_metrics[-99:], record]
+        for stage, seconds in record.items():
+            self._metrics.turn_stage(stage, seconds)
+
+
+def _reply_event(kind: str, ids: tuple[str, str], **fields: Any) -> SessionEvent:
+    return SessionEvent(kind, item_id=ids[0], response_id=ids[1], **fields)
+
+
+def _to_out_rate(pcm16: bytes, rate: int) -> bytes:
+    samples = np.frombuffer(pcm16, dtype=np.int16)
+    return np.asarray(soxr.resample(samples, rate, OUT_RATE), dtype=np.int16).tobytes()
