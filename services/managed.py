@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -27,9 +26,7 @@ from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
-import psutil
 
-from services import nvml
 from services.base import (
     EngineHealth,
     EngineMemory,
@@ -45,6 +42,7 @@ from services.base import (
 from services.errors import EngineError, EngineLoadError, EngineNotLoaded, ModelMissing
 from services.process.managed_process import ManagedProcess, ProcessSpec, SupervisorError
 from services.process.probes import Probe, TcpProbe
+from services.process.resources import program_problem, tree_memory
 from services.process.supervisor import ProcessState, Supervisor
 from services.server_options import ServerOptions, parse_options
 from services.tasks import TaskSet
@@ -108,17 +106,7 @@ class ServerEngine(ABC):
         """(RAM, VRAM) the loaded model holds; by default the supervised process tree's."""
         process = self._process
         pid = process.pid if process is not None else None
-        if pid is None:
-            return None, None
-        try:
-            root = psutil.Process(pid)
-            tree = [root, *root.children(recursive=True)]
-            ram = sum(p.memory_info().rss for p in tree)
-        except psutil.Error:
-            return None, None
-        vrams = [nvml.process_vram_bytes(p.pid) for p in tree]
-        known = [v for v in vrams if v is not None]
-        return ram, sum(known) if known else None
+        return (None, None) if pid is None else tree_memory(pid)
 
     async def _check_residency(self) -> None:
         """Health's chance to notice that the server dropped the model on its own."""
@@ -139,14 +127,9 @@ class ServerEngine(ABC):
         if not command:
             return None
         program = command[0]
-        if os.sep in program:
-            if os.access(program, os.X_OK):
-                return None
-            where = "not found or not executable"
-        else:
-            if shutil.which(program) is not None:
-                return None
-            where = "not found on PATH"
+        where = program_problem(program)
+        if where is None:
+            return None
         return ModelMissing(
             f"the server program {program!r} is {where}", engine=self.name, hint=self.install_hint
         )
