@@ -26,7 +26,6 @@ from orchestrator.api.realtime.connection import SOCKETS
 from orchestrator.app.runtime import RUNTIME
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
-from orchestrator.fleet.fleet import WakeTimeout
 from services.duplex_client import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
@@ -121,7 +120,7 @@ async def duplex(request: web.Request) -> web.StreamResponse:
             pcm = socket.decode(message.data[1:])
             if pcm is not None:
                 await session.feed(pcm)
-    except (EngineError, WakeTimeout) as exc:
+    except EngineError as exc:
         log.warning("duplex session %s ended: %s", session.id, exc)
         await ws.close(code=1011, message=str(exc)[:120].encode())
     finally:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 
-from orchestrator.fleet.fleet import Fleet, WakeTimeout
+from orchestrator.fleet.fleet import Fleet
 from services.base import Engine
 from services.errors import EngineError
 
@@ -99,7 +99,7 @@ class RoleChain:
             engines = await self._stack.enter_async_context(
                 self._fleet.lease([name], timeout_s=self._timeout_s, on_waking=self._on_waking)
             )
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             self.failed[name] = str(exc)
             log.warning("%s engine %s unavailable: %s", self.role, name, exc)
             return False

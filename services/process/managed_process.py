@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from services.base import ProcessView
+from services.errors import VoiceOrchestratorError
 from services.process import pidfiles
 from services.process.child import Child
 from services.process.probes import Probe, port_free, port_holder
@@ -50,10 +51,11 @@ class ProcessState(StrEnum):
     FAILED = "failed"
 
 
-class SupervisorError(Exception):
+class SupervisorError(VoiceOrchestratorError):
     """A managed process could not be brought up; ``last_lines`` is what it printed last."""
 
-    transient = False
+    code = "process_error"
+    status = 503
 
     def __init__(self, name: str, message: str, last_lines: tuple[str, ...] = ()) -> None:
         super().__init__(f"{name}: {message}")
@@ -65,9 +67,13 @@ class SupervisorError(Exception):
 class PortTaken(SupervisorError):
     """The process's port is held by a process this supervisor did not start."""
 
+    code = "port_taken"
+
 
 class ProcessFailed(SupervisorError):
     """The process is ``failed`` (crash loop, unusable command) or was stopped meanwhile."""
+
+    code = "process_failed"
 
 
 @dataclass(frozen=True)

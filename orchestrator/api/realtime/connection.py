@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
-from orchestrator.fleet.fleet import WakeTimeout
 from orchestrator.voice.session import CascadeSession, SessionEvent
-from services.errors import EngineError, InvalidInput
+from services.errors import EngineError, InvalidInput, VoiceOrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.api.realtime.duplex import RealtimeDuplex
@@ -64,13 +63,20 @@ def server_event(type_: str, **fields: Any) -> dict[str, Any]:
     return {"event_id": f"event_{uuid.uuid4().hex[:20]}", "type": type_, **fields}
 
 
-class Refused(Exception):
-    """A well-formed client event that cannot be done now: an ``error`` event with a stable
-    ``code``; the session goes on."""
+class Refused(VoiceOrchestratorError):
+    """A well-formed client event that cannot be done now: an ``error`` event with the stable
+    ``code`` each refusal names (a 400 unless ``status`` says otherwise); the session goes on."""
 
-    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+    code = "refused"
+    status = 400
+
+    def __init__(
+        self, message: str, code: str, param: str | None = None, *, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message, self.code, self.param = message, code, param
+        if status is not None:
+            self.status = status
 
 
 def decode_append(event: dict[str, Any], max_bytes: int) -> bytes:
@@ -391,7 +397,7 @@ async def realtime(request: web.Request) -> web.StreamResponse:
     try:
         try:
             await connection.session.open()
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
             return ws
         await connection.send(server_event("session.created", session=connection.session_view()))

@@ -51,7 +51,6 @@ from orchestrator.api.realtime.connection import (
 from orchestrator.core.events import Subscription
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.duplex.session import DuplexSession
-from orchestrator.fleet.fleet import WakeTimeout
 from services.duplex_client import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, InvalidInput
@@ -146,7 +145,7 @@ class RealtimeDuplex:
         await conn.session.close()  # the cascade's leases go back before the duplex loads
         try:
             await session.start()
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             conn.duplex = None
             await bridge.close()
             await cls._back_to_cascade(conn)
@@ -164,7 +163,7 @@ class RealtimeDuplex:
         holds nothing else before the conversation starts); close the socket if it cannot."""
         try:
             await conn.session.open()
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             await conn.error(f"no back-end can serve this session: {exc}", "session_failed")
             await conn.ws.close(code=1011, message=b"no back-end can serve this session")
 
