@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 
 from orchestrator.api.realtime.connection import SOCKETS
 from orchestrator.app.runtime import RUNTIME
-from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
+from orchestrator.duplex.routing import DuplexRouter
 from orchestrator.duplex.session import DuplexSession
 from services.duplex_client import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
@@ -75,18 +75,16 @@ class DuplexSocket:
 
 
 def check_persona(router: DuplexRouter, request: web.Request) -> None:
-    """A bad persona is a 400 before the upgrade, whichever back-end would serve it."""
+    """A bad persona is a 400 (``invalid_input``) before the upgrade, whichever back-end
+    would serve it."""
     text_prompt = request.query.get("text_prompt", "").strip()
     if not text_prompt:
-        raise web.HTTPBadRequest(text="text_prompt is required and must not be empty")
+        raise InvalidInput("text_prompt is required and must not be empty")
     name = router.engine_name
     if name is not None:
         engine = router.fleet.engine(name)
         if isinstance(engine, DuplexModel):
-            try:
-                engine.persona(text_prompt, request.query.get("voice_prompt") or None)
-            except InvalidInput as exc:
-                raise web.HTTPBadRequest(text=exc.message) from None
+            engine.persona(text_prompt, request.query.get("voice_prompt") or None)
 
 
 async def duplex(request: web.Request) -> web.StreamResponse:
@@ -102,10 +100,7 @@ async def duplex(request: web.Request) -> web.StreamResponse:
         text_prompt=request.query.get("text_prompt"),
         voice_prompt=request.query.get("voice_prompt") or None,
     )
-    try:
-        session.claim()
-    except DuplexUnavailable as exc:
-        raise web.HTTPServiceUnavailable(text=str(exc), headers={"Retry-After": "5"}) from None
+    session.claim()  # DuplexUnavailable: a 503 with Retry-After, before the upgrade
     try:
         await ws.prepare(request)
         request.app[SOCKETS].add(ws)  # closed on shutdown with the Realtime sockets

@@ -48,6 +48,7 @@ class SessionEvent:
     status: str = ""
     code: str = ""
     engines: tuple[str, ...] = ()
+    error: EngineError | None = None  # kind error: what failed, for the front-end to render
 
 
 @dataclass
@@ -297,11 +298,11 @@ class CascadeSession:
                     text = "".join([s.text async for s in segments]).strip()
                 break
             except InvalidInput as exc:
-                await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                await self.emit(SessionEvent("error", code=exc.code, text=str(exc), error=exc))
                 return
             except EngineError as exc:
                 if not await self._failover(exc):
-                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc), error=exc))
                     return
         transcribed = time.perf_counter()
         await self.emit(SessionEvent("transcript", item_id=item_id, text=text))
@@ -391,7 +392,7 @@ class CascadeSession:
             if switched and nothing_said:
                 return True
             current.status = "failed"
-            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc)))
+            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc), error=exc))
         return False
 
     async def cancel_reply(self) -> None:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from orchestrator.api.errors import WireError, describe, realtime_error
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.voice.session import CascadeSession, SessionEvent
 from services.errors import EngineError, InvalidInput, VoiceOrchestratorError
@@ -117,20 +118,23 @@ class RealtimeConnection:
                 await self.ws.send_json(event)
 
     async def error(
-        self, message: str, code: str, client_event: str | None = None, param: str | None = None
+        self,
+        message: str,
+        code: str,
+        client_event: str | None = None,
+        param: str | None = None,
+        *,
+        status: int = 400,
     ) -> None:
-        await self.send(
-            server_event(
-                "error",
-                error={
-                    "type": "invalid_request_error",
-                    "code": code,
-                    "message": message,
-                    "param": param,
-                    "event_id": client_event,
-                },
-            )
-        )
+        """An ``error`` event about the protocol itself (no exception behind it)."""
+        await self.report(WireError(status, code, message, param), client_event)
+
+    async def report(
+        self, error: BaseException | WireError, client_event: str | None = None
+    ) -> None:
+        """An ``error`` event for ``error``, rendered as the HTTP API renders the same error."""
+        wire = error if isinstance(error, WireError) else describe(error)
+        await self.send(server_event("error", error=realtime_error(wire, client_event)))
 
     def session_view(self) -> dict[str, Any]:
         s = self.session
@@ -176,12 +180,8 @@ class RealtimeConnection:
                 await self.duplex.handle(kind, event)
             else:
                 await handler(event)
-        except Refused as exc:
-            await self.error(exc.message, exc.code, client_event, exc.param)
-        except InvalidInput as exc:
-            await self.error(exc.message, "invalid_value", client_event)
-        except EngineError as exc:
-            await self.error(str(exc), exc.code, client_event)
+        except VoiceOrchestratorError as exc:
+            await self.report(exc, client_event)
 
     async def _on_session_update(self, event: dict[str, Any]) -> None:
         config = event.get("session")
@@ -352,7 +352,7 @@ class RealtimeConnection:
                 server_event("fallback", role=role, source=source, target=target, reason=e.text)
             )
         elif e.kind == "error":
-            await self.error(e.text, e.code)
+            await (self.report(e.error) if e.error is not None else self.error(e.text, e.code))
 
     def _response(self, e: SessionEvent, status: str) -> dict[str, Any]:
         output = (
@@ -398,7 +398,7 @@ async def realtime(request: web.Request) -> web.StreamResponse:
         try:
             await connection.session.open()
         except EngineError as exc:
-            await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
+            await connection.report(exc)
             return ws
         await connection.send(server_event("session.created", session=connection.session_view()))
         async with asyncio.timeout(settings.max_minutes * 60):

@@ -111,14 +111,18 @@ class RealtimeDuplex:
             )
         router = conn.app.get(DUPLEX_ROUTER) if conn.app is not None else None
         if router is None:
-            raise Refused("this server has no duplex back-end", "duplex_unavailable")
+            raise Refused(
+                "this server has no duplex back-end",
+                DuplexUnavailable.code,
+                status=DuplexUnavailable.status,
+            )
         instructions = config.get("instructions", conn.client_instructions)
         text_prompt = instructions.strip() if isinstance(instructions, str) else ""
         if not text_prompt:
             raise Refused(
                 "session.backend 'duplex' needs non-empty 'instructions': they are the duplex "
                 "model's text prompt",
-                "invalid_value",
+                "invalid_input",
                 "session.instructions",
             )
         voice = _requested_voice(config)
@@ -139,7 +143,7 @@ class RealtimeDuplex:
             session.claim()
         except DuplexUnavailable as exc:
             bridge._bus.close()
-            raise Refused(str(exc), "duplex_unavailable", "session.backend") from None
+            raise Refused(str(exc), exc.code, "session.backend", status=exc.status) from None
         bridge.session = session
         conn.duplex = bridge  # from here on the connection's close closes it
         await conn.session.close()  # the cascade's leases go back before the duplex loads
@@ -151,8 +155,9 @@ class RealtimeDuplex:
             await cls._back_to_cascade(conn)
             raise Refused(
                 f"the duplex back-end could not start ({exc}): the session stays on the cascade",
-                getattr(exc, "code", "engines_waking"),
+                exc.code,
                 "session.backend",
+                status=exc.status,
             ) from None
         log.info("realtime session %s on the %s", session.id, session.summary()["backend"])
         await bridge._begin()
@@ -164,7 +169,9 @@ class RealtimeDuplex:
         try:
             await conn.session.open()
         except EngineError as exc:
-            await conn.error(f"no back-end can serve this session: {exc}", "session_failed")
+            await conn.error(
+                f"no back-end can serve this session: {exc}", "session_failed", status=exc.status
+            )
             await conn.ws.close(code=1011, message=b"no back-end can serve this session")
 
     # -- client events -----------------------------------------------------------------------
@@ -216,7 +223,7 @@ class RealtimeDuplex:
     async def end(self, reason: str) -> None:
         """Nothing can serve the session any more: say so, then close the socket."""
         await self._finish("failed", reason)
-        await self.conn.error(f"the duplex session ended: {reason}", "session_failed")
+        await self.conn.error(f"the duplex session ended: {reason}", "session_failed", status=503)
         await self.conn.ws.close(code=1011, message=reason[:120].encode())
 
     # -- lifecycle ---------------------------------------------------------------------------
