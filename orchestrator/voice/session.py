@@ -172,7 +172,7 @@ class CascadeSession:
         """Switch the role whose engine raised ``exc``; False when nothing could take over."""
         for chain in self.chains.values():
             if chain.current is not None and chain.current == exc.engine:
-                switched: bool = await chain.fail(str(exc))
+                switched: bool = await chain.fail(str(exc), transient=exc.transient)
                 return switched
         return False
 
