@@ -37,14 +37,14 @@
 
 Every class carries a stable ``code`` (safe to show to API clients), the HTTP ``status`` it is
 answered with, and ``transient``: whether retrying the same thing may help. ``transient`` is a
-class default that an instance may override (``EngineError(..., transient=True)``). Fallback
-chains probe again only engines that failed transiently, and the process supervisor is to decide
-on that flag too, never on message text or class lists. ``EngineError`` is the branch to catch
-where an engine is needed. Strays that had a built-in base (``KeyError``, ``ValueError``,
-``LookupError``) keep it, so callers that catch the built-in still work.
-``orchestrator.api.errors.describe`` turns any of them into the one shape that HTTP and the
-Realtime socket both send. Adapters wrap library exceptions with ``raise ... from exc`` so the
-cause stays in the traceback.
+class default that an instance may override (``ProcessFailed`` for a busy executable, say).
+Fallback chains probe again only engines that failed transiently, and the process supervisor
+restarts after a transient failure and gives up on a permanent one: they decide on that flag,
+never on message text or class lists. ``EngineError`` is the branch to catch where an engine is
+needed. Strays that had a built-in base (``KeyError``, ``ValueError``, ``LookupError``) keep it,
+so callers that catch the built-in still work. ``orchestrator.api.errors.describe`` turns any of
+them into the one shape that HTTP and the Realtime socket both send. Adapters wrap library
+exceptions with ``raise ... from exc`` so the cause stays in the traceback.
 """
 
 from __future__ import annotations
