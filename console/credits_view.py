@@ -20,6 +20,7 @@ from orchestrator.credits.ledger import STALE_BEATS, Ledger
 from orchestrator.credits.report import replay, wake_costs
 from orchestrator.credits.runway import DAY_S, HOUR_S, day_start, power_changes, usage
 from orchestrator.credits.traces import JSONL_SUFFIXES, TraceError, read_trace
+from services.errors import VoiceOrchestratorError
 
 MAX_DAYS = 90
 MIN_DAYS = 7
@@ -70,8 +71,11 @@ def cost_by_state(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-class SimulationError(ValueError):
+class SimulationError(VoiceOrchestratorError, ValueError):
     """An upload the simulator cannot use, worded for the operator."""
+
+    code = "invalid_simulation"
+    status = 400
 
 
 def parse_timeouts(text: str) -> list[float]:

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from orchestrator.config import HibernationConfig
 from orchestrator.core.idle import ORDER
+from services.errors import VoiceOrchestratorError
 
 FILE_NAME = "console-overrides.toml"
 TOP_KEYS = (
@@ -35,7 +36,12 @@ TOP_KEYS = (
 ACTION_KEYS = ("unload_roles", "stop_processes", "host_power_off", "telemetry_interval_s")
 
 
-class OverrideError(ValueError):
+class OverrideError(VoiceOrchestratorError, ValueError):
+    """Hibernation overrides the console cannot apply; ``problems`` lists each, by key path."""
+
+    code = "invalid_override"
+    status = 400
+
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems

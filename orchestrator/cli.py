@@ -15,7 +15,6 @@ from pathlib import Path
 from orchestrator import __version__
 from orchestrator.commands import (
     Command,
-    CommandError,
     download,
     hibernate,
     install,
@@ -25,8 +24,9 @@ from orchestrator.commands import (
     status,
     wake,
 )
-from orchestrator.config import AppConfig, ConfigError, load_config
+from orchestrator.config import AppConfig, load_config
 from services import nvml
+from services.errors import VoiceOrchestratorError
 
 COMMANDS: list[Command] = [serve, status, download, install, wake, hibernate, simulate, plan]
 
@@ -71,6 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     command: Command = args.command_module
     try:
         return command.run(args, _config(args))
-    except (ConfigError, CommandError) as exc:
+    except VoiceOrchestratorError as exc:  # ConfigError, CommandError and the rest: one line
         print(f"error: {exc}", file=sys.stderr)
         return 2

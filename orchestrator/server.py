@@ -18,12 +18,15 @@ from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
+from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
 
 
-class PortInUse(Exception):
+class PortInUse(VoiceOrchestratorError):
     """A configured port is taken by another process."""
+
+    code = "port_in_use"
 
 
 async def _start_site(runner: web.AppRunner, host: str, port: int, key: str, grace: float) -> None:

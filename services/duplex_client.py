@@ -49,6 +49,7 @@ class HandshakeTimeout(EngineCallError):
     """No 0x00 within the timeout: the server is busy with another conversation, or stuck."""
 
     code = "duplex_busy"
+    status = 503
 
 
 def make_persona(

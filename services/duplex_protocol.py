@@ -23,13 +23,19 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from services.errors import VoiceOrchestratorError
+
 FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one Mimi frame
 SAMPLE_RATE = 24_000
 FRAME_S = FRAME_SAMPLES / SAMPLE_RATE
 
 
-class ProtocolError(ValueError):
-    """A message that is not a PersonaPlex message (empty, or an unknown kind byte)."""
+class ProtocolError(VoiceOrchestratorError, ValueError):
+    """A message that is not a PersonaPlex message (empty, or an unknown kind byte): the
+    server sent something we cannot read, hence a 502."""
+
+    code = "duplex_protocol_error"
+    status = 502
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Failures of engines behind HTTP, as part of the one tree in ``services.errors``.
 
     EngineCallError
-    ├── ServerUnavailable   transient: refused, timed out, dropped mid-answer, 5xx, 429
-    └── ServerRejected      permanent: the server understood and said no (bad key, bad request)
+    ├── ServerUnavailable   transient, 503: refused, timed out, dropped mid-answer, 5xx, 429
+    └── ServerRejected      permanent, 502: the server understood and said no (bad key, bad request)
 
 ``translate`` maps httpx's exception tree onto these at the adapter boundary, so fallback chains
 and the supervisor decide on ``transient``, never on message text.
@@ -19,6 +19,7 @@ from services.errors import EngineCallError, EngineError
 
 class ServerUnavailable(EngineCallError):
     code = "server_unavailable"
+    status = 503
     transient = True
 
 

@@ -152,13 +152,13 @@ async def test_bad_input_gets_error_events_and_the_session_survives(server: Test
         await socket.send("session.dance")
         assert (await socket.until("error"))["error"]["code"] == "unknown_event"
         await socket.send("input_audio_buffer.append", audio="%%%not-base64")
-        assert (await socket.until("error"))["error"]["code"] == "invalid_value"
+        assert (await socket.until("error"))["error"]["code"] == "invalid_input"
         await socket.send("input_audio_buffer.append", audio=base64.b64encode(b"abc").decode())
         assert "even number" in (await socket.until("error"))["error"]["message"]
         await socket.ws.send_bytes(b"\x00\x01")
         assert (await socket.until("error"))["error"]["code"] == "binary_frame"
         await socket.send("conversation.item.truncate", item_id="nope", audio_end_ms=10)
-        assert (await socket.until("error"))["error"]["code"] == "invalid_value"
+        assert (await socket.until("error"))["error"]["code"] == "invalid_input"
         await socket.send("session.update", session={"instructions": "Be terse.", "voice": "x"})
         updated = await socket.until("session.updated")
         assert updated["session"]["instructions"] == "Be terse."

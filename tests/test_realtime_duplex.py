@@ -171,7 +171,7 @@ async def test_bad_switches_are_refused_and_the_connection_goes_on(
     try:
         await socket.send("session.update", session={**PERSONA, "instructions": "  "})
         error = (await socket.until("error"))["error"]
-        assert (error["code"], error["param"]) == ("invalid_value", "session.instructions")
+        assert (error["code"], error["param"]) == ("invalid_input", "session.instructions")
         assert "instructions" in error["message"]
         await socket.send("session.update", session={"backend": "telepathy"})
         assert "session.backend" in (await socket.until("error"))["error"]["message"]

@@ -6,9 +6,11 @@ Every wait is on a state change or a bounded poll; no test sleeps to let a race 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -215,9 +217,45 @@ async def test_port_taken_by_a_stranger_is_a_clear_error(supervisor: Supervisor)
 async def test_command_that_cannot_run_fails_at_once(supervisor: Supervisor) -> None:
     missing = ProcessSpec(name="ghost", command=("/nonexistent/ollama", "serve"))
     process = supervisor.process(missing)
-    with pytest.raises(ProcessFailed, match="cannot run '/nonexistent/ollama'"):
+    states = StateLog(process)
+    with pytest.raises(ProcessFailed, match="cannot run '/nonexistent/ollama'") as failure:
         await process.ensure_ready()
     assert process.starts == 0
+    assert not failure.value.transient  # a permanent failure: no backoff, no retry
+    assert states.states == [ProcessState.STARTING, ProcessState.FAILED]
+
+
+async def test_a_busy_executable_is_transient_and_backed_off_from(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    """An executable still open for writing (being installed) cannot run yet: ETXTBSY is a
+    transient failure, so the supervisor backs off and tries again instead of giving up as it
+    does for a missing one (above). The writer closes as the backoff begins, so the retry's
+    outcome does not depend on timing."""
+    script = tmp_path / "server.sh"
+    writer = script.open("w")
+    writer.write("#!/bin/sh\nexec sleep 60\n")
+    writer.flush()
+    script.chmod(0o755)
+    try:
+        subprocess.run([str(script)], check=False)
+    except OSError as exc:
+        assert exc.errno == errno.ETXTBSY
+    else:
+        writer.close()
+        pytest.skip("this kernel runs an executable that is open for writing")
+    process = supervisor.process(ProcessSpec(name="busy", command=(str(script),), restart=FAST))
+    states = StateLog(process)
+    process.listeners.append(
+        lambda state: writer.close() if state is ProcessState.BACKOFF else None
+    )
+    try:
+        await process.ensure_ready()
+    finally:
+        writer.close()
+    assert states.states[:2] == [ProcessState.STARTING, ProcessState.CRASHED]
+    assert ProcessState.BACKOFF in states.states and ProcessState.FAILED not in states.states
+    assert process.starts == 1
 
 
 async def test_stop_during_backoff_and_restart_after_failure(supervisor: Supervisor) -> None:

@@ -15,18 +15,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.api.chat import add_chat_routes
 from orchestrator.api.duplex import add_duplex_routes
-from orchestrator.api.errors import error_response
+from orchestrator.api.errors import WireError, describe, error_response
 from orchestrator.api.realtime.route import add_realtime_routes
 from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet import health
-from orchestrator.fleet.fleet import WakeTimeout
 from services.base import EngineState
-from services.errors import EngineCallError, EngineError, InvalidInput, ModelMissing
+from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
 
-ENGINE_ERROR_STATUS: dict[type[EngineError], int] = {InvalidInput: 400, EngineCallError: 502}
 _STATES = [*(s.value for s in EngineState), "downloading"]
 
 
@@ -38,25 +36,17 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = exc.reason.lower().replace(" ", "_")
         headers = {
             name: value
             for name, value in exc.headers.items()
             if name.lower() not in ("content-type", "content-length")
         }
-        message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
-        return error_response(exc.status, code, message, headers=headers)
-    except WakeTimeout as exc:
-        return error_response(
-            503, "engines_waking", str(exc), headers={"Retry-After": str(exc.retry_after_s)}
-        )
-    except EngineError as exc:
-        status = ENGINE_ERROR_STATUS.get(type(exc), 503)
-        message = f"{exc}. {exc.hint}" if isinstance(exc, ModelMissing) and exc.hint else str(exc)
-        return error_response(status, exc.code, message)
-    except Exception:
+        return error_response(describe(exc), headers=headers)
+    except VoiceOrchestratorError as exc:
+        return error_response(describe(exc))
+    except Exception as exc:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal_error", "internal error; see the server log")
+        return error_response(describe(exc))
 
 
 @web.middleware
@@ -69,9 +59,11 @@ async def require_api_key(request: web.Request, handler: Handler) -> web.StreamR
         token = _subprotocol_key(request)  # browsers cannot set headers on a WebSocket
     if not token or not runtime.secrets.api_key_valid(token.strip()):
         return error_response(
-            401,
-            "invalid_api_key",
-            "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            WireError(
+                401,
+                "invalid_api_key",
+                "missing or invalid API key: send 'Authorization: Bearer <key>'",
+            ),
             headers={"WWW-Authenticate": "Bearer"},
         )
     request[API_KEY_USED] = token.strip()

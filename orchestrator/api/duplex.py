@@ -24,9 +24,8 @@ from aiohttp import WSMsgType, web
 
 from orchestrator.api.keys import DUPLEX_ROUTER, SOCKETS
 from orchestrator.app.runtime import RUNTIME
-from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
+from orchestrator.duplex.routing import DuplexRouter
 from orchestrator.duplex.session import DuplexSession
-from orchestrator.fleet.fleet import WakeTimeout
 from services.base import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
@@ -75,18 +74,16 @@ class DuplexSocket:
 
 
 def check_persona(router: DuplexRouter, request: web.Request) -> None:
-    """A bad persona is a 400 before the upgrade, whichever back-end would serve it."""
+    """A bad persona is a 400 (``invalid_input``) before the upgrade, whichever back-end
+    would serve it."""
     text_prompt = request.query.get("text_prompt", "").strip()
     if not text_prompt:
-        raise web.HTTPBadRequest(text="text_prompt is required and must not be empty")
+        raise InvalidInput("text_prompt is required and must not be empty")
     name = router.engine_name
     if name is not None:
         engine = router.fleet.engine(name)
         if isinstance(engine, DuplexModel):
-            try:
-                engine.persona(text_prompt, request.query.get("voice_prompt") or None)
-            except InvalidInput as exc:
-                raise web.HTTPBadRequest(text=exc.message) from None
+            engine.persona(text_prompt, request.query.get("voice_prompt") or None)
 
 
 async def duplex(request: web.Request) -> web.StreamResponse:
@@ -102,10 +99,7 @@ async def duplex(request: web.Request) -> web.StreamResponse:
         text_prompt=request.query.get("text_prompt"),
         voice_prompt=request.query.get("voice_prompt") or None,
     )
-    try:
-        session.claim()
-    except DuplexUnavailable as exc:
-        raise web.HTTPServiceUnavailable(text=str(exc), headers={"Retry-After": "5"}) from None
+    session.claim()  # DuplexUnavailable: a 503 with Retry-After, before the upgrade
     try:
         await ws.prepare(request)
         request.app[SOCKETS].add(ws)  # closed on shutdown with the Realtime sockets
@@ -120,7 +114,7 @@ async def duplex(request: web.Request) -> web.StreamResponse:
             pcm = socket.decode(message.data[1:])
             if pcm is not None:
                 await session.feed(pcm)
-    except (EngineError, WakeTimeout) as exc:
+    except EngineError as exc:
         log.warning("duplex session %s ended: %s", session.id, exc)
         await ws.close(code=1011, message=str(exc)[:120].encode())
     finally:

@@ -11,10 +11,14 @@ import argparse
 from typing import Protocol
 
 from orchestrator.config import AppConfig
+from services.errors import VoiceOrchestratorError
 
 
-class CommandError(Exception):
+class CommandError(VoiceOrchestratorError):
     """An operator-facing failure of a command: printed as one line, exit status 2."""
+
+    code = "command_failed"
+    status = 400
 
 
 class Command(Protocol):

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from orchestrator.config.duplex import DuplexConfig
 from orchestrator.core.idle import IdleState, Thresholds
 from services.base import Role
+from services.errors import VoiceOrchestratorError
 from services.registry import ADAPTERS
 
 AUTO_PROFILE = "auto"
@@ -23,8 +24,10 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
 
 
-class ConfigError(Exception):
+class ConfigError(VoiceOrchestratorError):
     """A configuration problem, worded for the operator: which key, which file, what is wrong."""
+
+    code = "invalid_config"
 
 
 class _Model(BaseModel):

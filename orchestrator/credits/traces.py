@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.credits.simulator import Session
+from services.errors import VoiceOrchestratorError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
-class TraceError(ValueError):
+class TraceError(VoiceOrchestratorError, ValueError):
     """A trace file that cannot be read, worded for the operator (file, line, what is wrong)."""
+
+    code = "invalid_trace"
+    status = 400
 
 
 def parse_time(value: Any) -> float:

@@ -17,14 +17,20 @@ from typing import Literal
 from orchestrator.config.duplex import DuplexConfig, Policy
 from orchestrator.fleet.fleet import Fleet
 from services.base import EngineState, Role
+from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
 
 Backend = Literal["duplex", "cascade"]
 
 
-class DuplexUnavailable(Exception):
+class DuplexUnavailable(VoiceOrchestratorError):
     """Policy ``duplex-only`` and the duplex engine cannot take this session now."""
+
+    code = "duplex_unavailable"
+    status = 503
+    transient = True  # the engine is in another conversation, or not configured yet
+    retry_after_s = 5
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import numpy as np
 
 from orchestrator.duplex.backends import SILENCE, CascadeBackend, DuplexBackend
 from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable, Route
-from orchestrator.fleet.fleet import WakeTimeout
 from orchestrator.voice.boundary import SessionDeps
 from services.base import DuplexModel, Pcm
 from services.duplex_protocol import FRAME_SAMPLES
@@ -88,8 +87,8 @@ class DuplexSession:
         return self.route
 
     async def start(self) -> None:
-        """Start the chosen back-end. Raises InvalidInput (bad persona), EngineError or
-        WakeTimeout (nothing could serve the session)."""
+        """Start the chosen back-end. Raises InvalidInput (bad persona) or another
+        EngineError, WakeTimeout included (nothing could serve the session)."""
         route = self.route or self.claim()
         try:
             if route.backend == "duplex":
@@ -123,7 +122,7 @@ class DuplexSession:
             self.backend = await DuplexBackend.open(
                 self.deps, name, persona, self, self.router.config.hang_timeout_s
             )
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             if self.router.config.policy == "duplex-only" or isinstance(exc, InvalidInput):
                 raise
             self.router.release(self.id)
@@ -227,7 +226,7 @@ class DuplexSession:
         said = "".join(self.transcript).strip()
         try:
             await self._open_cascade(said)
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             self.backend = None
             await self.front.end(f"the duplex engine failed ({reason}) and the cascade too: {exc}")
             return

@@ -16,12 +16,16 @@ from typing import Any
 
 from orchestrator.fleet.records import EngineRecord
 from services.base import ModelArtifact
+from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
 
 
-class DownloadError(Exception):
+class DownloadError(VoiceOrchestratorError):
     """A model could not be fetched; the message says what is missing and what to do."""
+
+    code = "download_failed"
+    status = 502
 
 
 def _progress_class() -> type[Any]:

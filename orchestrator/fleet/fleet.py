@@ -37,7 +37,7 @@ from services.base import (
     Runtime,
     UnloadReport,
 )
-from services.errors import EngineError
+from services.errors import EngineError, VoiceOrchestratorError
 from services.process.supervisor import Supervisor
 from services.registry import create_engine, supervise
 from services.tasks import TaskSet
@@ -45,12 +45,22 @@ from services.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 
-class UnknownEngine(KeyError):
-    """No engine of that name is configured."""
+class UnknownEngine(VoiceOrchestratorError, KeyError):
+    """No engine of that name is configured (still a ``KeyError`` for lookups)."""
+
+    code = "unknown_engine"
+    status = 404
+
+    def public_message(self) -> str:
+        return f"no engine named {self.args[0]!r} is configured"
 
 
-class WakeTimeout(Exception):
+class WakeTimeout(EngineError):
     """The engines a request needs did not come up in time; they go on loading."""
+
+    code = "engines_waking"
+    status = 503
+    transient = True
 
     def __init__(self, loading: list[str], waited_s: float) -> None:
         super().__init__(f"still loading after {waited_s:.0f} s: {', '.join(loading)}")

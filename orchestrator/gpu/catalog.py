@@ -32,6 +32,7 @@ from orchestrator.config import (
 )
 from orchestrator.gpu.measurements import MeasurementStore
 from orchestrator.gpu.placement import MIB, Device, EngineView, RunsOn
+from services.errors import VoiceOrchestratorError
 
 CATALOG_FILE = CONFIG_DIR / "catalog.toml"
 DEFAULT_PRECISION = "default"
@@ -39,8 +40,11 @@ DEFAULT_PRECISION = "default"
 MiB = Annotated[float, Field(ge=0)]
 
 
-class UnknownModel(LookupError):
+class UnknownModel(VoiceOrchestratorError, LookupError):
     """No catalog entry, or no such precision of one, by the name an operator gave."""
+
+    code = "unknown_model"
+    status = 404
 
 
 class _Model(BaseModel):

@@ -30,12 +30,16 @@ from orchestrator.gpu.placement import (
     placement,
     split,
 )
+from services.errors import VoiceOrchestratorError
 
 MAX_ENGINES = 16
 
 
-class PlanError(ValueError):
+class PlanError(VoiceOrchestratorError, ValueError):
     """The planner was asked something it cannot answer: an unknown engine, too many engines."""
+
+    code = "invalid_plan_request"
+    status = 400
 
 
 class Action(StrEnum):

@@ -20,6 +20,7 @@ from typing import Protocol
 from orchestrator.config import GpuConfig
 from orchestrator.gpu.placement import GIB, MIB, GpuView, gib
 from services import nvml
+from services.errors import EngineError
 from services.nvml import GpuProcess, GpuTelemetry
 
 
@@ -177,8 +178,14 @@ def gpu_views(samples: Sequence[GpuTelemetry], owners: Mapping[int, str]) -> lis
 # -- waiting for an unload to show -------------------------------------------------------------
 
 
-class VramNotRecovered(Exception):
-    """Free VRAM did not come back in time after an unload: the next load must not start."""
+class VramNotRecovered(EngineError):
+    """Free VRAM did not come back in time after an unload: the next load must not start.
+
+    An engine error, so the load that waited on it fails like any refused load (the fleet
+    reports it, a fallback chain moves on and probes again later)."""
+
+    code = "vram_not_recovered"
+    transient = True
 
 
 async def wait_for_vram_recovery(

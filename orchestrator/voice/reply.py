@@ -167,7 +167,7 @@ class Responder:
             if switched and nothing_said:
                 return True
             current.status = "failed"
-            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc)))
+            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc), error=exc))
         return False
 
     def _record(

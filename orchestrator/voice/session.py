@@ -179,7 +179,7 @@ class CascadeSession:
         """Switch the role whose engine raised ``exc``; False when nothing could take over."""
         for chain in self.chains.values():
             if chain.current is not None and chain.current == exc.engine:
-                switched: bool = await chain.fail(str(exc))
+                switched: bool = await chain.fail(str(exc), transient=exc.transient)
                 return switched
         return False
 
@@ -211,11 +211,11 @@ class CascadeSession:
                     text = "".join([s.text async for s in segments]).strip()
                 break
             except InvalidInput as exc:
-                await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                await self.emit(SessionEvent("error", code=exc.code, text=str(exc), error=exc))
                 return
             except EngineError as exc:
                 if not await self._failover(exc):
-                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc), error=exc))
                     return
         transcribed = time.perf_counter()
         await self.emit(SessionEvent("transcript", item_id=item_id, text=text))

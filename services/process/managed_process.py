@@ -4,9 +4,13 @@ Each managed process has one writer, its runner task, which owns its state:
 
     stopped --start()--> starting --probe ok--> ready
     starting/ready --exit or not ready in time--> crashed --> backoff --> starting
-                                                         \\-> failed (crash loop, or the
-                                                              process cannot run at all)
+    starting --transient SupervisorError-------->/      \\-> failed (crash loop)
+    starting --permanent SupervisorError--> failed (port taken, the process cannot run at all)
     any --stop()--> stopping --> stopped          failed --start()--> starting
+
+Whether a failure to start is retried is the error's ``transient`` flag (``services.errors``):
+an executable that is busy being written, or a system short of processes, backs off like a
+crash; a missing executable or a port held by a stranger fails at once.
 
 A child runs in its own session and process group (``services.process.child``); its stdout and
 stderr go, line by line as they come, into a bounded ring and the log. Stop is SIGTERM to the
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import time
@@ -29,6 +34,7 @@ from pathlib import Path
 import psutil
 
 from services.base import ProcessView
+from services.errors import VoiceOrchestratorError
 from services.process import pidfiles
 from services.process.child import Child
 from services.process.probes import Probe, port_free, port_holder
@@ -50,24 +56,49 @@ class ProcessState(StrEnum):
     FAILED = "failed"
 
 
-class SupervisorError(Exception):
-    """A managed process could not be brought up; ``last_lines`` is what it printed last."""
+# A spawn that fails with one of these may work on the next try (the executable is being
+# written, the system is short of processes or files): a crash to back off from, not a failure.
+TRANSIENT_SPAWN_ERRNOS = frozenset(
+    {errno.ETXTBSY, errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
 
-    transient = False
 
-    def __init__(self, name: str, message: str, last_lines: tuple[str, ...] = ()) -> None:
+class SupervisorError(VoiceOrchestratorError):
+    """A managed process could not be brought up; ``last_lines`` is what it printed last.
+
+    The runner restarts (with backoff, within the crash-loop limit) after a transient one and
+    leaves the process ``failed`` after a permanent one.
+    """
+
+    code = "process_error"
+    status = 503
+
+    def __init__(
+        self,
+        name: str,
+        message: str,
+        last_lines: tuple[str, ...] = (),
+        *,
+        transient: bool | None = None,
+    ) -> None:
         super().__init__(f"{name}: {message}")
         self.name = name
         self.message = message
         self.last_lines = last_lines
+        if transient is not None:
+            self.transient = transient
 
 
 class PortTaken(SupervisorError):
     """The process's port is held by a process this supervisor did not start."""
 
+    code = "port_taken"
+
 
 class ProcessFailed(SupervisorError):
     """The process is ``failed`` (crash loop, unusable command) or was stopped meanwhile."""
+
+    code = "process_failed"
 
 
 @dataclass(frozen=True)
@@ -201,8 +232,10 @@ class ManagedProcess:
                 try:
                     crash = await self._life()
                 except SupervisorError as exc:
-                    self._set(ProcessState.FAILED, exc.message)
-                    return
+                    if not exc.transient:
+                        self._set(ProcessState.FAILED, exc.message)
+                        return
+                    crash = self._crashed(exc.message)  # backs off like a crash, counted alike
                 if crash is None:
                     return
                 verdict = self._history.crashed()
@@ -281,7 +314,11 @@ class ManagedProcess:
                 spec.command, env=spec.env, cwd=spec.cwd, on_line=self._on_line
             )
         except OSError as exc:
-            raise ProcessFailed(spec.name, f"cannot run {spec.command[0]!r}: {exc}") from exc
+            raise ProcessFailed(
+                spec.name,
+                f"cannot run {spec.command[0]!r}: {exc}",
+                transient=exc.errno in TRANSIENT_SPAWN_ERRNOS,
+            ) from exc
         self._child = child
         self.starts += 1
         self.exit_code = None

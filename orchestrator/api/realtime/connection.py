@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from orchestrator.api.errors import WireError
 from orchestrator.api.realtime.duplex import RealtimeDuplex, refusal
 from orchestrator.api.realtime.events import (
     CLIENT_EVENTS,
@@ -33,13 +34,18 @@ from orchestrator.api.realtime.events import (
     SessionUpdate,
 )
 from orchestrator.api.realtime.render import render, user_item
-from orchestrator.api.realtime.wire import Refused, error_event, ga_named, server_event
+from orchestrator.api.realtime.wire import (
+    Refused,
+    error_event,
+    ga_named,
+    report_event,
+    server_event,
+)
 from orchestrator.app.runtime import Runtime
-from orchestrator.duplex.routing import DuplexRouter
-from orchestrator.fleet.fleet import WakeTimeout
+from orchestrator.duplex.routing import DuplexRouter, DuplexUnavailable
 from orchestrator.voice.boundary import SessionEvent
 from orchestrator.voice.session import CascadeSession
-from services.errors import EngineError, InvalidInput
+from services.errors import EngineError, VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +75,20 @@ class RealtimeConnection:
                 await self.ws.send_json(ga_named(event) if self.ga else event)
 
     async def error(
-        self, message: str, code: str, client_event: str | None = None, param: str | None = None
+        self,
+        message: str,
+        code: str,
+        client_event: str | None = None,
+        param: str | None = None,
+        *,
+        status: int = 400,
     ) -> None:
-        await self.send(error_event(message, code, client_event, param))
+        await self.send(error_event(message, code, client_event, param, status=status))
+
+    async def report(
+        self, error: BaseException | WireError, client_event: str | None = None
+    ) -> None:
+        await self.send(report_event(error, client_event))
 
     async def close(self, code: int, message: bytes) -> None:
         await self.ws.close(code=code, message=message)
@@ -133,12 +150,8 @@ class RealtimeConnection:
                 await self.duplex.append(event)
             else:
                 await HANDLERS[kind](self, event)
-        except Refused as exc:
-            await self.error(exc.message, exc.code, client_event, exc.param)
-        except InvalidInput as exc:
-            await self.error(exc.message, "invalid_value", client_event)
-        except EngineError as exc:
-            await self.error(str(exc), exc.code, client_event)
+        except VoiceOrchestratorError as exc:
+            await self.report(exc, client_event)
 
     async def _session_update(self, event: SessionUpdate) -> None:
         if event.ga:
@@ -204,7 +217,11 @@ class RealtimeConnection:
                 "session.backend",
             )
         if self.router is None:
-            raise Refused("this server has no duplex back-end", "duplex_unavailable")
+            raise Refused(
+                "this server has no duplex back-end",
+                DuplexUnavailable.code,
+                status=DuplexUnavailable.status,
+            )
         voice = event.output_voice if event.output_voice is not None else event.voice
         duplex = RealtimeDuplex.claim(
             self,
@@ -220,14 +237,15 @@ class RealtimeConnection:
         await self.session.close()  # the cascade's leases go back before the duplex loads
         try:
             await duplex.start()
-        except (EngineError, WakeTimeout) as exc:
+        except EngineError as exc:
             self.duplex = None
             await duplex.close()
             await self._back_to_cascade()
             raise Refused(
                 f"the duplex back-end could not start ({exc}): the session stays on the cascade",
-                getattr(exc, "code", "engines_waking"),
+                exc.code,
                 "session.backend",
+                status=exc.status,
             ) from None
 
     async def _back_to_cascade(self) -> None:
@@ -235,8 +253,10 @@ class RealtimeConnection:
         else before the conversation starts); close the socket if it cannot."""
         try:
             await self.session.open()
-        except (EngineError, WakeTimeout) as exc:
-            await self.error(f"no back-end can serve this session: {exc}", "session_failed")
+        except EngineError as exc:
+            await self.error(
+                f"no back-end can serve this session: {exc}", "session_failed", status=exc.status
+            )
             await self.close(1011, b"no back-end can serve this session")
 
     async def end(self) -> None:

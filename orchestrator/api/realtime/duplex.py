@@ -131,7 +131,7 @@ class RealtimeDuplex:
             raise Refused(
                 "session.backend 'duplex' needs non-empty 'instructions': they are the duplex "
                 "model's text prompt",
-                "invalid_value",
+                "invalid_input",
                 "session.instructions",
             )
         chosen = voice_prompt(router, text_prompt, voice)
@@ -149,12 +149,12 @@ class RealtimeDuplex:
             session.claim()
         except DuplexUnavailable as exc:
             bridge._bus.close()
-            raise Refused(str(exc), "duplex_unavailable", "session.backend") from None
+            raise Refused(str(exc), exc.code, "session.backend", status=exc.status) from None
         bridge.session = session
         return bridge
 
     async def start(self) -> None:
-        """Start the session (EngineError or WakeTimeout when it cannot), then tell the
+        """Start the session (EngineError when it cannot), then tell the
         client who serves it and open the one continuous response."""
         assert self.session is not None
         await self.session.start()
@@ -196,7 +196,7 @@ class RealtimeDuplex:
     async def end(self, reason: str) -> None:
         """Nothing can serve the session any more: say so, then close the socket."""
         await self._finish("failed", reason)
-        await self.link.error(f"the duplex session ended: {reason}", "session_failed")
+        await self.link.error(f"the duplex session ended: {reason}", "session_failed", status=503)
         await self.link.close(1011, reason[:120].encode())
 
     # -- lifecycle ---------------------------------------------------------------------------

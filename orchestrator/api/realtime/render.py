@@ -30,7 +30,13 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.api.realtime.wire import content_ids, error_event, response_object, server_event
+from orchestrator.api.realtime.wire import (
+    content_ids,
+    error_event,
+    report_event,
+    response_object,
+    server_event,
+)
 from orchestrator.voice.boundary import SessionEvent
 
 ServerEvents = list[dict[str, Any]]
@@ -106,7 +112,7 @@ def _fallback(e: SessionEvent) -> ServerEvents:
 
 
 def _error(e: SessionEvent) -> ServerEvents:
-    return [error_event(e.text, e.code)]
+    return [report_event(e.error) if e.error is not None else error_event(e.text, e.code)]
 
 
 def _nothing(e: SessionEvent) -> ServerEvents:

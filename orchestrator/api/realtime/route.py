@@ -19,7 +19,6 @@ from orchestrator.api.keys import DUPLEX_ROUTER, PER_KEY, SOCKETS
 from orchestrator.api.realtime.connection import RealtimeConnection
 from orchestrator.api.realtime.wire import server_event
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME
-from orchestrator.fleet.fleet import WakeTimeout
 from services.errors import EngineError
 
 
@@ -41,8 +40,8 @@ async def realtime(request: web.Request) -> web.StreamResponse:
     try:
         try:
             await connection.session.open()
-        except (EngineError, WakeTimeout) as exc:
-            await connection.error(str(exc), getattr(exc, "code", "engines_waking"))
+        except EngineError as exc:
+            await connection.report(exc)
             return ws
         await connection.send(server_event("session.created", session=connection.session_view()))
         async with asyncio.timeout(settings.max_minutes * 60):

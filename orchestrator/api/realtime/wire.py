@@ -11,6 +11,9 @@ from __future__ import annotations
 import uuid
 from typing import Any, Protocol
 
+from orchestrator.api.errors import WireError, describe, realtime_error
+from services.errors import VoiceOrchestratorError
+
 # The GA protocol renamed these; a client that sends ``session.type`` gets the GA names.
 GA_NAMES = {
     "response.audio.delta": "response.output_audio.delta",
@@ -33,19 +36,24 @@ def ga_named(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_event(
-    message: str, code: str, client_event: str | None = None, param: str | None = None
+    message: str,
+    code: str,
+    client_event: str | None = None,
+    param: str | None = None,
+    *,
+    status: int = 400,
 ) -> dict[str, Any]:
-    """An ``error`` server event; ``client_event`` is the ``event_id`` of the event it answers."""
-    return server_event(
-        "error",
-        error={
-            "type": "invalid_request_error",
-            "code": code,
-            "message": message,
-            "param": param,
-            "event_id": client_event,
-        },
-    )
+    """An ``error`` server event about the protocol itself (no exception behind it);
+    ``client_event`` is the ``event_id`` of the event it answers."""
+    return report_event(WireError(status, code, message, param), client_event)
+
+
+def report_event(
+    error: BaseException | WireError, client_event: str | None = None
+) -> dict[str, Any]:
+    """An ``error`` server event for ``error``, rendered as the HTTP API renders the same one."""
+    wire = error if isinstance(error, WireError) else describe(error)
+    return server_event("error", error=realtime_error(wire, client_event))
 
 
 def content_ids(response_id: str, item_id: str) -> dict[str, Any]:
@@ -83,13 +91,20 @@ def response_object(
     }
 
 
-class Refused(Exception):
-    """A well-formed client event that cannot be done now: an ``error`` event with a stable
-    ``code``; the session goes on."""
+class Refused(VoiceOrchestratorError):
+    """A well-formed client event that cannot be done now: an ``error`` event with the stable
+    ``code`` each refusal names (a 400 unless ``status`` says otherwise); the session goes on."""
 
-    def __init__(self, message: str, code: str, param: str | None = None) -> None:
+    code = "refused"
+    status = 400
+
+    def __init__(
+        self, message: str, code: str, param: str | None = None, *, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message, self.code, self.param = message, code, param
+        if status is not None:
+            self.status = status
 
 
 class ClientLink(Protocol):
@@ -101,9 +116,20 @@ class ClientLink(Protocol):
         """Send one server event (after the ones sent before it; dropped once closed)."""
 
     async def error(
-        self, message: str, code: str, client_event: str | None = None, param: str | None = None
+        self,
+        message: str,
+        code: str,
+        client_event: str | None = None,
+        param: str | None = None,
+        *,
+        status: int = 400,
     ) -> None:
-        """Send an ``error`` event."""
+        """Send an ``error`` event about the protocol (a 400 unless ``status`` says otherwise)."""
+
+    async def report(
+        self, error: BaseException | WireError, client_event: str | None = None
+    ) -> None:
+        """Send an ``error`` event for an exception, rendered as HTTP renders it."""
 
     async def close(self, code: int, message: bytes) -> None:
         """Close the socket: nothing can serve the session any more."""
