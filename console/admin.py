@@ -18,7 +18,8 @@ from console.context import CONSOLE, IDENTITY, record
 from console.credits_view import SimulationError, parse_timeouts, run_simulation
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.core.idle import IdleState
-from orchestrator.fleet.fleet import UnknownEngine, UnloadOutcome
+from orchestrator.fleet.errors import UnknownEngine
+from orchestrator.fleet.records import UnloadOutcome
 from services.errors import EngineError
 
 MAX_KEEP_AWAKE_MIN = 24 * 60

@@ -98,7 +98,7 @@ def test_http_and_realtime_render_it_alike(cls: type[VoiceOrchestratorError]) ->
 
 
 def test_built_in_bases_still_catch_the_strays() -> None:
-    from orchestrator.fleet.fleet import UnknownEngine
+    from orchestrator.fleet.errors import UnknownEngine
     from orchestrator.gpu.planner import PlanError
 
     with pytest.raises(KeyError):

@@ -19,7 +19,7 @@ from orchestrator.api.app import create_api_app
 from orchestrator.config import AppConfig, load_config
 from orchestrator.core.events import Event, Subscription
 from orchestrator.core.idle import IdleState
-from orchestrator.fleet.fleet import WakeTimeout
+from orchestrator.fleet.errors import WakeTimeout
 from orchestrator.hibernation.host_power import SimulatedHost
 from tests.conftest import RuntimeFactory, tiny_profile_toml
 from tests.fakes import FakeClock

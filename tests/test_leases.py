@@ -20,7 +20,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
 from orchestrator.core.idle import ORDER
-from orchestrator.fleet.fleet import WakeTimeout
+from orchestrator.fleet.errors import WakeTimeout
 from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import EngineState, Role
 from services.errors import EngineError

@@ -18,13 +18,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.config import AppConfig, EngineConfig
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.downloads import fetch_missing
-from orchestrator.fleet.records import EngineRecord, LoadSpan, spec_for
+from orchestrator.fleet.errors import UnknownEngine, WakeTimeout
+from orchestrator.fleet.records import EngineRecord, LoadSpan, UnloadOutcome, spec_for
 from orchestrator.fleet.status import EngineStatus, engine_status, memory_snapshot
 from orchestrator.fleet.vram import VramAdmission
 from orchestrator.gpu.admission import Admission
@@ -35,47 +35,13 @@ from services.base import (
     ProcessBacked,
     Role,
     Runtime,
-    UnloadReport,
 )
-from services.errors import EngineError, VoiceOrchestratorError
+from services.errors import EngineError
 from services.process.supervisor import Supervisor
 from services.registry import create_engine, supervise
 from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
-
-
-class UnknownEngine(VoiceOrchestratorError, KeyError):
-    """No engine of that name is configured (still a ``KeyError`` for lookups)."""
-
-    code = "unknown_engine"
-    status = 404
-
-    def public_message(self) -> str:
-        return f"no engine named {self.args[0]!r} is configured"
-
-
-class WakeTimeout(EngineError):
-    """The engines a request needs did not come up in time; they go on loading."""
-
-    code = "engines_waking"
-    status = 503
-    transient = True
-
-    def __init__(self, loading: list[str], waited_s: float) -> None:
-        super().__init__(f"still loading after {waited_s:.0f} s: {', '.join(loading)}")
-        self.loading = loading
-        self.retry_after_s = max(1, round(waited_s / 2))
-
-
-@dataclass(frozen=True)
-class UnloadOutcome:
-    """What an unload request did: unloaded (with its report), or skipped and why."""
-
-    engine: str
-    unloaded: bool
-    reason: str = ""
-    report: UnloadReport | None = None
 
 
 class Fleet:

@@ -70,3 +70,13 @@ def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
         estimated_vram_bytes=int(engine.estimate_vram_mb * mb) if engine.estimate_vram_mb else None,
         estimated_ram_bytes=int(engine.estimate_ram_mb * mb) if engine.estimate_ram_mb else None,
     )
+
+
+@dataclass(frozen=True)
+class UnloadOutcome:
+    """What an unload request did: unloaded (with its report), or skipped and why."""
+
+    engine: str
+    unloaded: bool
+    reason: str = ""
+    report: UnloadReport | None = None
