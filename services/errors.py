@@ -15,8 +15,8 @@
     │   ├── AdmissionRefused           insufficient_vram      503     yes        o.gpu.admission
     │   ├── VramNotRecovered           vram_not_recovered     503     yes        o.gpu.telemetry
     │   ├── NoEngine                   no_engine_available    503     yes        o.fleet.fallback
-    │   └── WakeTimeout                engines_waking         503     yes        o.fleet.fleet
-    ├── UnknownEngine (KeyError)       unknown_engine         404     no         o.fleet.fleet
+    │   └── WakeTimeout                engines_waking         503     yes        o.fleet.errors
+    ├── UnknownEngine (KeyError)       unknown_engine         404     no         o.fleet.errors
     ├── DownloadError                  download_failed        502     no         o.fleet.downloads
     ├── DuplexUnavailable              duplex_unavailable     503     yes        o.duplex.routing
     ├── Refused                        (each refusal's own)   400     no         o.api.realtime
