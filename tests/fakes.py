@@ -1,8 +1,9 @@
 """A fake engine at the Engine interface, for testing fleet and hibernation logic fast.
 
 It keeps the contract's state table, yields to the event loop inside load and unload (so
-concurrent callers really interleave), can be told to fail, and checks the invariant that
-matters most: it is never unloaded while a request is using it.
+concurrent callers really interleave), can be told to fail or to hold a load until a test
+releases it, and checks the invariant that matters most: it is never unloaded while a request
+is using it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class FakeEngine:
         self.loads = 0
         self.unloads = 0
         self.violations: list[str] = []
+        self.loading = asyncio.Event()  # set when a load begins
+        self.hold: asyncio.Event | None = None  # when set to an event, a load waits for it
 
     @property
     def state(self) -> EngineState:
@@ -53,6 +56,9 @@ class FakeEngine:
             if self._state is EngineState.LOADED:
                 return LoadReport(0.0, 0, 0)
             self._state = EngineState.LOADING
+            self.loading.set()
+            if self.hold is not None:
+                await self.hold.wait()
             for _ in range(self._steps):
                 await asyncio.sleep(0)
             if self._failures_left:

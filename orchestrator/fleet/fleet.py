@@ -18,13 +18,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.config import AppConfig, EngineConfig
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.downloads import fetch_missing
 from orchestrator.fleet.records import EngineRecord, LoadSpan, spec_for
+from orchestrator.fleet.records import UnloadOutcome as UnloadOutcome  # console.admin uses it
 from orchestrator.fleet.status import EngineStatus, engine_status, memory_snapshot
 from orchestrator.fleet.vram import VramAdmission
 from orchestrator.gpu.admission import Admission
@@ -35,7 +35,6 @@ from services.base import (
     ProcessBacked,
     Role,
     Runtime,
-    UnloadReport,
 )
 from services.errors import EngineError
 from services.process.supervisor import Supervisor
@@ -56,16 +55,6 @@ class WakeTimeout(Exception):
         super().__init__(f"still loading after {waited_s:.0f} s: {', '.join(loading)}")
         self.loading = loading
         self.retry_after_s = max(1, round(waited_s / 2))
-
-
-@dataclass(frozen=True)
-class UnloadOutcome:
-    """What an unload request did: unloaded (with its report), or skipped and why."""
-
-    engine: str
-    unloaded: bool
-    reason: str = ""
-    report: UnloadReport | None = None
 
 
 class Fleet:
@@ -93,6 +82,8 @@ class Fleet:
         self.on_activity: Callable[[], None] = lambda: None
         # Told ``(engine, state)`` after every load, unload and failure (the console's live view).
         self.on_state: Callable[[str, str], object] = lambda _name, _state: None
+        # Told ``(engine, role)`` when a load completes (the hibernator may unload it again).
+        self.on_loaded: Callable[[str, Role], object] = lambda _name, _role: None
         for name, engine_config in config.engines.items():
             engine = (engines or {}).get(name) or self._create(name, engine_config)
             self._records[name] = EngineRecord(engine_config, engine)
@@ -177,6 +168,7 @@ class Fleet:
             self._publish_state(name)
             raise
         self._publish_state(name)
+        _tell(self.on_loaded, name, record.config.role)
         if report.seconds > 0:
             if self._vram is not None:
                 self._vram.loaded(record, report)
@@ -190,10 +182,7 @@ class Fleet:
         return lambda _state: self._publish_state(name)
 
     def _publish_state(self, name: str, state: str | None = None) -> None:
-        try:
-            self.on_state(name, state or self._records[name].engine.state.value)
-        except Exception:  # a listener's bug must not break a load or an unload
-            log.exception("engine state listener failed")
+        _tell(self.on_state, name, state or self._records[name].engine.state.value)
 
     async def _evict(self, name: str) -> bool:
         return (await self.unload(name)).unloaded
@@ -396,3 +385,10 @@ class Fleet:
 
     async def status(self, name: str) -> EngineStatus:
         return await engine_status(name, self._record(name))
+
+
+def _tell(listener: Callable[..., object], *args: Any) -> None:
+    try:
+        listener(*args)
+    except Exception:  # a listener's bug must not break a load or an unload
+        log.exception("fleet listener %r failed", listener)

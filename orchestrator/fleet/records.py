@@ -1,4 +1,5 @@
-"""What the fleet keeps per engine: the engine, its gate and leases, and the history of its loads.
+"""What the fleet keeps per engine: the engine, its gate and leases, and the history of its loads;
+and what an unload request did.
 
 A record is shared by the fleet's parts: ``fleet`` loads, leases and unloads under its gate,
 ``status`` reads it for health checks and the console, ``vram`` describes it to the admission.
@@ -21,6 +22,16 @@ class LoadSpan:
 
     started: float
     ended: float
+
+
+@dataclass(frozen=True)
+class UnloadOutcome:
+    """What an unload request did: unloaded (with its report), or skipped and why."""
+
+    engine: str
+    unloaded: bool
+    reason: str = ""
+    report: UnloadReport | None = None
 
 
 @dataclass

@@ -64,6 +64,8 @@ async def test_actions_reach_open_streams_without_a_reload(
     assert 'class="step current" data-state="cold"' in data["fragments"]["ladder"]
     assert "active → cold" in data["fragments"]["timeline"]
 
+    # a cold stack unloads what loads without a lease at once, unless it is pinned
+    await client.post("/api/engines/tts/pin", json={"pinned": True}, headers=csrf)
     await client.post("/api/engines/tts/load", json={}, headers=csrf)
     while (update := await until_update(stream))["engines"]["tts"] != "loaded":
         pass
