@@ -17,6 +17,7 @@ from orchestrator.config import SessionsConfig
 from orchestrator.core.events import EventBus
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.fleet import Fleet
+from services.errors import EngineError
 
 
 class SessionActivity(Protocol):
@@ -60,6 +61,7 @@ class SessionEvent:
     status: str = ""
     code: str = ""
     engines: tuple[str, ...] = ()
+    error: EngineError | None = None  # kind error: what failed, for the front-end to render
 
 
 Emit = Callable[[SessionEvent], Awaitable[None]]

@@ -6,7 +6,8 @@ when the client says it played only part of a reply (``truncate``), the history 
 sentences the user heard. A new reply, or the user starting to speak (barge-in), cancels the one
 in progress. When an engine fails before anything was said and its fallback chain switches,
 the reply starts again on the new engine; once something was said it ends as failed, because a
-sentence never switches voices mid-way.
+sentence never switches voices mid-way. A chain with nothing left fails each reply the same
+way (``reply_done`` always follows ``reply_started``).
 """
 
 from __future__ import annotations
@@ -125,11 +126,11 @@ class Responder:
     async def _speak_once(self, current: _Reply, timings: ReplyTimings) -> bool:
         """One try at a reply. True when an engine failed before anything was said and another
         took over its role, so the reply starts again (a sentence never switches voices)."""
-        llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
-        assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
         ids = (current.item_id, current.response_id)
         pending = ""
-        try:
+        try:  # a chain with nothing left raises NoEngine here: the reply still ends
+            llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
+            assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
             pieces = reply(
                 llm,
                 tts,
@@ -167,7 +168,7 @@ class Responder:
             if switched and nothing_said:
                 return True
             current.status = "failed"
-            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc)))
+            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc), error=exc))
         return False
 
     def _record(

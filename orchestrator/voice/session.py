@@ -205,17 +205,17 @@ class CascadeSession:
         """A turn ended: transcribe it (switching ASR engines on failure), then reply."""
         item_id = f"item_{uuid.uuid4().hex[:16]}"
         while True:
-            asr = self._recognizer()
-            try:
+            try:  # a chain with nothing left raises NoEngine here: the turn still says so
+                asr = self._recognizer()
                 async with aclosing(asr.transcribe(audio)) as segments:
                     text = "".join([s.text async for s in segments]).strip()
                 break
             except InvalidInput as exc:
-                await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                await self.emit(SessionEvent("error", code=exc.code, text=str(exc), error=exc))
                 return
             except EngineError as exc:
                 if not await self._failover(exc):
-                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc)))
+                    await self.emit(SessionEvent("error", code=exc.code, text=str(exc), error=exc))
                     return
         transcribed = time.perf_counter()
         await self.emit(SessionEvent("transcript", item_id=item_id, text=text))
