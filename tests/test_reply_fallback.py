@@ -4,6 +4,10 @@ Fake engines at the role interfaces, each told when to fail, serve a real ``Casc
 (its fallback chains, its responder, leases from a real fleet). Turns are typed text; each
 test waits on the session's ``reply_done`` events, nothing sleeps.
 
+- An engine that dies before any audio was sent: the reply goes on with the fallback engine,
+  and the client hears it (the sentence already shown is not shown twice).
+- An engine that dies after audio was sent: the reply ends ``failed`` with an error caused by
+  the server (never one that blames the client's input).
 - A chain with nothing left: each turn still ends, ``failed`` with an error, and the session
   answers again once an engine is back.
 """
@@ -184,6 +188,69 @@ def assert_server_error(event: SessionEvent, code: str) -> None:
     """An error the server caused: an engine's code and a message, not the client's fault."""
     assert event.kind == "error" and event.code == code and event.text
     assert event.code != InvalidInput.code
+
+
+async def test_a_tts_dying_before_any_audio_is_replaced_and_the_reply_is_heard(
+    tmp_path: Path, make_runtime: RuntimeFactory
+) -> None:
+    _, session, client, engines = await open_session(tmp_path, make_runtime, '{ tts = ["tts2"] }')
+    broken = engines["tts"]
+    assert isinstance(broken, FakeVoice)
+    broken.fail_at, broken.fail_after = 0, 0  # the very first chunk of the reply
+
+    events = await client.reply(session)
+    assert done(events).status == "completed"
+    assert "error" not in kinds(events)
+    switch = next(e for e in events if e.kind == "fallback")
+    assert switch.engines == ("tts", "tts", "tts2")
+    audio = [e for e in events if e.kind == "reply_audio"]
+    assert len(audio) == 4  # both sentences, two chunks each, from the fallback voice
+    assert kinds(events).index("fallback") < kinds(events).index("reply_audio")
+    texts = [e.text.strip() for e in events if e.kind == "reply_text"]
+    assert texts == ["Hello there.", "How are you today?"]  # each sentence shown once
+    assert done(events).text == SAID
+    assert session.chains["tts"].current == "tts2"
+    await session.close()
+
+
+async def test_an_llm_dying_at_the_start_is_replaced_and_the_reply_is_heard(
+    tmp_path: Path, make_runtime: RuntimeFactory
+) -> None:
+    _, session, client, engines = await open_session(tmp_path, make_runtime, '{ llm = ["llm2"] }')
+    broken = engines["llm"]
+    assert isinstance(broken, FakeChat)
+    broken.chat_failures = 1
+
+    events = await client.reply(session)
+    assert done(events).status == "completed"
+    assert "error" not in kinds(events)
+    assert [e.engines for e in events if e.kind == "fallback"] == [("llm", "llm", "llm2")]
+    assert len([e for e in events if e.kind == "reply_audio"]) == 4
+    await session.close()
+
+
+async def test_a_tts_dying_after_audio_was_sent_fails_the_reply_with_a_server_error(
+    tmp_path: Path, make_runtime: RuntimeFactory
+) -> None:
+    _, session, client, engines = await open_session(tmp_path, make_runtime, '{ tts = ["tts2"] }')
+    broken = engines["tts"]
+    assert isinstance(broken, FakeVoice)
+    broken.fail_at, broken.fail_after = 1, 0  # the second sentence, after the first was heard
+
+    events = await client.reply(session)
+    end = done(events)
+    assert end.status == "failed"
+    assert len([e for e in events if e.kind == "reply_audio"]) == 2  # only the first sentence
+    (error,) = [e for e in events if e.kind == "error"]
+    assert_server_error(error, EngineCallError.code)
+    assert "tts" in error.text and "after" in error.text
+    assert error.response_id == end.response_id
+    assert end.text == "Hello there."  # the history keeps what was heard
+
+    events = await client.reply(session)  # the next turn speaks with the fallback voice
+    assert done(events).status == "completed"
+    assert len([e for e in events if e.kind == "reply_audio"]) == 4
+    await session.close()
 
 
 async def test_an_exhausted_chain_ends_every_turn_and_the_session_recovers(
