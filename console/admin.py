@@ -94,7 +94,7 @@ async def engine_action(request: web.Request) -> web.Response:
     try:
         if action == "load":
             runtime.bus.publish("engine.loading", engine=name)
-            report = await runtime.fleet.load(name)
+            report = await runtime.fleet.load(name, by_operator=True)
             details = {"seconds": round(report.seconds, 3)}
         elif action == "unload":
             outcome = await runtime.fleet.unload(name, respect_pin=False)
@@ -136,7 +136,7 @@ async def _restart(runtime: Runtime, name: str) -> dict[str, Any]:
     if not outcome.unloaded and not outcome.reason.startswith("already"):
         raise EngineError(f"not restarted: {outcome.reason}", engine=name)
     runtime.bus.publish("engine.loading", engine=name)
-    report = await runtime.fleet.load(name)
+    report = await runtime.fleet.load(name, by_operator=True)
     return {"unloaded": outcome.unloaded, "seconds": round(report.seconds, 3)}
 
 

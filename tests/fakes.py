@@ -1,14 +1,21 @@
 """A fake engine at the Engine interface, for testing fleet and hibernation logic fast.
 
 It keeps the contract's state table, yields to the event loop inside load and unload (so
-concurrent callers really interleave), can be told to fail, and checks the invariant that
-matters most: it is never unloaded while a request is using it.
+concurrent callers really interleave), can be told to fail or to hold a load until a test
+releases it, and checks the invariant that matters most: it is never unloaded while a request
+is using it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from pathlib import Path
 
+from orchestrator.app.runtime import Runtime as AppRuntime
+from orchestrator.app.secrets import Secrets
+from orchestrator.config import AppConfig, load_config
+from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import (
     EngineHealth,
     EngineMemory,
@@ -36,6 +43,8 @@ class FakeEngine:
         self.loads = 0
         self.unloads = 0
         self.violations: list[str] = []
+        self.loading = asyncio.Event()  # set when a load begins
+        self.hold: asyncio.Event | None = None  # when set to an event, a load waits for it
 
     @property
     def state(self) -> EngineState:
@@ -53,6 +62,9 @@ class FakeEngine:
             if self._state is EngineState.LOADED:
                 return LoadReport(0.0, 0, 0)
             self._state = EngineState.LOADING
+            self.loading.set()
+            if self.hold is not None:
+                await self.hold.wait()
             for _ in range(self._steps):
                 await asyncio.sleep(0)
             if self._failures_left:
@@ -109,3 +121,44 @@ class FakeClock:
     def advance(self, seconds: float) -> float:
         self.now += seconds
         return self.now
+
+
+# -- a runtime whose engines are all fakes ----------------------------------------------------
+
+ENGINES = {"asr": Role.ASR, "tts": Role.TTS, "asr2": Role.ASR}
+
+
+def fake_config(tmp: Path) -> AppConfig:
+    path = tmp / "fake.toml"
+    path.write_text(
+        f"""
+profile = "cpu"
+[state]
+dir = "{tmp}"
+[models]
+auto_download = false
+[engines.asr2]
+role = "asr"
+adapter = "faster-whisper"
+model = "/nonexistent"
+"""
+    )
+    return load_config(config_file=path, environ={})
+
+
+def fake_runtime(
+    tmp: Path,
+    clock: FakeClock,
+    failures: dict[str, int],
+    make: Callable[..., AppRuntime] = AppRuntime.create,
+) -> AppRuntime:
+    """Every configured engine replaced by a fake; the real adapters are never built. ``make``
+    is ``Runtime.create``, or the ``make_runtime`` fixture where the test leaves stopping to it."""
+    engines = {
+        name: FakeEngine(name, role, steps=2, failures=failures.get(name, 0))
+        for name, role in ENGINES.items()
+    }
+    secrets = Secrets(api_keys=("k",), console_password="p")
+    return make(
+        fake_config(tmp), secrets=secrets, clock=clock, host=SimulatedHost(), engines=engines
+    )

@@ -8,7 +8,6 @@ the hibernation writer settled), so every generated interleaving really happens.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,54 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
-from orchestrator.config import AppConfig, load_config
 from orchestrator.core.idle import ORDER
 from orchestrator.fleet.errors import WakeTimeout
-from orchestrator.hibernation.host_power import SimulatedHost
-from services.base import EngineState, Role
+from services.base import EngineState
 from services.errors import EngineError
 from tests.conftest import RuntimeFactory
-from tests.fakes import FakeClock, FakeEngine
-
-ENGINES = {"asr": Role.ASR, "tts": Role.TTS, "asr2": Role.ASR}
-
-
-def fake_config(tmp: Path) -> AppConfig:
-    path = tmp / "fake.toml"
-    path.write_text(
-        f"""
-profile = "cpu"
-[state]
-dir = "{tmp}"
-[models]
-auto_download = false
-[engines.asr2]
-role = "asr"
-adapter = "faster-whisper"
-model = "/nonexistent"
-"""
-    )
-    return load_config(config_file=path, environ={})
-
-
-def fake_runtime(
-    tmp: Path,
-    clock: FakeClock,
-    failures: dict[str, int],
-    make: Callable[..., Runtime] = Runtime.create,
-) -> Runtime:
-    """Every configured engine replaced by a fake; the real adapters are never built. ``make``
-    is ``Runtime.create``, or the ``make_runtime`` fixture where the test leaves stopping to it."""
-    engines = {
-        name: FakeEngine(name, role, steps=2, failures=failures.get(name, 0))
-        for name, role in ENGINES.items()
-    }
-    secrets = Secrets(api_keys=("k",), console_password="p")
-    return make(
-        fake_config(tmp), secrets=secrets, clock=clock, host=SimulatedHost(), engines=engines
-    )
+from tests.fakes import ENGINES, FakeClock, FakeEngine, fake_runtime
 
 
 @dataclass

@@ -93,6 +93,7 @@ class Runtime:
             clock=clock,
         )
         fleet.on_activity = hibernator.note_activity
+        fleet.on_loaded = lambda name, role: hibernator.engine_loaded(role, name)
         gauges = GpuGauges(metrics.registry)
         gauges.set_reserve(admission.reserve_bytes)
         sampler = GpuSampler(

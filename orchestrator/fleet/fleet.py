@@ -69,6 +69,8 @@ class Fleet:
         self.on_activity: Callable[[], None] = lambda: None
         # Told ``(engine, state)`` after every load, unload and failure (the console's live view).
         self.on_state: Callable[[str, str], object] = lambda _name, _state: None
+        # Told ``(engine, role)`` when a load completes (the hibernator may unload it again).
+        self.on_loaded: Callable[[str, Role], object] = lambda _name, _role: None
         for name, engine_config in config.engines.items():
             engine = (engines or {}).get(name) or self._create(name, engine_config)
             self._records[name] = EngineRecord(engine_config, engine)
@@ -127,9 +129,14 @@ class Fleet:
 
     # -- loading -----------------------------------------------------------------------------
 
-    async def load(self, name: str) -> LoadReport:
-        """Load one engine; concurrent callers share one load (single flight)."""
+    async def load(self, name: str, *, by_operator: bool = False) -> LoadReport:
+        """Load one engine; concurrent callers share one load (single flight).
+
+        A load that lands where the idle state keeps its role unloaded is undone (``on_loaded``),
+        unless an operator asked for it: that one stays until the ladder's next transition."""
         record = self._record(name)
+        if by_operator:
+            record.operator_load = True
         if record.loading is None or record.loading.done():
             record.loading = self._tasks.spawn(f"load-{name}", self._load(name), awaited=True)
         return await asyncio.shield(record.loading)
@@ -153,6 +160,10 @@ class Fleet:
             self._publish_state(name)
             raise
         self._publish_state(name)
+        if record.operator_load:
+            record.operator_load = False
+        else:
+            _tell(self.on_loaded, name, record.config.role)
         if report.seconds > 0:
             if self._vram is not None:
                 self._vram.loaded(record, report)
@@ -166,10 +177,7 @@ class Fleet:
         return lambda _state: self._publish_state(name)
 
     def _publish_state(self, name: str, state: str | None = None) -> None:
-        try:
-            self.on_state(name, state or self._records[name].engine.state.value)
-        except Exception:  # a listener's bug must not break a load or an unload
-            log.exception("engine state listener failed")
+        _tell(self.on_state, name, state or self._records[name].engine.state.value)
 
     async def _evict(self, name: str) -> bool:
         return (await self.unload(name)).unloaded
@@ -372,3 +380,10 @@ class Fleet:
 
     async def status(self, name: str) -> EngineStatus:
         return await engine_status(name, self._record(name))
+
+
+def _tell(listener: Callable[..., object], *args: Any) -> None:
+    try:
+        listener(*args)
+    except Exception:  # a listener's bug must not break a load or an unload
+        log.exception("fleet listener %r failed", listener)

@@ -1,4 +1,5 @@
-"""What the fleet keeps per engine: the engine, its gate and leases, and the history of its loads.
+"""What the fleet keeps per engine: the engine, its gate and leases, and the history of its loads;
+and what an unload request did.
 
 A record is shared by the fleet's parts: ``fleet`` loads, leases and unloads under its gate,
 ``status`` reads it for health checks and the console, ``vram`` describes it to the admission.
@@ -23,6 +24,16 @@ class LoadSpan:
     ended: float
 
 
+@dataclass(frozen=True)
+class UnloadOutcome:
+    """What an unload request did: unloaded (with its report), or skipped and why."""
+
+    engine: str
+    unloaded: bool
+    reason: str = ""
+    report: UnloadReport | None = None
+
+
 @dataclass
 class EngineRecord:
     config: EngineConfig
@@ -31,6 +42,7 @@ class EngineRecord:
     leases: int = 0
     waiting: int = 0
     pinned: bool = False
+    operator_load: bool = False  # an operator's load holds until the ladder's next transition
     loading: asyncio.Task[LoadReport] | None = None
     loads: int = 0
     last_load: LoadReport | None = None
@@ -70,13 +82,3 @@ def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
         estimated_vram_bytes=int(engine.estimate_vram_mb * mb) if engine.estimate_vram_mb else None,
         estimated_ram_bytes=int(engine.estimate_ram_mb * mb) if engine.estimate_ram_mb else None,
     )
-
-
-@dataclass(frozen=True)
-class UnloadOutcome:
-    """What an unload request did: unloaded (with its report), or skipped and why."""
-
-    engine: str
-    unloaded: bool
-    reason: str = ""
-    report: UnloadReport | None = None

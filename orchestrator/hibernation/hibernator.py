@@ -1,10 +1,15 @@
 """The one writer of the hibernation state: it applies the ladder's transitions to the world.
 
-Every change goes through ``_handle`` in one task (``run``), in the order requests arrived:
-data-path activity, session open/close, scheduler ticks and operator orders. Each transition
-is carried out (unload by role, stop managed processes, host power), measured (memory before
-and after), stored, and published. The fleet is reached through a small effects protocol, so
-this module knows roles and states, never engine names.
+Every change goes through ``handle`` in one task (``run``), in the order requests arrived:
+data-path activity, session open/close, scheduler ticks, operator orders and finished loads.
+Each transition is carried out (unload by role, stop managed processes, host power), measured
+(memory before and after), stored, and published. The fleet is reached through a small effects
+protocol, so this module knows roles and states, never engines (a name is only quoted in logs).
+
+A load that finishes while the state keeps its role unloaded (a pre-warm that was in flight
+when the ladder went down: the transition recorded "already loading") is reconciled: the
+writer unloads the role again at once. The fleet skips engines that are leased, waited for or
+pinned, so a load a request is waiting for is never undone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Protocol
 
 from orchestrator.config import StateActions
 from orchestrator.core.events import EventBus
-from orchestrator.core.idle import IdleState
+from orchestrator.core.idle import ORDER, IdleState
 from orchestrator.core.store import StateStore, TransitionRecord
 from orchestrator.hibernation.host_power import HostPower
 from orchestrator.hibernation.ladder import Ladder, Transition
@@ -48,6 +53,7 @@ class _Command:
     state: IdleState | None = None
     until: float = 0.0
     cause: str = ""
+    role: Role | None = None
 
 
 class Hibernator:
@@ -96,6 +102,11 @@ class Hibernator:
     def actions_for(self, state: IdleState) -> StateActions:
         return self._actions[state]
 
+    def unloaded_roles(self, state: IdleState) -> set[Role]:
+        """The roles ``state`` keeps unloaded: its own and every shallower state's (a deeper
+        state also does what the shallower ones did; ACTIVE is never entered going down)."""
+        return {role for s in ORDER[1 : state.depth + 1] for role in self._actions[s].unload_roles}
+
     # -- requests from everyone else (never block) -------------------------------------------
 
     def note_activity(self) -> None:
@@ -109,6 +120,10 @@ class Hibernator:
 
     def tick(self) -> None:
         self._send(_Command("tick", self._clock()))
+
+    def engine_loaded(self, role: Role, engine: str = "") -> None:
+        """A load finished (the fleet tells): unload it again if the state keeps ``role`` off."""
+        self._send(_Command("loaded", self._clock(), role=role, cause=engine))
 
     async def keep_awake(self, seconds: float, cause: str = "operator") -> Transition | None:
         now = self._clock()
@@ -168,6 +183,10 @@ class Hibernator:
         elif command.kind == "force":
             assert command.state is not None
             transition = ladder.force(command.state, now, f"{command.cause}: {command.state}")
+        elif command.kind == "loaded":
+            assert command.role is not None
+            await self._reconcile(command.role, command.cause)
+            return None
         else:
             transition = ladder.tick(now)
         if transition is not None:
@@ -206,6 +225,29 @@ class Hibernator:
         self._bus.publish("hibernation.transition", **asdict(record))
         for listener in self.listeners:
             listener(transition.target, self._actions[transition.target])
+
+    async def _reconcile(self, role: Role, engine: str) -> None:
+        """Unload ``role`` again when the current state keeps it unloaded. Not a transition:
+        nothing is stored, but what was done is logged and published."""
+        state = self.ladder.state
+        if role not in self.unloaded_roles(state):
+            return
+        actions = [_outcome("unload", o) for o in await self._effects.unload_roles([role])]
+        done = [a for a in actions if a["ok"]]
+        log.info(
+            "hibernation %s: %s (%s) finished loading; unloaded again: %s",
+            state,
+            engine or "an engine",
+            role,
+            ", ".join(a["target"] for a in done) or "nothing (in use or pinned)",
+        )
+        self._bus.publish(
+            "hibernation.reconciled",
+            state=state.value,
+            role=role.value,
+            engine=engine,
+            actions=actions,
+        )
 
     async def _carry_out(self, transition: Transition) -> list[dict[str, Any]]:
         """Do what each state passed on the way down asks for; waking does nothing here."""

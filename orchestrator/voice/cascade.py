@@ -3,6 +3,7 @@
 The LLM keeps generating while earlier sentences are synthesised and streamed, so the first
 audio leaves as soon as the first sentence is complete. Closing the reply (barge-in) stops
 the LLM stream and the synthesis at once; what was sent so far is known sentence by sentence.
+A voice that fails before the reply was heard can be replaced mid-reply (``replace_tts``).
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from orchestrator.voice.sentences import SentenceSplitter
 from services.base import AudioChunk, ChatModel, SpeechSynthesizer
-from services.errors import EngineCallError, InvalidInput
+from services.errors import EngineCallError, EngineError, InvalidInput
 
 _END = object()
 T = TypeVar("T")
+# The TTS failed with this error before anything was heard: another voice, or None.
+ReplaceVoice = Callable[[EngineError], Awaitable[SpeechSynthesizer | None]]
 log = logging.getLogger(__name__)
 
 
@@ -51,17 +54,22 @@ async def reply(
     llm_options: dict[str, Any] | None = None,
     timings: ReplyTimings | None = None,
     stall_timeout_s: float | None = None,
+    replace_tts: ReplaceVoice | None = None,
 ) -> AsyncGenerator[ReplyPiece, None]:
     """Stream a reply: each sentence's text, then its audio chunks, in order.
 
     An engine that goes quiet for ``stall_timeout_s`` (no next sentence from the LLM, no next
     chunk from the TTS) fails the reply with ``EngineCallError`` naming it, so a fallback can
-    take over."""
+    take over. When the TTS fails before any audio of the reply was yielded, ``replace_tts``
+    may name another voice: the sentence is spoken again with it and the LLM goes on (no text
+    is repeated); once audio was heard, or with no other voice, the error ends the reply."""
     timings = timings or ReplyTimings()
+    stall_s = stall_timeout_s
+    heard = False
     sentences: asyncio.Queue[object] = asyncio.Queue()
     producer = asyncio.create_task(_produce(llm, messages, llm_options, sentences, timings))
     try:
-        while (sentence := await _within(sentences.get(), stall_timeout_s, llm.name)) is not _END:
+        while (sentence := await _within(sentences.get(), stall_s, llm.name)) is not _END:
             if isinstance(sentence, BaseException):
                 raise sentence
             assert isinstance(sentence, str)
@@ -69,14 +77,23 @@ async def reply(
             if not any(ch.isalnum() for ch in sentence):
                 continue  # nothing to say: punctuation or symbols only
             yield ReplyPiece(text=sentence)
-            try:
-                async with aclosing(tts.synthesize(sentence, voice=voice)) as chunks:
-                    while chunk := await _within(anext(chunks, None), stall_timeout_s, tts.name):
-                        if timings.first_audio is None:
-                            timings.first_audio = time.perf_counter()
-                        yield ReplyPiece(audio=chunk)
-            except InvalidInput as exc:  # one unspeakable sentence must not end the reply
-                log.warning("skipped a sentence the voice cannot speak: %s", exc)
+            while True:  # once more with another voice, while none was heard
+                try:
+                    async with aclosing(tts.synthesize(sentence, voice=voice)) as chunks:
+                        while chunk := await _within(anext(chunks, None), stall_s, tts.name):
+                            if timings.first_audio is None:
+                                timings.first_audio = time.perf_counter()
+                            heard = True
+                            yield ReplyPiece(audio=chunk)
+                    break
+                except InvalidInput as exc:  # one unspeakable sentence must not end the reply
+                    log.warning("skipped a sentence the voice cannot speak: %s", exc)
+                    break
+                except EngineError as exc:
+                    other = None if heard or replace_tts is None else await replace_tts(exc)
+                    if other is None:
+                        raise
+                    tts = other
     finally:
         producer.cancel()
         try:

@@ -156,8 +156,8 @@ class Listener:
         self._partial = self._tasks.spawn("partial", self._transcribe_partial(audio))
 
     async def _transcribe_partial(self, audio: Audio) -> None:
-        asr = self._recognizer()
         try:
+            asr = self._recognizer()
             async with aclosing(asr.transcribe(audio)) as segments:
                 text = "".join([s.text async for s in segments]).strip()
         except EngineError as exc:  # a partial is a courtesy: the final transcript decides

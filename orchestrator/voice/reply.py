@@ -4,9 +4,12 @@ A reply streams LLM text into sentences and sentences into TTS audio (``cascade.
 resampled to the output rate. Each sentence is remembered with the audio time at its end, so
 when the client says it played only part of a reply (``truncate``), the history keeps only the
 sentences the user heard. A new reply, or the user starting to speak (barge-in), cancels the one
-in progress. When an engine fails before anything was said and its fallback chain switches,
-the reply starts again on the new engine; once something was said it ends as failed, because a
-sentence never switches voices mid-way.
+in progress. When an engine fails before anything was heard and its fallback chain switches,
+the reply goes on with the new engine: a voice that failed is replaced for the sentence it was
+to speak (the text shown stays), an LLM that failed before any text starts the reply again.
+Once audio was sent, a failure ends the reply as failed, with an error naming the engine,
+because a reply never switches voices mid-way. A chain with nothing left fails each reply the
+same way (``reply_done`` always follows ``reply_started``).
 """
 
 from __future__ import annotations
@@ -124,12 +127,13 @@ class Responder:
 
     async def _speak_once(self, current: _Reply, timings: ReplyTimings) -> bool:
         """One try at a reply. True when an engine failed before anything was said and another
-        took over its role, so the reply starts again (a sentence never switches voices)."""
-        llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
-        assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
+        took over its role, so the reply starts again. A voice that fails before anything was
+        heard is replaced within the try (``_other_voice``): the text shown stays."""
         ids = (current.item_id, current.response_id)
         pending = ""
-        try:
+        try:  # a chain with nothing left raises NoEngine here: the reply still ends
+            llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
+            assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
             pieces = reply(
                 llm,
                 tts,
@@ -138,6 +142,7 @@ class Responder:
                 llm_options=self.settings.llm_options,
                 timings=timings,
                 stall_timeout_s=self.settings.engine_timeout_s,
+                replace_tts=self._other_voice,
             )
             async with aclosing(pieces):
                 async for piece in pieces:
@@ -163,12 +168,26 @@ class Responder:
                 current.sentences.append((pending, current.audio_ms))
         except EngineError as exc:
             nothing_said = not current.sentences and not pending and current.audio_ms == 0
+            # (a voice ``_other_voice`` could not replace is no chain's current one any more:
+            # this failover finds nothing to switch)
             switched = await self._failover(exc)
             if switched and nothing_said:
                 return True
             current.status = "failed"
-            await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc), error=exc))
+            text = str(exc)
+            if current.audio_ms:
+                text += f" (the reply stopped after {current.audio_ms} ms of audio was sent)"
+            await self.emit(_reply_event("error", ids, code=exc.code, text=text, error=exc))
         return False
+
+    async def _other_voice(self, exc: EngineError) -> SpeechSynthesizer | None:
+        """The voice failed before anything was heard: the TTS chain's next one, if one takes
+        over (then the reply goes on with it), else None."""
+        if not await self._failover(exc):
+            return None
+        tts = self.chains["tts"].engine
+        assert isinstance(tts, SpeechSynthesizer)
+        return tts
 
     def _record(
         self, turn_started: float | None, transcribed: float | None, timings: ReplyTimings

@@ -205,8 +205,8 @@ class CascadeSession:
         """A turn ended: transcribe it (switching ASR engines on failure), then reply."""
         item_id = f"item_{uuid.uuid4().hex[:16]}"
         while True:
-            asr = self._recognizer()
-            try:
+            try:  # a chain with nothing left raises NoEngine here: the turn still says so
+                asr = self._recognizer()
                 async with aclosing(asr.transcribe(audio)) as segments:
                     text = "".join([s.text async for s in segments]).strip()
                 break
