@@ -172,8 +172,18 @@ async def test_chatty_child_never_blocks_and_the_ring_stays_bounded(
     supervisor: Supervisor,
 ) -> None:
     chatty = 4_000_000  # bytes to each pipe before it listens: far beyond a pipe's 64 KiB
+    # the child must push 8 MB through its pipes before it listens: on a loaded machine that
+    # takes longer than the usual readiness budget, and the budget is not what this test is about
     process = supervisor.process(
-        spec(free_port(), "--chatty", str(chatty), "--long-line", "300000", log_lines=100)
+        spec(
+            free_port(),
+            "--chatty",
+            str(chatty),
+            "--long-line",
+            "300000",
+            log_lines=100,
+            ready_timeout_s=120.0,
+        )
     )
     await process.ensure_ready()
     # the child wrote everything before it listened; the last pipe-fulls may still be on their
