@@ -42,7 +42,8 @@ from console.process_logs import add_log_routes
 from console.proxy import trusted_proxy
 from console.reads import add_read_routes
 from console.recorder import recording
-from console.session import RevokedSessions, SessionSigner, load_or_create_key
+from console.session import KEY_FILE, RevokedSessions, SessionSigner, load_or_create_key
+from console.throttle import LoginThrottle
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.config import ConfigError
 
@@ -84,10 +85,11 @@ def _console(
     console = Console(
         templates=_templates(app),
         passwords=passwords,
-        signer=SessionSigner(load_or_create_key(state_dir / "console_session_key"), clock=clock),
+        signer=SessionSigner(load_or_create_key(state_dir / KEY_FILE), clock=clock),
         revoked=RevokedSessions(db),
         audit=AuditLog(db),
         overrides_path=state_dir / FILE_NAME,
+        throttle=LoginThrottle(db),
         clock=clock,
         trust_proxy=trust_proxy,
         history_store=HistoryStore(db),

@@ -97,8 +97,13 @@ async def test_wrong_passwords_are_refused_audited_and_throttled(client: Client)
     basic_too = await client.get("/api/state", headers=basic("admin", CONSOLE_PASSWORD))
     assert basic_too.status == 429
     entries = client.app[CONSOLE].audit.recent(limit=20)
-    assert len(entries) == 10
-    assert all(e.action == "login" and not e.ok for e in entries)
+    assert len(entries) == 12  # the throttled attempts are failed sign-ins too
+    assert all(e.action == "login" and not e.ok and e.actor == "admin" for e in entries)
+    assert [(e.via, e.error.split(":")[0]) for e in entries[:2]] == [
+        ("basic", "throttled"),
+        ("password", "throttled"),
+    ]
+    assert {e.error for e in entries[2:]} == {"wrong user or password"}
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example", "/login", ""])
