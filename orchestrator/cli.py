@@ -16,6 +16,7 @@ from orchestrator import __version__
 from orchestrator.commands import (
     Command,
     CommandError,
+    console_unlock,
     download,
     hibernate,
     install,
@@ -28,7 +29,17 @@ from orchestrator.commands import (
 from orchestrator.config import AppConfig, ConfigError, load_config
 from services import nvml
 
-COMMANDS: list[Command] = [serve, status, download, install, wake, hibernate, simulate, plan]
+COMMANDS: list[Command] = [
+    serve,
+    status,
+    download,
+    install,
+    wake,
+    hibernate,
+    simulate,
+    plan,
+    console_unlock,
+]
 
 
 def _parser() -> argparse.ArgumentParser:
