@@ -35,6 +35,7 @@ from console.context import CONSOLE, Console
 from console.history_store import HistoryStore
 from console.live import add_live_routes, push_point
 from console.login import add_login_routes
+from console.origin import allowed_origins
 from console.overrides import FILE_NAME
 from console.pages import add_page_routes
 from console.password import HASH_ENV, PasswordCheck
@@ -90,6 +91,7 @@ def _console(
         audit=AuditLog(db),
         overrides_path=state_dir / FILE_NAME,
         throttle=LoginThrottle(db),
+        origins=allowed_origins(runtime.config.server),
         clock=clock,
         trust_proxy=trust_proxy,
         history_store=HistoryStore(db),
@@ -99,7 +101,15 @@ def _console(
 
 
 async def _announce(app: web.Application, environ: Mapping[str, str]) -> None:
-    """Say at start where the password is, and how to choose one's own."""
+    """Say at start where the password is, and how to choose one's own; and which origin may
+    change state when the console listens beyond loopback without a public origin."""
+    server = app[RUNTIME].config.server
+    if server.console_host in ("0.0.0.0", "::") and server.console_public_origin is None:
+        log.warning(
+            "the console listens on every address but accepts changes only from %s: set "
+            "server.console_public_origin to the address you open it at",
+            " or ".join(sorted(app[CONSOLE].origins)),
+        )
     if app[CONSOLE].passwords.hashed is None:
         where = (
             "VO_CONSOLE_PASSWORD"

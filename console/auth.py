@@ -9,7 +9,8 @@ Every sign-in attempt, by the form or by HTTP Basic, first asks the throttle (42
 name waits, ``console.throttle`` says per what), and every failed or throttled one is audited.
 
 State-changing requests (POST, PUT, PATCH, DELETE) pass three checks:
-  - an ``Origin``, when sent, must be this console's own (403 otherwise);
+  - an ``Origin``, when sent, must be the console's public origin (403 otherwise;
+    ``console.origin``), never judged by the ``Host`` header the client sent;
   - ``/api/*`` bodies must be ``application/json`` (415), which a cross-site form cannot send
     without a CORS preflight that we never grant;
   - a cookie session must send its CSRF token, as header ``X-CSRF-Token`` (or form field
@@ -28,6 +29,7 @@ from aiohttp.typedefs import Handler
 from yarl import URL
 
 from console.context import CONSOLE, IDENTITY, USER, Identity, record, remote_of
+from console.origin import origin_refusal
 from console.session import COOKIE, DEVICE_COOKIE
 from console.throttle import ADDRESS, DEVICE, MAX_NAME
 
@@ -149,9 +151,9 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 async def guard_writes(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method not in WRITES:
         return await handler(request)
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        return _json_error(403, f"cross-origin request from {origin} refused")
+    refusal = origin_refusal(request.headers.get("Origin"), request.app[CONSOLE].origins)
+    if refusal is not None:
+        return _json_error(403, refusal)
     if request.path.startswith("/api/") and request.content_type != "application/json":
         return _json_error(415, "state-changing requests must be application/json")
     identity = request.get(IDENTITY)

@@ -50,6 +50,7 @@ class Console:
     audit: AuditLog
     overrides_path: Path
     throttle: LoginThrottle
+    origins: frozenset[str]  # what a state-changing request's Origin may be (console.origin)
     clock: Callable[[], float] = time.time
     streams: weakref.WeakSet[Stream] = field(default_factory=weakref.WeakSet)
     history: History = field(default_factory=History)
