@@ -35,6 +35,7 @@ from console.context import CONSOLE, Console
 from console.history_store import HistoryStore
 from console.live import add_live_routes, push_point
 from console.login import add_login_routes
+from console.origin import allowed_origins
 from console.overrides import FILE_NAME
 from console.pages import add_page_routes
 from console.password import HASH_ENV, PasswordCheck
@@ -42,7 +43,8 @@ from console.process_logs import add_log_routes
 from console.proxy import trusted_proxy
 from console.reads import add_read_routes
 from console.recorder import recording
-from console.session import RevokedSessions, SessionSigner, load_or_create_key
+from console.session import KEY_FILE, RevokedSessions, SessionSigner, load_or_create_key
+from console.throttle import LoginThrottle
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.config import ConfigError
 
@@ -84,10 +86,12 @@ def _console(
     console = Console(
         templates=_templates(app),
         passwords=passwords,
-        signer=SessionSigner(load_or_create_key(state_dir / "console_session_key"), clock=clock),
+        signer=SessionSigner(load_or_create_key(state_dir / KEY_FILE), clock=clock),
         revoked=RevokedSessions(db),
         audit=AuditLog(db),
         overrides_path=state_dir / FILE_NAME,
+        throttle=LoginThrottle(db),
+        origins=allowed_origins(runtime.config.server),
         clock=clock,
         trust_proxy=trust_proxy,
         history_store=HistoryStore(db),
@@ -97,7 +101,15 @@ def _console(
 
 
 async def _announce(app: web.Application, environ: Mapping[str, str]) -> None:
-    """Say at start where the password is, and how to choose one's own."""
+    """Say at start where the password is, and how to choose one's own; and which origin may
+    change state when the console listens beyond loopback without a public origin."""
+    server = app[RUNTIME].config.server
+    if server.console_host in ("0.0.0.0", "::") and server.console_public_origin is None:
+        log.warning(
+            "the console listens on every address but accepts changes only from %s: set "
+            "server.console_public_origin to the address you open it at",
+            " or ".join(sorted(app[CONSOLE].origins)),
+        )
     if app[CONSOLE].passwords.hashed is None:
         where = (
             "VO_CONSOLE_PASSWORD"

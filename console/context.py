@@ -19,6 +19,7 @@ from console.history import History
 from console.history_store import HistoryStore
 from console.password import PasswordCheck
 from console.session import RevokedSessions, Session, SessionSigner
+from console.throttle import LoginThrottle
 from orchestrator.app.runtime import RUNTIME
 
 log = logging.getLogger("console.audit")
@@ -32,31 +33,6 @@ class Identity:
     via: str  # "session" or "basic"
     session: Session | None = None
     actor: str = USER
-
-
-@dataclass
-class LoginThrottle:
-    """Failed sign-ins per address; past ``limit`` in ``window_s`` the address waits."""
-
-    limit: int = 10
-    window_s: float = 900.0
-    failures: dict[str, list[float]] = field(default_factory=dict)
-
-    def retry_after(self, remote: str, now: float) -> float:
-        recent = [t for t in self.failures.get(remote, []) if now - t < self.window_s]
-        self.failures[remote] = recent
-        return self.window_s - (now - recent[0]) if len(recent) >= self.limit else 0.0
-
-    def failed(self, remote: str, now: float) -> None:
-        self.failures.setdefault(remote, []).append(now)
-        if len(self.failures) > 1000:  # many addresses: forget the ones past the window
-            window = self.window_s
-            self.failures = {
-                who: times for who, times in self.failures.items() if now - times[-1] < window
-            }
-
-    def succeeded(self, remote: str) -> None:
-        self.failures.pop(remote, None)
 
 
 class Stream(Protocol):
@@ -73,8 +49,9 @@ class Console:
     revoked: RevokedSessions
     audit: AuditLog
     overrides_path: Path
+    throttle: LoginThrottle
+    origins: frozenset[str]  # what a state-changing request's Origin may be (console.origin)
     clock: Callable[[], float] = time.time
-    throttle: LoginThrottle = field(default_factory=LoginThrottle)
     streams: weakref.WeakSet[Stream] = field(default_factory=weakref.WeakSet)
     history: History = field(default_factory=History)
     history_store: HistoryStore | None = None  # None: the chart history lives in memory only
@@ -84,6 +61,7 @@ class Console:
     def close(self) -> None:
         self.audit.close()
         self.revoked.close()
+        self.throttle.close()
         if self.history_store is not None:
             self.history_store.close()
 

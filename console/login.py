@@ -1,9 +1,10 @@
 """Sign-in and sign-out: the password form, the session cookie, and their audit entries.
 
 A successful sign-in sets the signed session cookie (HttpOnly, SameSite=Strict, Secure when
-served over HTTPS, expiring with the session) and goes back to the page that asked for it.
-Failed attempts are counted per address; past the limit the address waits (429). Both, and
-every sign-out, are written to the audit log.
+served over HTTPS, expiring with the session), a device cookie when the browser has none (so its
+later failures are counted apart: ``console.throttle``), and goes back to the page that asked
+for it. Failed attempts are counted per user name and source; past the limit that pair waits
+(429). Successes, failures, throttled attempts and every sign-out are written to the audit log.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ import asyncio
 
 from aiohttp import web
 
-from console.auth import session_identity
-from console.context import CONSOLE, IDENTITY, USER, Identity, record, remote_of
+from console.auth import (
+    session_identity,
+    sign_in_failed,
+    sign_in_succeeded,
+    sign_in_wait,
+    source_of,
+)
+from console.context import CONSOLE, IDENTITY, USER, Identity, record
 from console.pages import render
-from console.session import COOKIE
+from console.session import COOKIE, DEVICE_COOKIE, DEVICE_TTL_S
+from console.throttle import DEVICE
 
 
 def _local(target: str | None) -> str:
@@ -40,22 +48,19 @@ async def login(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
     form = await request.post()
     target = _local(str(form.get("next", "/")))
-    remote = remote_of(request)
-    wait = console.throttle.retry_after(remote, console.clock())
-    if wait > 0:
-        error = f"Too many failed attempts. Try again in {wait / 60:.0f} min."
-        return render(request, "login.html", next=target, error=error, status=429)
     user = str(form.get("username", USER)) or USER
+    wait = await sign_in_wait(request, user, "password")
+    if wait > 0:
+        error = f"Too many failed attempts. Try again in {max(1, round(wait / 60))} min."
+        return render(request, "login.html", next=target, error=error, status=429)
     password = str(form.get("password", ""))
     ok = user == USER and bool(password)
     ok = ok and await asyncio.to_thread(console.passwords.check, password)
     if not ok:
-        console.throttle.failed(remote, console.clock())
-        anonymous = Identity(via="password", actor=user[:64])
-        await record(request, "login", ok=False, error="wrong user or password", identity=anonymous)
+        await sign_in_failed(request, user, "password", "wrong user or password")
         error = "Wrong password."
         return render(request, "login.html", next=target, error=error, status=401)
-    console.throttle.succeeded(remote)
+    await sign_in_succeeded(request, user)
     cookie, _session = console.signer.issue()
     await record(request, "login", identity=Identity(via="password"))
     response = _see_other(target)
@@ -68,6 +73,16 @@ async def login(request: web.Request) -> web.StreamResponse:
         samesite="Strict",
         secure=request.secure,
     )
+    if not source_of(request).startswith(DEVICE):
+        response.set_cookie(
+            DEVICE_COOKIE,
+            console.signer.issue_device(),
+            max_age=int(DEVICE_TTL_S),
+            path="/",
+            httponly=True,
+            samesite="Strict",
+            secure=request.secure,
+        )
     return response
 
 

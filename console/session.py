@@ -7,6 +7,11 @@ session out). Nothing secret rides in the cookie. A session's CSRF token is deri
 id with the same key, so it needs no storage; pages carry it and every state-changing request
 sends it back (header ``X-CSRF-Token``, or the ``csrf_token`` form field).
 
+A **device cookie** (``vo_console_device``, ``<id>.<signature>``, same key) is handed out at a
+successful sign-in and outlives the session: it tells the sign-in throttle that this client has
+signed in before, so its failures are counted apart from everyone else's (``console.throttle``).
+The CLI, which can read the key on the host, mints its own (``cli``).
+
 Signing out records the session id until its expiry in table ``console_revoked`` of the
 orchestrator's SQLite file, so a copied cookie stays dead across restarts.
 """
@@ -31,6 +36,9 @@ from orchestrator.core.store import open_database
 
 COOKIE = "vo_console"
 TTL_S = 12 * 3600.0
+DEVICE_COOKIE = "vo_console_device"
+DEVICE_TTL_S = 180 * 86400.0
+KEY_FILE = "console_session_key"
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -63,6 +71,18 @@ class SessionSigner:
     def _sign(self, message: bytes, purpose: bytes) -> bytes:
         return hmac.new(self._key, purpose + b"|" + message, hashlib.sha256).digest()
 
+    def _seal(self, payload: bytes, purpose: bytes) -> str:
+        return f"{_b64(payload)}.{_b64(self._sign(payload, purpose))}"
+
+    def _open(self, cookie: str, purpose: bytes) -> bytes | None:
+        """The payload of a sealed cookie, or None when it is forged or malformed."""
+        encoded, _, signature = cookie.partition(".")
+        try:
+            payload, given = _unb64(encoded), _unb64(signature)
+        except (binascii.Error, ValueError):
+            return None
+        return payload if hmac.compare_digest(given, self._sign(payload, purpose)) else None
+
     def issue(self) -> tuple[str, Session]:
         now = self._clock()
         session = Session(secrets.token_urlsafe(18), now, now + self.ttl_s)
@@ -70,16 +90,24 @@ class SessionSigner:
             {"sid": session.sid, "iat": session.issued_at, "exp": session.expires_at},
             separators=(",", ":"),
         ).encode()
-        return f"{_b64(payload)}.{_b64(self._sign(payload, b'session'))}", session
+        return self._seal(payload, b"session"), session
+
+    def issue_device(self, device_id: str | None = None) -> str:
+        """A device cookie for a new device (or the one named, such as ``cli``)."""
+        return self._seal((device_id or secrets.token_urlsafe(12)).encode(), b"device")
+
+    def device(self, cookie: str) -> str | None:
+        """The device id a device cookie carries, or None when it is forged or malformed."""
+        payload = self._open(cookie, b"device")
+        try:
+            return payload.decode() if payload else None
+        except UnicodeDecodeError:
+            return None
 
     def verify(self, cookie: str) -> Session | None:
         """The session a cookie carries, or None when it is forged, malformed or expired."""
-        encoded, _, signature = cookie.partition(".")
-        try:
-            payload, given = _unb64(encoded), _unb64(signature)
-        except (binascii.Error, ValueError):
-            return None
-        if not hmac.compare_digest(given, self._sign(payload, b"session")):
+        payload = self._open(cookie, b"session")
+        if payload is None:
             return None
         try:
             data = json.loads(payload)

@@ -15,6 +15,7 @@ from pathlib import Path
 from orchestrator import __version__
 from orchestrator.commands import (
     Command,
+    console_unlock,
     download,
     hibernate,
     install,
@@ -28,7 +29,17 @@ from orchestrator.config import AppConfig, load_config
 from services import nvml
 from services.errors import VoiceOrchestratorError
 
-COMMANDS: list[Command] = [serve, status, download, install, wake, hibernate, simulate, plan]
+COMMANDS: list[Command] = [
+    serve,
+    status,
+    download,
+    install,
+    wake,
+    hibernate,
+    simulate,
+    plan,
+    console_unlock,
+]
 
 
 def _parser() -> argparse.ArgumentParser:

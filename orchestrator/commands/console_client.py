@@ -1,14 +1,30 @@
-"""Talk to a running server's console admin API, as the CLI's operator commands do."""
+"""Talk to a running server's console admin API, as the CLI's operator commands do.
+
+Requests carry HTTP Basic and the device cookie ``cli``, minted with the console's session key
+from the state directory: the sign-in throttle then counts the CLI apart from other local
+clients, so a flood of bad sign-ins from another process does not lock the CLI out.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
-from orchestrator.app.secrets import load_secrets
+from console.session import DEVICE_COOKIE, KEY_FILE, SessionSigner
+from orchestrator.app.secrets import load_secrets, read_private_file
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
+
+
+def device_headers(config: AppConfig) -> dict[str, str]:
+    """The CLI's device cookie, once the console has made its session key; else nothing."""
+    key = config.state.dir / KEY_FILE
+    if not key.exists():
+        return {}
+    signer = SessionSigner(read_private_file(key).encode(), clock=time.time)
+    return {"Cookie": f"{DEVICE_COOKIE}={signer.issue_device('cli')}"}
 
 
 def post(config: AppConfig, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -18,7 +34,11 @@ def post(config: AppConfig, path: str, body: dict[str, Any] | None = None) -> An
     base = f"http://{host}:{config.server.console_port}"
     try:
         response = httpx.post(
-            f"{base}{path}", json=body or {}, auth=("admin", secrets.console_password), timeout=120
+            f"{base}{path}",
+            json=body or {},
+            auth=("admin", secrets.console_password),
+            headers=device_headers(config),
+            timeout=120,
         )
     except httpx.HTTPError as exc:
         raise CommandError(f"no console answers at {base} ({exc})") from None

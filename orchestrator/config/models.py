@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.config.duplex import DuplexConfig
 from orchestrator.core.idle import IdleState, Thresholds
@@ -42,8 +43,45 @@ class ServerConfig(_Model):
     # Behind a TLS-terminating proxy on this host: believe its X-Forwarded-Proto/-For headers
     # (Secure cookies, the audit log's client address). Off, they are ignored: anyone can send them.
     console_trust_proxy: bool = False
+    # The address browsers use for the console (``https://console.example.com``): a state-changing
+    # request whose Origin is anything else is refused. Unset: derived from the bind address.
+    console_public_origin: str | None = None
     open_paths: tuple[str, ...] = ("/health/live",)
     shutdown_grace_s: Seconds = 10.0
+
+    @field_validator("console_public_origin")
+    @classmethod
+    def _origin(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_origin(value)
+
+    @model_validator(mode="after")
+    def _proxy_needs_origin(self) -> ServerConfig:
+        if self.console_trust_proxy and self.console_public_origin is None:
+            raise ValueError(
+                "console_trust_proxy needs console_public_origin: the https:// address the "
+                "proxy publishes the console at"
+            )
+        return self
+
+
+def normalise_origin(text: str) -> str:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (lower case, no default port);
+    ``ValueError`` for anything else (a path, credentials, another scheme)."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} is not an origin like https://console.example.com") from None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "")
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(f"{text!r} is not an http(s) origin like https://console.example.com")
+    if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"{text!r} has more than scheme://host[:port]")
+    if parts.fragment or "#" in text:
+        raise ValueError(f"{text!r} has more than scheme://host[:port]")
+    host = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
 
 
 class ModelsConfig(_Model):

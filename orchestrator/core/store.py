@@ -1,12 +1,15 @@
 """Durable state in one SQLite file (WAL): the ladder, pins, and the transition history.
 
 Calls block briefly on disk I/O; async callers run them with ``asyncio.to_thread``. One lock
-serialises use of the connection across threads.
+serialises use of the connection across threads. The file (``<state.dir>/orchestrator.db``) also
+holds the ledger and the console's audit log, revoked sessions and sign-in failures, so it and
+its ``-wal``/``-shm`` companions are private to the owner (mode 0600), whatever the umask.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -28,6 +31,8 @@ CREATE TABLE IF NOT EXISTS transitions (
 );
 CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
 """
+DB_NAME = "orchestrator.db"
+PRIVATE = 0o600
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,29 @@ class TransitionRecord:
     seconds: float
 
 
+def state_database(state_dir: Path) -> Path:
+    """Where the state database of a state directory is."""
+    return state_dir / DB_NAME
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` (and tighten an existing one and its WAL files) to mode 0600 before SQLite
+    opens it: SQLite creates the ``-wal`` and ``-shm`` files with the database file's mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, PRIVATE))
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if each.stat().st_mode & 0o777 != PRIVATE:
+                each.chmod(PRIVATE)
+        except FileNotFoundError:
+            pass
+
+
 def open_database(path: Path, schema: str, *, timeout_s: float = 10.0) -> sqlite3.Connection:
     """One connection to the state database (WAL, autocommit, usable from worker threads under
-    the caller's lock) with ``schema`` created if missing. Each table's owner opens its own."""
+    the caller's lock) with ``schema`` created if missing. Each table's owner opens its own.
+    The file and its WAL companions are mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private(path)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=timeout_s)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(schema)

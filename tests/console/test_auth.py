@@ -20,6 +20,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.commands import console_client
 from orchestrator.config import ConfigError
 from orchestrator.core.idle import IdleState
+from orchestrator.core.store import open_database
 from tests.conftest import CONSOLE_PASSWORD
 from tests.console.conftest import Client, MakeClient, sign_in
 from tests.helpers import basic
@@ -96,8 +97,13 @@ async def test_wrong_passwords_are_refused_audited_and_throttled(client: Client)
     basic_too = await client.get("/api/state", headers=basic("admin", CONSOLE_PASSWORD))
     assert basic_too.status == 429
     entries = client.app[CONSOLE].audit.recent(limit=20)
-    assert len(entries) == 10
-    assert all(e.action == "login" and not e.ok for e in entries)
+    assert len(entries) == 12  # the throttled attempts are failed sign-ins too
+    assert all(e.action == "login" and not e.ok and e.actor == "admin" for e in entries)
+    assert [(e.via, e.error.split(":")[0]) for e in entries[:2]] == [
+        ("basic", "throttled"),
+        ("password", "throttled"),
+    ]
+    assert {e.error for e in entries[2:]} == {"wrong user or password"}
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example", "/login", ""])
@@ -226,3 +232,20 @@ async def test_the_cli_wake_and_hibernate_commands_still_work(
 def test_the_session_key_is_private(console_app: web.Application, runtime: Runtime) -> None:
     key = Path(runtime.config.state.dir) / "console_session_key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_the_state_database_is_private(console_app: web.Application, runtime: Runtime) -> None:
+    db = Path(runtime.config.state.dir) / "orchestrator.db"
+    files = [db, db.with_name("orchestrator.db-wal"), db.with_name("orchestrator.db-shm")]
+    assert all(path.exists() for path in files)  # WAL: the console's connections hold them open
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in files} == {
+        path.name: 0o600 for path in files
+    }
+
+
+def test_an_old_world_readable_state_database_is_made_private(tmp_path: Path) -> None:
+    db = tmp_path / "orchestrator.db"
+    db.touch(mode=0o644)
+    db.chmod(0o644)
+    open_database(db, "CREATE TABLE IF NOT EXISTS t (x);").close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600

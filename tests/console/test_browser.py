@@ -67,7 +67,9 @@ async def console(
 ) -> AsyncIterator[Console]:
     seed_history(runtime, clock)
     server = await aiohttp_server(console_app)
-    async with chromium(f"http://127.0.0.1:{server.port}") as tab:
+    base = f"http://127.0.0.1:{server.port}"
+    console_app[CONSOLE].origins = frozenset({base})  # server.console_public_origin
+    async with chromium(base) as tab:
         yield tab
         tab.expect_no_errors()
 

@@ -1,5 +1,6 @@
 """Behind a TLS proxy: ``X-Forwarded-Proto``/``-For`` count only when the operator trusts the
-proxy; then the cookie is Secure, an https Origin is our own, and the audit names the client."""
+proxy; then the cookie is Secure, the configured https public origin is our own, and the audit
+names the client."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from console.session import COOKIE
 from tests.conftest import CONSOLE_PASSWORD
 from tests.console.conftest import Client, MakeClient, sign_in
 
+PUBLIC = "https://console.example"
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
 
 
@@ -40,14 +42,15 @@ async def test_a_trusted_proxy_makes_the_cookie_secure(
     console_app: web.Application, aiohttp_client: MakeClient
 ) -> None:
     console_app[CONSOLE].trust_proxy = True  # server.console_trust_proxy = true
+    console_app[CONSOLE].origins = frozenset({PUBLIC})  # and server.console_public_origin
     client = await aiohttp_client(console_app)
     cookie = await login(client)
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     entry = client.app[CONSOLE].audit.recent()[0]
     assert (entry.action, entry.remote) == ("login", "203.0.113.9")  # the proxy's own entry
     csrf = await sign_in(client)  # the test client sends the cookie over http regardless
-    origin = {"Origin": f"https://{client.host}:{client.port}", **FORWARDED, **csrf}
+    origin = {"Origin": PUBLIC, **FORWARDED, **csrf}
     done = await client.post("/api/hibernation/keep-awake", json={}, headers=origin)
     assert done.status == 200
-    plain = {"Origin": f"http://{client.host}:{client.port}", **FORWARDED, **csrf}
+    plain = {"Origin": "http://console.example", **FORWARDED, **csrf}
     assert (await client.post("/api/hibernation/wake", json={}, headers=plain)).status == 403
