@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from services.personaplex import MIMI_WEIGHT, MOSHI_WEIGHT, TOKENIZER
 
@@ -26,3 +30,17 @@ def fill_hf_cache(hf_home: Path, repo: str = PERSONAPLEX_REPO) -> Path:
     for name in ("config.json", MOSHI_WEIGHT, MIMI_WEIGHT, TOKENIZER):
         (snapshot / name).write_bytes(b"{}")
     return hf_home
+
+
+def hold_load(engine: Any, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make a real engine's load wait for the returned event before it starts: a slow load on
+    demand, so a test about waking does not depend on how fast this machine loads."""
+    release = asyncio.Event()
+    real_load = engine.load
+
+    async def held_load() -> Any:
+        await release.wait()
+        return await real_load()
+
+    monkeypatch.setattr(engine, "load", held_load)
+    return release

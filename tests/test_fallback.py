@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.config import load_config
 from orchestrator.fleet.fallback import RoleChain
 from tests.conftest import RuntimeFactory
+from tests.helpers import hold_load
 
 
 def _with_second_tts(tiny_config_file: Path, model: Path, make_runtime: RuntimeFactory) -> Runtime:
@@ -66,14 +66,7 @@ async def test_a_transient_failure_is_probed_until_the_engine_comes_back(
     outcome does not depend on this machine's speed."""
     runtime = _with_second_tts(tiny_config_file, tiny_piper_onnx, make_runtime)
     engine = runtime.fleet.engine("tts_first")
-    release = asyncio.Event()
-    real_load = engine.load
-
-    async def held_load() -> Any:
-        await release.wait()
-        return await real_load()
-
-    monkeypatch.setattr(engine, "load", held_load)
+    release = hold_load(engine, monkeypatch)
     switches = Switches()
     chain = RoleChain(
         "tts", ["tts_first", "tts"], runtime.fleet, timeout_s=0.05, on_switch=switches

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import wave
 from typing import Any
@@ -20,6 +19,7 @@ from orchestrator.core.idle import IdleState
 from orchestrator.voice import audio
 from tests.conftest import API_KEY, RuntimeFactory
 from tests.fakes import FakeClock
+from tests.helpers import hold_load
 
 
 def wav_bytes(seconds: float = 1.0, rate: int = 22_050) -> bytes:
@@ -173,14 +173,7 @@ async def test_wake_timeout_is_503_with_retry_after(
     )
     runtime = make_runtime(patient, clock=FakeClock())
     engine = runtime.fleet.engine("tts")
-    release = asyncio.Event()
-    real_load = engine.load
-
-    async def held_load() -> Any:
-        await release.wait()
-        return await real_load()
-
-    monkeypatch.setattr(engine, "load", held_load)
+    release = hold_load(engine, monkeypatch)
     _, client = await start(runtime, aiohttp_server)
     with pytest.raises(openai.InternalServerError) as caught:
         await client.audio.speech.create(model="tts-1", voice="alloy", input="Hello.")
