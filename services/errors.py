@@ -20,6 +20,7 @@
     ├── DownloadError                  download_failed        502     no         o.fleet.downloads
     ├── DuplexUnavailable              duplex_unavailable     503     yes        o.duplex.routing
     ├── Refused                        (each refusal's own)   400     no         o.api.realtime
+    ├── TurnRefused                    (OpenAI's, per case)   400     no         o.voice
     ├── SupervisorError                process_error          503     no         s.process
     │   ├── PortTaken                  port_taken             503     no         s.process
     │   └── ProcessFailed              process_failed         503     no         s.process
