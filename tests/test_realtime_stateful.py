@@ -38,8 +38,8 @@ from tests.test_realtime_lifecycle import RATE, all_finished, lifecycle_errors, 
 
 T = TypeVar("T")
 BOUNDS = settings(
-    max_examples=25,
-    stateful_step_count=15,
+    max_examples=50,
+    stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

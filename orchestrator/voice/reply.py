@@ -105,7 +105,8 @@ class Responder:
                 "creating a new one.",
                 "conversation_already_has_active_response",
             )
-        await self.cancel()
+        while self._reply is not None and not self._reply.done:  # two turns may end at once:
+            await self.cancel()  # each cancel waits, and another start may slip in meanwhile
         current = _Reply(f"resp_{uuid.uuid4().hex[:16]}", f"item_{uuid.uuid4().hex[:16]}")
         self._reply = current
         await self.emit(SessionEvent("reply_started", current.item_id, current.response_id))
