@@ -12,6 +12,7 @@
     │   │   ├── SessionEnded           duplex_session_ended   502     yes        s.duplex_client
     │   │   └── HandshakeTimeout       duplex_busy            503     yes        s.duplex_client
     │   ├── InvalidInput               invalid_input          400     no         s.errors
+    │   │   └── InvalidEvent           (OpenAI's, per field)  400     no         o.api.realtime
     │   ├── AdmissionRefused           insufficient_vram      503     yes        o.gpu.admission
     │   ├── VramNotRecovered           vram_not_recovered     503     yes        o.gpu.telemetry
     │   ├── NoEngine                   no_engine_available    503     yes        o.fleet.fallback
@@ -20,6 +21,7 @@
     ├── DownloadError                  download_failed        502     no         o.fleet.downloads
     ├── DuplexUnavailable              duplex_unavailable     503     yes        o.duplex.routing
     ├── Refused                        (each refusal's own)   400     no         o.api.realtime
+    ├── TurnRefused                    (OpenAI's, per case)   400     no         o.voice
     ├── SupervisorError                process_error          503     no         s.process
     │   ├── PortTaken                  port_taken             503     no         s.process
     │   └── ProcessFailed              process_failed         503     no         s.process

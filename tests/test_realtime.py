@@ -157,7 +157,9 @@ async def test_bad_input_gets_error_events_and_the_session_survives(server: Test
         assert "even number" in (await socket.until("error"))["error"]["message"]
         await socket.ws.send_bytes(b"\x00\x01")
         assert (await socket.until("error"))["error"]["code"] == "binary_frame"
-        await socket.send("conversation.item.truncate", item_id="nope", audio_end_ms=10)
+        await socket.send(
+            "conversation.item.truncate", item_id="nope", content_index=0, audio_end_ms=10
+        )
         assert (await socket.until("error"))["error"]["code"] == "invalid_input"
         await socket.send("session.update", session={"instructions": "Be terse.", "voice": "x"})
         updated = await socket.until("session.updated")

@@ -71,7 +71,9 @@ class Talker(Socket):
     async def switch(self, **session: Any) -> dict[str, Any]:
         """Ask for the duplex back-end; the ``session.updated`` that says who serves it."""
         self.ga = session.get("type") == "realtime"
-        await self.send("session.update", session={**PERSONA, **session})
+        # GA has no top-level ``voice`` (it is ``audio.output.voice``): OpenAI refuses it there
+        persona = {k: v for k, v in PERSONA.items() if not (self.ga and k == "voice")}
+        await self.send("session.update", session={**persona, **session})
         updated = await self.until("session.updated")
         await self.until("response.created")
         view: dict[str, Any] = updated["session"]

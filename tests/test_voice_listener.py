@@ -49,7 +49,7 @@ async def test_turns_are_cut_at_the_engines_frame_and_rate() -> None:
     async def on_speech() -> None:
         barge_ins.append(True)
 
-    async def on_turn(audio: Any, stopped: float) -> None:
+    async def on_turn(audio: Any, stopped: float, reply: bool) -> None:
         turns.append((audio, stopped))
         heard.set()
 

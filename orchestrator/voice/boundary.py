@@ -17,7 +17,7 @@ from orchestrator.config import SessionsConfig
 from orchestrator.core.events import EventBus
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.fleet import Fleet
-from services.errors import EngineError
+from services.errors import EngineError, VoiceOrchestratorError
 
 
 class SessionActivity(Protocol):
@@ -65,3 +65,22 @@ class SessionEvent:
 
 
 Emit = Callable[[SessionEvent], Awaitable[None]]
+
+
+class TurnRefused(VoiceOrchestratorError):
+    """A well-formed request a session cannot do in its state, with OpenAI's codes (the
+    front-end answers an error and the session goes on):
+
+        code                                       when
+        conversation_already_has_active_response  a reply is asked for while one is running
+        response_cancel_not_active                 a cancel while no reply is running
+        input_audio_buffer_commit_empty            a commit of less than 100 ms of audio
+    """
+
+    code = "turn_refused"
+    status = 400
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code

@@ -4,8 +4,10 @@ Client audio (PCM16, any rate) is resampled to the VAD engine's rate and cut int
 each frame's speech probability feeds a ``TurnDetector``. While nobody speaks only a short
 pre-roll is kept, so a turn starts with the syllable that triggered it. While the user speaks,
 partial transcripts go out now and then; when the turn ends, the utterance goes to the session
-(``on_turn``), which transcribes and answers it. With server VAD off the client ends each turn
-(``commit``) and everything heard since is the utterance.
+(``on_turn``), which transcribes and answers it. With server VAD off (push-to-talk) the VAD
+is not run and no speech events are sent: the client ends each turn (``commit``), everything
+heard since is the utterance, and it is transcribed but not answered (the client asks for the
+reply); a commit of less than ``MIN_COMMIT_S`` is refused as OpenAI refuses it.
 
 The frame size and rate are the engine's (``VoiceActivityDetector``), never an adapter's
 constants: the listener learns them when the session attaches its leased VAD.
@@ -26,7 +28,7 @@ import numpy.typing as npt
 import soxr
 
 from orchestrator.config import SessionsConfig
-from orchestrator.voice.boundary import Emit, SessionEvent
+from orchestrator.voice.boundary import Emit, SessionEvent, TurnRefused
 from orchestrator.voice.turns import TurnDetector, TurnEvent, TurnSettings
 from services.base import SpeechRecognizer, VadStream, VoiceActivityDetector
 from services.errors import EngineError, InvalidInput
@@ -35,9 +37,11 @@ from services.tasks import TaskSet
 log = logging.getLogger(__name__)
 IN_RATE = 24_000  # the Realtime API's pcm16 rate, when the caller names none
 PRE_ROLL_S = 0.3
+MIN_COMMIT_S = 0.1  # OpenAI refuses a commit of less than 100 ms
 
 Audio = npt.NDArray[np.float32]
-OnTurn = Callable[[Audio, float], Coroutine[Any, Any, None]]  # utterance, perf_counter at stop
+# the utterance, perf_counter at its end, and whether to answer it (server VAD) or not
+OnTurn = Callable[[Audio, float, bool], Coroutine[Any, Any, None]]
 
 
 class Listener:
@@ -70,6 +74,7 @@ class Listener:
         self._stream_s = 0.0
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0.0
+        self._turns: set[asyncio.Task[None]] = set()  # turns handed on, not yet transcribed
 
     @property
     def turn_settings(self) -> TurnSettings:
@@ -85,8 +90,9 @@ class Listener:
             self._detector = TurnDetector(dataclasses.replace(self.turn_settings, frame_s=frame_s))
 
     def configure(self, *, vad: dict[str, Any] | None, vad_enabled: bool | None) -> None:
-        if vad_enabled is not None:
+        if vad_enabled is not None and vad_enabled != self.server_vad:
             self.server_vad = vad_enabled
+            self._detector = TurnDetector(self.turn_settings)  # whoever spoke, it starts again
         if vad:
             self._detector = TurnDetector(self._turn_settings(vad))
 
@@ -114,6 +120,12 @@ class Listener:
         usable = len(self._pending) // size * size
         frames, self._pending = self._pending[:usable], self._pending[usable:]
         if not usable:
+            return
+        if not self.server_vad:  # push-to-talk: nothing to detect, the client commits
+            self._utterance.extend(frames.reshape(-1, size))
+            self._stream_s += usable / self._rate
+            if self._heard_s() > self.settings.max_utterance_s:
+                await self._end_turn(self._stream_s)
             return
         vad = self._vad
         assert vad is not None
@@ -167,21 +179,44 @@ class Listener:
 
     # -- turn ends ---------------------------------------------------------------------------
 
+    def _heard_s(self) -> float:
+        return (sum(len(f) for f in self._utterance) + len(self._pending)) / (self._rate or 1)
+
     async def commit(self) -> None:
-        """End the user's turn now (manual turn taking, server VAD off)."""
+        """End the user's turn now (what is short of a VAD frame included); ``TurnRefused``
+        when less than ``MIN_COMMIT_S`` was heard since the last turn."""
+        heard = self._heard_s()
+        if heard < MIN_COMMIT_S:
+            raise TurnRefused(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_S * 1000:.0f}ms of audio, but buffer only has {heard * 1000:.2f}ms "
+                "of audio.",
+                "input_audio_buffer_commit_empty",
+            )
+        if len(self._pending):
+            self._utterance.append(self._pending)
+            self._pending = np.zeros(0, dtype=np.float32)
         await self._end_turn(self._stream_s)
 
     def clear(self) -> None:
         self._utterance = []
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def pending_turns(self) -> list[asyncio.Task[None]]:
+        """The turns handed on and not transcribed yet (a reply asked for waits for them)."""
+        return list(self._turns)
 
     async def _end_turn(self, at_s: float) -> None:
         stopped = time.perf_counter()
         if self._partial is not None:
             self._partial.cancel()  # the final transcript supersedes it
         self._partial_at = 0.0
-        await self.emit(SessionEvent("speech_stopped", at_ms=int(at_s * 1000)))
+        if self.server_vad:
+            await self.emit(SessionEvent("speech_stopped", at_ms=int(at_s * 1000)))
         audio = np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
         self._utterance = []
         if audio.size == 0 or audio.size < self._frame_samples:
             return  # nothing heard, or less than one frame of it
-        self._tasks.spawn("turn", self._on_turn(audio, stopped))
+        turn = self._tasks.spawn("turn", self._on_turn(audio, stopped, self.server_vad))
+        self._turns.add(turn)
+        turn.add_done_callback(self._turns.discard)

@@ -9,7 +9,13 @@ the reply goes on with the new engine: a voice that failed is replaced for the s
 to speak (the text shown stays), an LLM that failed before any text starts the reply again.
 Once audio was sent, a failure ends the reply as failed, with an error naming the engine,
 because a reply never switches voices mid-way. A chain with nothing left fails each reply the
-same way (``reply_done`` always follows ``reply_started``).
+same way.
+
+Every ``reply_started`` is followed by exactly one ``reply_done`` (completed, cancelled or
+failed), whenever the reply is cancelled: before its task ran, while it waits for the turn
+being transcribed, mid-sentence, or while it is being finished. A reply the client asks for
+while one runs is refused (OpenAI's ``conversation_already_has_active_response``); a turn the
+server detects cancels the running one instead (it was barged in on).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +34,7 @@ import soxr
 from orchestrator.config import SessionsConfig
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.fallback import RoleChain
-from orchestrator.voice.boundary import Emit, SessionEvent
+from orchestrator.voice.boundary import Emit, SessionEvent, TurnRefused
 from orchestrator.voice.cascade import ReplyTimings, reply
 from orchestrator.voice.history import History
 from services.base import ChatModel, SpeechSynthesizer
@@ -47,6 +53,8 @@ class _Reply:
     sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, audio ms at its end)
     audio_ms: int = 0
     status: str = "in_progress"
+    finishing: bool = False  # its task is past the reply: only ``reply_done`` is left to send
+    done: bool = False  # ``reply_done`` was sent (or is being sent)
 
 
 class Responder:
@@ -74,26 +82,75 @@ class Responder:
         self._metrics = metrics
         self._reply: _Reply | None = None
 
+    @property
+    def active(self) -> bool:
+        """A reply was started and its ``reply_done`` not yet sent."""
+        return self._reply is not None and not self._reply.done
+
     async def start(
-        self, *, turn_started: float | None = None, transcribed: float | None = None
+        self,
+        *,
+        requested: bool = False,
+        after: Collection[asyncio.Task[Any]] = (),
+        turn_started: float | None = None,
+        transcribed: float | None = None,
     ) -> None:
-        await self.cancel()
+        """Start a reply. ``requested`` (the client asked) refuses while one is running, else
+        the running one is cancelled; the reply first waits for the tasks ``after`` (the turns
+        still being transcribed), so it answers what the user said."""
+        if requested and self._reply is not None and not self._reply.done:
+            raise TurnRefused(
+                f"Conversation already has an active response in progress: "
+                f"{self._reply.response_id}. Wait until the response is finished before "
+                "creating a new one.",
+                "conversation_already_has_active_response",
+            )
+        while self._reply is not None and not self._reply.done:  # two turns may end at once:
+            await self.cancel()  # each cancel waits, and another start may slip in meanwhile
         current = _Reply(f"resp_{uuid.uuid4().hex[:16]}", f"item_{uuid.uuid4().hex[:16]}")
         self._reply = current
         await self.emit(SessionEvent("reply_started", current.item_id, current.response_id))
-        current.task = self._tasks.spawn("reply", self._speak(current, turn_started, transcribed))
+        if current.done:  # cancelled while ``reply_started`` was being sent
+            return
+        current.task = self._tasks.spawn(
+            "reply", self._speak(current, after, turn_started, transcribed)
+        )
 
     async def barge_in(self) -> None:
         """The user started speaking: a reply in progress stops at once."""
         if self._reply is not None and self._reply.status == "in_progress":
             await self.cancel()
 
-    async def cancel(self) -> None:
+    async def cancel(self) -> bool:
+        """Stop the running reply and send its ``reply_done``; False when none was running."""
         current = self._reply
-        if current is None or current.task is None or current.task.done():
+        if current is None or current.done:
+            return False
+        task = current.task
+        if task is not None:
+            if not current.finishing:
+                task.cancel()
+            await asyncio.wait([task])  # (not gather: a cancelled caller leaves it running)
+        await self._finish(current)
+        return True
+
+    async def _finish(self, current: _Reply) -> None:
+        """Send ``reply_done``, once per reply (a reply cancelled before its task ran, or
+        mid-way, is ``cancelled``)."""
+        if current.done:
             return
-        current.task.cancel()
-        await asyncio.gather(current.task, return_exceptions=True)
+        current.done = True
+        if current.status == "in_progress":
+            current.status = "cancelled"
+        await self.emit(
+            SessionEvent(
+                "reply_done",
+                status=current.status,
+                text=" ".join(text for text, _ in current.sentences),
+                item_id=current.item_id,
+                response_id=current.response_id,
+            )
+        )
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """The client played only ``audio_end_ms`` of a reply: keep only those sentences."""
@@ -105,25 +162,25 @@ class Responder:
         self.history.replace_last_assistant(spoken, " ".join(kept))
 
     async def _speak(
-        self, current: _Reply, turn_started: float | None, transcribed: float | None
+        self,
+        current: _Reply,
+        after: Collection[asyncio.Task[Any]],
+        turn_started: float | None,
+        transcribed: float | None,
     ) -> None:
+        if after:
+            await asyncio.wait(after)  # a cancel here leaves the turns running
         timings = ReplyTimings()
         attempts = sum(len(chain.names) for chain in self.chains.values())
         for _attempt in range(attempts):
             if not await self._speak_once(current, timings):
                 break
-        spoken = " ".join(text for text, _ in current.sentences)
-        self.history.add("assistant", spoken)
+        else:  # every engine failed before anything was said
+            current.status = "failed"
+        self.history.add("assistant", " ".join(text for text, _ in current.sentences))
         self._record(turn_started, transcribed, timings)
-        await self.emit(
-            SessionEvent(
-                "reply_done",
-                status=current.status,
-                text=spoken,
-                item_id=current.item_id,
-                response_id=current.response_id,
-            )
-        )
+        current.finishing = True
+        await self._finish(current)
 
     async def _speak_once(self, current: _Reply, timings: ReplyTimings) -> bool:
         """One try at a reply. True when an engine failed before anything was said and another

@@ -26,7 +26,7 @@ from contextlib import AsyncExitStack, aclosing
 from typing import Any
 
 from orchestrator.fleet.fallback import RoleChain
-from orchestrator.voice.boundary import Emit, SessionDeps, SessionEvent
+from orchestrator.voice.boundary import Emit, SessionDeps, SessionEvent, TurnRefused
 from orchestrator.voice.history import History
 from orchestrator.voice.listener import IN_RATE, Audio, Listener
 from orchestrator.voice.reply import Responder
@@ -190,7 +190,7 @@ class CascadeSession:
         await self.listener.append(pcm16, rate)
 
     async def commit(self) -> None:
-        """End the user's turn now (manual turn taking, server VAD off)."""
+        """End the user's turn now (push-to-talk); ``TurnRefused`` when nothing was heard."""
         await self.listener.commit()
 
     def clear(self) -> None:
@@ -201,8 +201,9 @@ class CascadeSession:
         assert isinstance(asr, SpeechRecognizer)
         return asr
 
-    async def _answer(self, audio: Audio, stopped: float) -> None:
-        """A turn ended: transcribe it (switching ASR engines on failure), then reply."""
+    async def _answer(self, audio: Audio, stopped: float, reply: bool) -> None:
+        """A turn ended: transcribe it (switching ASR engines on failure), then reply when the
+        server detected the turn (``reply``; with push-to-talk the client asks for it)."""
         item_id = f"item_{uuid.uuid4().hex[:16]}"
         while True:
             try:  # a chain with nothing left raises NoEngine here: the turn still says so
@@ -220,7 +221,8 @@ class CascadeSession:
         transcribed = time.perf_counter()
         await self.emit(SessionEvent("transcript", item_id=item_id, text=text))
         self.history.add("user", text)
-        await self.replies.start(turn_started=stopped, transcribed=transcribed)
+        if reply:
+            await self.replies.start(turn_started=stopped, transcribed=transcribed)
 
     def add_user_text(self, text: str) -> str:
         self.history.add("user", text)
@@ -229,10 +231,16 @@ class CascadeSession:
     # -- replies -----------------------------------------------------------------------------
 
     async def start_reply(self) -> None:
-        await self.replies.start()
+        """The client asks for a reply: ``TurnRefused`` while one runs. It answers the turns
+        committed before it, once they are transcribed."""
+        await self.replies.start(requested=True, after=self.listener.pending_turns())
 
     async def cancel_reply(self) -> None:
-        await self.replies.cancel()
+        """The client cancels the reply: ``TurnRefused`` when none is running."""
+        if not await self.replies.cancel():
+            raise TurnRefused(
+                "Cancellation failed: no active response found", "response_cancel_not_active"
+            )
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """The client played only ``audio_end_ms`` of a reply: keep only those sentences."""

@@ -9,8 +9,13 @@ speech_stopped|committed|cleared``, ``conversation.item.created``,
 ``conversation.item.truncated``, ``error``; ``conversation.item.input_audio_transcription.delta``
 with a partial transcript while the user speaks, ``waking`` while hibernated engines load, and
 ``fallback`` when a role switches engines.
-Audio is base64 PCM16 mono at 24 kHz both ways. Bad input gets an ``error`` event; the session
-goes on. A client that sends ``session.type = "realtime"`` gets the GA event names.
+Audio is base64 PCM16 mono at 24 kHz both ways. Every client event is checked against the
+``openai`` package's model of it first (beta, or GA for a client that sends ``session.type =
+"realtime"``; that client also gets the GA event names): bad input gets an ``error`` event with
+OpenAI's code and the field as ``param``, and the session goes on. ``turn_detection: null`` is
+push-to-talk: the client commits each turn and asks for each reply. Every ``response.created``
+is followed by exactly one ``response.done``; a ``response.create`` while one runs is refused
+(``conversation_already_has_active_response``), as OpenAI does.
 
 ``session.backend`` (our extension, beta and GA shapes alike): ``"cascade"`` (the default,
 ASR -> LLM -> TTS in turns) or ``"duplex"``: the full-duplex model (PersonaPlex), routed like
@@ -23,7 +28,8 @@ protocol.
 The modules, in the order a client event meets them:
 
     route       the upgrade, per-key and time limits, shutdown; one connection per socket
-    events      one frozen class per client event type, parsed before anything acts on it
+    schema      the ``openai`` package's models of the client events, and our extensions
+    events      one frozen class per client event type, mapped from the validated model
     connection  the connection's state and a handler per client event type
     render      the cascade session's events as server events, one row per kind
     duplex      the duplex back-end, written against ``wire.ClientLink``

@@ -4,9 +4,11 @@ The connection owns what lasts as long as the socket: the cascade session (opene
 closed by ``close``), whether the client speaks the GA protocol, whether the conversation has
 started, and, once the client asked for ``session.backend = "duplex"``, the duplex back-end
 that serves it instead (``orchestrator.api.realtime.duplex``). Client events are parsed into
-their classes (``events``) and dispatched through ``HANDLERS``, keyed by the wire type; the
+their classes (``events``: checked against the ``openai`` package's models first, in the
+dialect the client speaks) and dispatched through ``HANDLERS``, keyed by the wire type; the
 session's events go out through the renderer (``render``). One lock serialises the sends: the
-session's tasks and the client's handlers both send.
+session's tasks and the client's handlers both send. No client event ends the session: bad
+input, a refusal and even a bug in a handler are answered with an ``error`` event.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from orchestrator.api.realtime.events import (
     ResponseCancel,
     ResponseCreate,
     SessionUpdate,
+    parse,
 )
 from orchestrator.api.realtime.render import render, user_item
 from orchestrator.api.realtime.wire import (
@@ -131,26 +134,30 @@ class RealtimeConnection:
         """
         try:
             data = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             await self.error(f"invalid JSON: {exc}", "invalid_json")
             return
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             await self.error("an event is a JSON object with a 'type'", "invalid_event")
             return
         kind, client_event = data["type"], data.get("event_id")
-        cls = CLIENT_EVENTS.get(kind)
-        if cls is None:
+        if not isinstance(client_event, str):
+            client_event = None
+        if kind not in CLIENT_EVENTS:
             await self.error(f"unknown event type {kind!r}", "unknown_event", client_event)
             return
         try:
             if self.duplex is not None and (refused := refusal(kind)) is not None:
                 raise refused
-            event = cls.from_dict(data, self.limits)
+            event = parse(data, self.limits, ga=self.ga)
             if self.duplex is not None and isinstance(event, InputAudioBufferAppend):
                 await self.duplex.append(event)
             else:
                 await HANDLERS[kind](self, event)
         except VoiceOrchestratorError as exc:
+            await self.report(exc, client_event)
+        except Exception as exc:  # a bug must not end the session: the log has the details
+            log.exception("realtime %s: %s failed", self.session.id, kind)
             await self.report(exc, client_event)
 
     async def _session_update(self, event: SessionUpdate) -> None:
@@ -222,7 +229,7 @@ class RealtimeConnection:
                 DuplexUnavailable.code,
                 status=DuplexUnavailable.status,
             )
-        voice = event.output_voice if event.output_voice is not None else event.voice
+        voice = event.voice
         duplex = RealtimeDuplex.claim(
             self,
             self.runtime,

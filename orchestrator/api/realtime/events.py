@@ -1,15 +1,18 @@
 """The Realtime client events we accept: one frozen class per wire type.
 
-A client event is parsed into its class before anything acts on it, so a handler gets typed
-fields instead of poking at a dict; ``CLIENT_EVENTS`` maps each wire ``type`` to its class and
-is the list of what the server understands (any other type is ``unknown_event``). Each class
-keeps only what the server uses (``response.create``'s options, for one, are not read); the
-later move to the ``openai`` package's models will widen them.
+A client event is checked against the ``openai`` package's model of it (``schema.validate``:
+wrong types, missing or unknown fields are refused there, with OpenAI's codes), then mapped
+into its class here, so a handler gets typed fields instead of poking at a dict;
+``CLIENT_EVENTS`` maps each wire ``type`` to its class and is the list of what the server
+understands (any other type is ``unknown_event``). Each class keeps only what the server uses
+(``response.create``'s options, for one, are not read), and refuses what the models allow but
+we cannot do (a role other than ``user``, audio that is not PCM16) or what is out of range
+(``threshold`` above 1): ``InvalidEvent``/``InvalidInput`` with the field as ``param``; the
+client gets an ``error`` event and the session goes on.
 
-``from_dict`` raises ``InvalidInput`` saying what is wrong (the client gets ``invalid_value``
-and the session goes on); ``to_dict`` writes the event as a client would send it, so that
-``parse(e.to_dict(), limits) == e`` for every class (tests/test_realtime_events.py checks it).
-The envelope (``type``, the client's ``event_id``) is read by the connection, not kept here.
+``to_dict`` writes the event as a client would send it, so that
+``parse(e.to_dict(), limits, ga=...) == e`` for every class (tests/test_realtime_events.py
+checks it). The envelope (``type``, the client's ``event_id``) is read by the connection.
 """
 
 from __future__ import annotations
@@ -18,12 +21,21 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Self
 
+from pydantic import BaseModel
+
+from orchestrator.api.realtime.schema import (
+    BACKENDS,
+    Backend,
+    Extensions,
+    InvalidEvent,
+    is_ga,
+    validate,
+)
 from services.errors import InvalidInput
 
-Backend = Literal["cascade", "duplex"]
-BACKENDS: tuple[Backend, ...] = ("cascade", "duplex")
+__all__ = ["BACKENDS", "Backend", "InvalidEvent"]
 
 
 @dataclass(frozen=True)
@@ -33,11 +45,28 @@ class Limits:
     max_append_bytes: int  # ``sessions.max_append_bytes``, measured on the base64 text
 
 
-def _optional_str(data: Mapping[str, Any], key: str, path: str) -> str | None:
-    value = data.get(key)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{path} must be a string")
-    return value
+def _bounded(value: float | None, param: str, low: float, high: float | None = None) -> None:
+    """Our bounds on a number OpenAI's model only types (OpenAI's codes for them)."""
+    if value is None:
+        return
+    integer = isinstance(value, int)
+    if value < low:
+        code = "integer_below_min_value" if integer else "decimal_below_min_value"
+        raise InvalidEvent(f"Invalid '{param}': must be at least {low}, got {value}.", code, param)
+    if high is not None and value > high:
+        code = "integer_above_max_value" if integer else "decimal_above_max_value"
+        raise InvalidEvent(f"Invalid '{param}': must be at most {high}, got {value}.", code, param)
+
+
+def _vad(detection: Any, param: str) -> dict[str, Any]:
+    """What the listener reads of a ``turn_detection`` object, bounds checked."""
+    vad: dict[str, Any] = {}
+    for key in ("threshold", "silence_duration_ms", "prefix_padding_ms"):
+        value = getattr(detection, key, None)
+        if value is not None:
+            _bounded(value, f"{param}.{key}", 0, 1 if key == "threshold" else None)
+            vad[key] = value
+    return vad
 
 
 @dataclass(frozen=True)
@@ -45,8 +74,9 @@ class SessionUpdate:
     """``session.update``: the cascade's settings, the GA protocol, or the duplex back-end.
 
     ``None`` means "not given, keep what is set". ``vad_enabled`` is False for
-    ``turn_detection: null`` (no server VAD), ``vad`` its settings when it is an object. The
-    GA ``audio.output.voice`` is kept apart from ``voice``: only the duplex back-end reads it.
+    ``turn_detection: null`` (no server VAD: the client commits and asks for each reply),
+    ``vad`` its settings when it is an object. ``voice`` is beta ``voice`` or GA
+    ``audio.output.voice``; ``backend`` is our extension (``schema.EXTENSIONS``).
     """
 
     TYPE: ClassVar[str] = "session.update"
@@ -54,54 +84,78 @@ class SessionUpdate:
     backend: Backend = "cascade"
     instructions: str | None = None
     voice: str | None = None
-    output_voice: str | None = None
     vad: dict[str, Any] | None = None
     vad_enabled: bool | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], limits: Limits) -> SessionUpdate:
-        config = data.get("session")
-        if not isinstance(config, dict):
-            raise InvalidInput("session.update needs a 'session' object")
-        if "type" in config and config["type"] != "realtime":
-            raise InvalidInput(
-                "session.type must be 'realtime' (transcription-only sessions are not supported)"
+    def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
+        config: Any = getattr(model, "session")  # noqa: B009 (the models differ per dialect)
+        ga = "type" in config.model_fields_set
+        if ga and config.type != "realtime":
+            raise InvalidEvent(
+                "session.type must be 'realtime' (transcription-only sessions are not supported)",
+                "invalid_value",
+                "session.type",
             )
-        backend = config.get("backend", "cascade")
-        if backend not in BACKENDS:
-            raise InvalidInput(f"session.backend must be one of {', '.join(BACKENDS)}")
-        detection = config.get("turn_detection", ...)
-        if (
-            backend == "cascade"
-            and detection not in (..., None)
-            and not isinstance(detection, dict)
-        ):
-            raise InvalidInput("turn_detection must be an object or null")  # duplex: ignored
-        audio = config.get("audio")
-        output = audio.get("output") if isinstance(audio, dict) else None
+        backend = extensions.backend or "cascade"
+        if ga:
+            audio = config.audio
+            given = audio is not None and audio.input is not None
+            holder, where = (audio.input if given else None), "session.audio.input"
+            output = audio.output if audio is not None else None
+            voice: Any = output.voice if output is not None else None
+            for part, side in ((holder, "input"), (output, "output")):
+                kind = getattr(getattr(part, "format", None), "type", None)
+                if kind not in (None, "audio/pcm"):
+                    param = f"session.audio.{side}.format.type"
+                    raise InvalidEvent(
+                        f"Invalid value for '{param}': only 'audio/pcm' is served.", param=param
+                    )
+            if voice is not None and not isinstance(voice, str):
+                voice = voice.id  # a custom voice, by id
+        else:
+            holder, where, voice = config, "session", config.voice
+            _audio_format(config.input_audio_format, "session.input_audio_format")
+            _audio_format(config.output_audio_format, "session.output_audio_format")
+        detection_given = holder is not None and "turn_detection" in holder.model_fields_set
+        detection = getattr(holder, "turn_detection", None)
+        cascade = backend == "cascade"  # the duplex back-end has no turns: ignored there
         return cls(
-            ga="type" in config,
+            ga=ga,
             backend=backend,
-            instructions=_optional_str(config, "instructions", "session.instructions"),
-            voice=_optional_str(config, "voice", "session.voice"),
-            output_voice=_optional_str(output, "voice", "session.audio.output.voice")
-            if isinstance(output, dict)
+            instructions=config.instructions,
+            voice=voice,
+            vad=_vad(detection, f"{where}.turn_detection")
+            if cascade and detection is not None
             else None,
-            vad=detection if isinstance(detection, dict) and backend == "cascade" else None,
-            vad_enabled=None if detection is ... or backend == "duplex" else detection is not None,
+            vad_enabled=detection is not None if cascade and detection_given else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         config: dict[str, Any] = {"type": "realtime"} if self.ga else {}
         config["backend"] = self.backend
-        for key in ("instructions", "voice"):
-            if getattr(self, key) is not None:
-                config[key] = getattr(self, key)
-        if self.output_voice is not None:
-            config["audio"] = {"output": {"voice": self.output_voice}}
-        if self.vad_enabled is not None:
-            config["turn_detection"] = (self.vad or {}) if self.vad_enabled else None
+        if self.instructions is not None:
+            config["instructions"] = self.instructions
+        detection = None if not self.vad_enabled else {"type": "server_vad", **(self.vad or {})}
+        if not self.ga:
+            if self.voice is not None:
+                config["voice"] = self.voice
+            if self.vad_enabled is not None:
+                config["turn_detection"] = detection
+        else:
+            audio: dict[str, Any] = {}
+            if self.voice is not None:
+                audio["output"] = {"voice": self.voice}
+            if self.vad_enabled is not None:
+                audio["input"] = {"turn_detection": detection}
+            if audio:
+                config["audio"] = audio
         return {"type": self.TYPE, "session": config}
+
+
+def _audio_format(value: str | None, param: str) -> None:
+    if value not in (None, "pcm16"):
+        raise InvalidEvent(f"Invalid value for '{param}': only 'pcm16' is served.", param=param)
 
 
 @dataclass(frozen=True)
@@ -112,18 +166,24 @@ class InputAudioBufferAppend:
     pcm: bytes = field(repr=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], limits: Limits) -> InputAudioBufferAppend:
-        text = data.get("audio")
-        if not isinstance(text, str):
-            raise InvalidInput("'audio' must be base64 text")
+    def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
+        text: str = getattr(model, "audio")  # noqa: B009
         if len(text) > limits.max_append_bytes:
-            raise InvalidInput(f"an append carries at most {limits.max_append_bytes} bytes")
+            raise InvalidEvent(
+                f"an append carries at most {limits.max_append_bytes} bytes",
+                "invalid_input",
+                "audio",
+            )
         try:
             pcm = base64.b64decode(text, validate=True)
         except binascii.Error as exc:
-            raise InvalidInput(f"'audio' is not valid base64: {exc}") from None
+            raise InvalidEvent(
+                f"'audio' is not valid base64: {exc}", "invalid_input", "audio"
+            ) from None
         if len(pcm) % 2:
-            raise InvalidInput("PCM16 audio must have an even number of bytes")
+            raise InvalidEvent(
+                "PCM16 audio must have an even number of bytes", "invalid_input", "audio"
+            )
         return cls(pcm)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,19 +198,19 @@ class ConversationItemCreate:
     text: str
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], limits: Limits) -> ConversationItemCreate:
-        item = data.get("item") or {}
-        if not isinstance(item, dict):
-            item = {}  # refused below, like a message without text
-        parts = item.get("content")
-        texts = (
-            [p.get("text", "") for p in parts if isinstance(p, dict)]
-            if isinstance(parts, list)
-            else []
-        )
+    def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
+        item: Any = getattr(model, "item")  # noqa: B009
+        refused = "only user messages with input_text content can be created"
+        if getattr(item, "role", None) != "user" or getattr(item, "type", None) not in (
+            None,
+            "message",
+        ):
+            raise InvalidEvent(refused, "invalid_value", "item.role")
+        parts = getattr(item, "content", None) or []
+        texts = [getattr(p, "text", None) for p in parts]
         text = " ".join(t for t in texts if isinstance(t, str)).strip()
-        if item.get("role") != "user" or not text:
-            raise InvalidInput("only user messages with input_text content can be created")
+        if not text:
+            raise InvalidEvent(refused, "invalid_value", "item.content")
         return cls(text)
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,11 +227,11 @@ class ConversationItemTruncate:
     audio_end_ms: int
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], limits: Limits) -> ConversationItemTruncate:
-        item_id, end_ms = data.get("item_id"), data.get("audio_end_ms")
-        if not isinstance(item_id, str) or not isinstance(end_ms, int) or end_ms < 0:
-            raise InvalidInput("truncate needs 'item_id' and a non-negative 'audio_end_ms'")
-        return cls(item_id, end_ms)
+    def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
+        event: Any = model
+        _bounded(event.audio_end_ms, "audio_end_ms", 0)
+        _bounded(event.content_index, "content_index", 0, 0)  # one content part per item
+        return cls(event.item_id, event.audio_end_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +249,7 @@ class _NoFields:
     TYPE: ClassVar[str]
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], limits: Limits) -> Self:
+    def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
         return cls()
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,11 +307,13 @@ CLIENT_EVENT_CLASSES: tuple[type[ClientEvent], ...] = (
 CLIENT_EVENTS: dict[str, type[ClientEvent]] = {cls.TYPE: cls for cls in CLIENT_EVENT_CLASSES}
 
 
-def parse(data: Mapping[str, Any], limits: Limits) -> ClientEvent:
-    """The typed event of a client event object; ``InvalidInput`` for an unknown type too
-    (the connection looks the type up first, to answer ``unknown_event``)."""
+def parse(data: Mapping[str, Any], limits: Limits, *, ga: bool = False) -> ClientEvent:
+    """The typed event of a client event object, read in the GA dialect when ``ga`` (the
+    connection's) or its own shape says so; ``InvalidInput`` for an unknown type too (the
+    connection looks the type up first, to answer ``unknown_event``)."""
     kind = data.get("type")
     cls = CLIENT_EVENTS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise InvalidInput(f"unknown event type {kind!r}")
-    return cls.from_dict(data, limits)
+    model, extensions = validate(data, ga=is_ga(data, connection_ga=ga))
+    return cls.from_model(model, extensions, limits)
