@@ -44,6 +44,18 @@ class ServerConfig(_Model):
     console_trust_proxy: bool = False
     open_paths: tuple[str, ...] = ("/health/live",)
     shutdown_grace_s: Seconds = 10.0
+    # A connection with no complete request this long is closed (idle keep-alive, or a client
+    # that never finishes its request line and headers).
+    idle_timeout_s: Seconds = 75.0
+
+
+class ApiConfig(_Model):
+    """What one request to the voice API may ask for, beyond the upload's 25 MB."""
+
+    # Decoded audio longer than this is refused (413) as soon as decoding reaches it: a few MB
+    # of compressed silence can decode to hours. OpenAI's transcription limit is 1500 s.
+    max_audio_s: Annotated[float, Field(gt=0, le=86_400)] = 1500.0
+    body_timeout_s: Seconds = 30.0  # the whole body must arrive within this (else 408)
 
 
 class ModelsConfig(_Model):
@@ -208,6 +220,7 @@ class RoutingConfig(_Model):
 class AppConfig(_Model):
     profile: str = AUTO_PROFILE
     server: ServerConfig = ServerConfig()
+    api: ApiConfig = ApiConfig()
     models: ModelsConfig = ModelsConfig()
     state: StateConfig = StateConfig()
     hibernation: HibernationConfig = HibernationConfig()
