@@ -10,6 +10,7 @@ import asyncio
 import errno
 import logging
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -17,7 +18,7 @@ from console.app import create_console_app
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.app.secrets import Secrets
-from orchestrator.config import AppConfig
+from orchestrator.config import AppConfig, ServerConfig
 from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,14 @@ class PortInUse(VoiceOrchestratorError):
     """A configured port is taken by another process."""
 
     code = "port_in_use"
+
+
+def runner_options(server: ServerConfig) -> dict[str, Any]:
+    """What both apps' request handlers are built with: no access log, and a connection with no
+    complete request for ``idle_timeout_s`` is closed (aiohttp's keep-alive timer runs from the
+    connection's start too, so one that never sends, or never finishes, its request is
+    closed as well). A body's reading time is bounded by the routes (``api.body_timeout_s``)."""
+    return {"access_log": None, "keepalive_timeout": server.idle_timeout_s}
 
 
 async def _start_site(runner: web.AppRunner, host: str, port: int, key: str, grace: float) -> None:
@@ -51,8 +60,8 @@ async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | No
     runtime = Runtime.create(config, secrets)
     server = config.server
     runners = [
-        web.AppRunner(create_api_app(runtime), access_log=None),
-        web.AppRunner(create_console_app(runtime), access_log=None),
+        web.AppRunner(create_api_app(runtime), **runner_options(server)),
+        web.AppRunner(create_console_app(runtime), **runner_options(server)),
     ]
     try:
         for runner in runners:

@@ -12,7 +12,9 @@
     │   │   ├── SessionEnded           duplex_session_ended   502     yes        s.duplex_client
     │   │   └── HandshakeTimeout       duplex_busy            503     yes        s.duplex_client
     │   ├── InvalidInput               invalid_input          400     no         s.errors
-    │   │   └── InvalidEvent           (OpenAI's, per field)  400     no         o.api.realtime
+    │   │   ├── InvalidEvent           (OpenAI's, per field)  400     no         o.api.realtime
+    │   │   ├── BadRequest             (each case's own)      400     no         o.api.errors
+    │   │   └── AudioTooLong           audio_too_long         413     no         o.voice.audio
     │   ├── AdmissionRefused           insufficient_vram      503     yes        o.gpu.admission
     │   ├── VramNotRecovered           vram_not_recovered     503     yes        o.gpu.telemetry
     │   ├── NoEngine                   no_engine_available    503     yes        o.fleet.fallback

@@ -12,68 +12,35 @@ import json
 import time
 import uuid
 from contextlib import aclosing
-from typing import Any
 
 from aiohttp import web
 
+from orchestrator.api.bodies import ChatBody, parse
 from orchestrator.api.errors import json_object
 from orchestrator.app.runtime import RUNTIME, Runtime
 from services.base import ChatModel, Role
-from services.errors import InvalidInput
 
 ALIASES = {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-3.5-turbo"}
-ROLES = {"system", "user", "assistant", "developer"}
 
 
-def _engine_for(runtime: Runtime, model: Any) -> str:
+def _engine_for(runtime: Runtime, model: str | None) -> str:
     names = runtime.fleet.names_for([Role.LLM])
     if model in names:
-        return str(model)
+        return model
     if names and (not model or model in ALIASES):
         return max(names, key=lambda n: runtime.config.engines[n].priority)
     raise web.HTTPNotFound(text=f"unknown chat model {model!r}; known: {', '.join(names)}")
 
 
-def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise InvalidInput("'messages' must be a non-empty list")
-    messages = []
-    for index, message in enumerate(raw):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise InvalidInput(f"messages[{index}] needs a role of {sorted(ROLES)}")
-        content = message.get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if not isinstance(content, str):
-            raise InvalidInput(f"messages[{index}].content must be text")
-        role = "system" if message["role"] == "developer" else message["role"]
-        messages.append({"role": role, "content": content})
-    return messages
-
-
-def _options(body: dict[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if limit is not None:
-        if not isinstance(limit, int) or limit < 1:
-            raise InvalidInput("max_tokens must be a positive integer")
-        options["max_new_tokens"] = limit
-    if body.get("temperature") is not None:
-        options["temperature"] = float(body["temperature"])
-    seed = body.get("seed")
-    if seed is not None:  # OpenAI's best-effort determinism for sampled replies
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise InvalidInput("seed must be an integer")
-        options["seed"] = seed
-    return options
-
-
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    body = await json_object(request)
-    name = _engine_for(runtime, body.get("model"))
-    messages, options = _messages(body), _options(body)
+    body = parse(ChatBody, await json_object(request, runtime.config.api.body_timeout_s))
+    name = _engine_for(runtime, body.model)
+    messages = [
+        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        for m in body.messages
+    ]
+    options = body.options()
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     woke: list[str] = []
     timeout = runtime.config.hibernation.wake_timeout_s
@@ -82,7 +49,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         assert isinstance(engine, ChatModel)
         stream = engine.chat(messages, options=options)
         headers = {"X-Voice-Waking": ",".join(woke)} if woke else {}
-        if not body.get("stream"):
+        if not body.stream:
             async with aclosing(stream) as deltas:
                 text = "".join([d async for d in deltas])
             return web.json_response(

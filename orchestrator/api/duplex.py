@@ -11,6 +11,10 @@ to the cascade, at once (a client never waits silently on a busy server); with `
 a busy engine is a 503 before the upgrade. Either way the server sends one 80 ms output frame
 for every 80 ms input frame, from one Ogg stream for the whole session, so a move to the
 cascade mid-session (``orchestrator.duplex.session``) is heard as a short silence, not a drop.
+
+The Realtime route's limits hold here too (``orchestrator.api.limits``): sessions per API key
+(a 429 before the upgrade; Realtime and duplex sessions count together), ``max_minutes`` (then
+a close 1000 saying so), and a message over 1 MiB closes with 1009 and a reason.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import logging
 
 import numpy as np
 import sphn
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
+from orchestrator.api import limits
 from orchestrator.api.keys import DUPLEX_ROUTER, SOCKETS
 from orchestrator.app.runtime import RUNTIME
 from orchestrator.duplex.routing import DuplexRouter
@@ -31,6 +36,8 @@ from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
 
 log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 class DuplexSocket:
@@ -87,10 +94,15 @@ def check_persona(router: DuplexRouter, request: web.Request) -> None:
 
 
 async def duplex(request: web.Request) -> web.StreamResponse:
+    check_persona(request.app[DUPLEX_ROUTER], request)
+    async with limits.session_slot(request):  # a 429 before the upgrade
+        return await _serve(request)
+
+
+async def _serve(request: web.Request) -> web.WebSocketResponse:
     runtime = request.app[RUNTIME]
     router = request.app[DUPLEX_ROUTER]
-    check_persona(router, request)
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=1 << 20)
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=limits.protocol_limit(MAX_MESSAGE_BYTES))
     socket = DuplexSocket(ws)
     session = DuplexSession(
         runtime.session_deps(),
@@ -106,14 +118,21 @@ async def duplex(request: web.Request) -> web.StreamResponse:
         await session.start()
         log.info("duplex session %s on the %s", session.id, session.summary()["backend"])
         await ws.send_bytes(Handshake().encode())
-        async for message in ws:
-            if message.type is not WSMsgType.BINARY or not message.data:
-                continue  # the real server ignores anything but binary messages
-            if message.data[0] != Audio.KIND:
-                continue
-            pcm = socket.decode(message.data[1:])
-            if pcm is not None:
-                await session.feed(pcm)
+        async with limits.session_deadline(request):
+            async for message in ws:
+                if (size := limits.too_big(message, MAX_MESSAGE_BYTES)) is not None:
+                    await limits.close_too_big(ws, size, MAX_MESSAGE_BYTES)
+                elif message.type is not WSMsgType.BINARY or not message.data:
+                    continue  # the real server ignores anything but binary messages
+                elif message.data[0] == Audio.KIND:
+                    pcm = socket.decode(message.data[1:])
+                    if pcm is not None:
+                        await session.feed(pcm)
+    except TimeoutError:
+        minutes = runtime.config.sessions.max_minutes
+        await ws.close(
+            code=WSCloseCode.OK, message=f"session limit of {minutes:g} minutes".encode()
+        )
     except EngineError as exc:
         log.warning("duplex session %s ended: %s", session.id, exc)
         await ws.close(code=1011, message=str(exc)[:120].encode())

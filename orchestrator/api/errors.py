@@ -8,10 +8,15 @@ error leaves with the same code and the same error object whichever way it goes:
     Realtime:  {"type": "error", "error": {"type", "code", "message", "param", "event_id"}}
 
 ``type`` is ``invalid_request_error`` for the client's errors (4xx) and ``server_error`` for ours.
+
+Request bodies are read here with a bound on their size (``MAX_JSON_BYTES``: a 413 beyond it),
+their reading time (a 408) and their nesting (``MAX_JSON_DEPTH``: a 400, never a
+``RecursionError``); ``BadRequest`` names the parameter at fault and a stable code.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +26,22 @@ from aiohttp import web
 from services.errors import InvalidInput, VoiceOrchestratorError
 
 INTERNAL_MESSAGE = "internal error; see the server log"
+MAX_JSON_BYTES = 1 << 20
+MAX_JSON_DEPTH = 32
+
+
+class BadRequest(InvalidInput):
+    """A request the client must change: a 400 with the stable ``code`` each case names
+    (OpenAI's where it has one: ``invalid_type``, ``unknown_parameter``...) and the ``param``
+    at fault, rendered as ``invalid_request_error``."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.param = param
 
 
 @dataclass(frozen=True)
@@ -64,12 +85,58 @@ def realtime_error(error: WireError, client_event: str | None = None) -> dict[st
     return {**error.body(), "event_id": client_event}
 
 
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, or ``InvalidInput`` saying what is wrong with it."""
+async def read_bounded(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body, at most ``limit`` bytes (else a 413) and read within ``timeout_s``
+    (else a 408: a client that trickles its body does not hold a handler forever)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit, request.content_length)
+    data = bytearray()
     try:
-        body = await request.json()
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.content.iter_chunked(1 << 16):
+                data += chunk
+                if len(data) > limit:
+                    raise _too_large(limit, len(data))
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body was not received within {timeout_s:g} s"
+        ) from None
+    return bytes(data)
+
+
+def _too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit, actual_size=actual, text=f"the body is larger than {limit} bytes"
+    )
+
+
+async def json_object(request: web.Request, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The request body as a JSON object of bounded size and depth, or a ``BadRequest`` (or
+    413, 408) saying what is wrong with it."""
+    data = await read_bounded(request, MAX_JSON_BYTES, timeout_s)
+    too_deep = BadRequest(
+        f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+    )
+    try:
+        body = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body is not valid JSON: {exc}") from None
+        raise BadRequest(f"body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # nested past the interpreter's stack: past our bound too
+        raise too_deep from None
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise too_deep
     if not isinstance(body, dict):
-        raise InvalidInput("body must be a JSON object")
+        raise BadRequest("body must be a JSON object", code="invalid_json")
     return body
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests (a scalar is 0), walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list) and level <= MAX_JSON_DEPTH + 1:
+            deepest = max(deepest, level)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -13,21 +13,21 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from orchestrator.api.errors import json_object
+from orchestrator.api.bodies import SpeechBody, TranscriptionForm, parse
+from orchestrator.api.errors import BadRequest, json_object
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.voice import audio
 from services.base import AudioChunk, Engine, Role, SpeechRecognizer, SpeechSynthesizer
-from services.errors import InvalidInput
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-MAX_SPEECH_CHARS = 4096
+MAX_FIELD_BYTES = 64 * 1024  # a form's text fields (model, language, prompt...)
 ASR_RATE = 16_000
 ALIASES = {
     Role.ASR: {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"},
     Role.TTS: {"tts-1", "tts-1-hd", "gpt-4o-mini-tts"},
 }
-TRANSCRIPT_FORMATS = ("json", "text", "verbose_json")
 
 
 def resolve(runtime: Runtime, role: Role, model: str | None) -> str:
@@ -56,49 +56,82 @@ async def list_models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": data})
 
 
-async def _form(request: web.Request) -> dict[str, Any]:
+async def _form(request: web.Request) -> tuple[bytes, TranscriptionForm]:
+    """The uploaded file and the typed text fields, read within ``api.body_timeout_s``."""
     if not request.content_type.startswith("multipart/"):
-        raise InvalidInput("send the audio as multipart/form-data with a 'file' field")
-    fields: dict[str, Any] = {}
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            raise InvalidInput("nested multipart bodies are not supported")
-        if part.name == "file":
-            fields["file"] = await _read_limited(part)
-        elif part.name:
-            fields[part.name] = await part.text()
-    if "file" not in fields:
-        raise InvalidInput("the form has no 'file' field")
-    return fields
+        raise BadRequest(
+            "send the audio as multipart/form-data with a 'file' field", code="invalid_multipart"
+        )
+    timeout = request.app[RUNTIME].config.api.body_timeout_s
+    try:
+        async with asyncio.timeout(timeout):
+            file, fields = await _read_form(request)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the request body was not received within {timeout:g} s"
+        ) from None
+    if file is None:
+        raise BadRequest(
+            "the form has no 'file' field", code="missing_required_parameter", param="file"
+        )
+    return file, parse(TranscriptionForm, fields)
 
 
-async def _read_limited(part: BodyPartReader) -> bytes:
+async def _read_form(request: web.Request) -> tuple[bytes | None, dict[str, str]]:
+    file: bytes | None = None
+    fields: dict[str, str] = {}
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise BadRequest(
+                    "nested multipart bodies are not supported", code="invalid_multipart"
+                )
+            if part.name == "file":
+                file = await _read_limited(part, MAX_UPLOAD_BYTES, "the audio file")
+            elif part.name:
+                data = await _read_limited(part, MAX_FIELD_BYTES, f"the field {part.name!r}")
+                fields[part.name] = _utf8(data, part.name)
+    except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+        # aiohttp's multipart reader says "malformed" with these (no boundary, bad framing,
+        # bad part headers)
+        raise BadRequest(f"malformed multipart body: {exc}", code="invalid_multipart") from None
+    return file, fields
+
+
+def _utf8(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"the form field {name!r} is not UTF-8 text", code="invalid_encoding", param=name
+        ) from None
+
+
+async def _read_limited(part: BodyPartReader, limit: int, what: str) -> bytes:
     data = bytearray()
     while chunk := await part.read_chunk():
         data += chunk
-        if len(data) > MAX_UPLOAD_BYTES:
+        if len(data) > limit:
             raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_UPLOAD_BYTES,
+                max_size=limit,
                 actual_size=len(data),
-                text=f"the audio file is larger than {MAX_UPLOAD_BYTES // 2**20} MB",
+                text=f"{what} is larger than {limit} bytes",
             )
     return bytes(data)
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    form = await _form(request)
-    fmt = form.get("response_format", "json")
-    if fmt not in TRANSCRIPT_FORMATS:
-        raise InvalidInput(f"response_format must be one of {', '.join(TRANSCRIPT_FORMATS)}")
-    name = resolve(runtime, Role.ASR, form.get("model"))
-    samples = await asyncio.to_thread(audio.decode, form["file"], ASR_RATE)
+    file, form = await _form(request)
+    fmt = form.response_format
+    name = resolve(runtime, Role.ASR, form.model)
+    samples = await asyncio.to_thread(audio.decode, file, ASR_RATE, runtime.config.api.max_audio_s)
     woke: list[str] = []
     async with _lease(runtime, name, woke) as engines:
         engine = engines[name]
         assert isinstance(engine, SpeechRecognizer)
-        segments = [s async for s in engine.transcribe(samples, language=form.get("language"))]
+        segments = [s async for s in engine.transcribe(samples, language=form.language)]
     text = "".join(s.text for s in segments).strip()
     headers = _waking(woke)
     if fmt == "text":
@@ -107,7 +140,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     if fmt == "verbose_json":
         body.update(
             task="transcribe",
-            language=form.get("language") or "",
+            language=form.language or "",
             duration=round(len(samples) / ASR_RATE, 3),
             segments=[
                 {
@@ -125,21 +158,21 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 
 async def speech(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    body = await json_object(request)
-    text = body.get("input")
-    if not isinstance(text, str) or not text.strip():
-        raise InvalidInput("'input' must be non-empty text")
-    if len(text) > MAX_SPEECH_CHARS:
-        raise InvalidInput(f"'input' is {len(text)} characters; the limit is {MAX_SPEECH_CHARS}")
-    fmt = body.get("response_format", "mp3")
-    name = resolve(runtime, Role.TTS, body.get("model"))
+    body = parse(SpeechBody, await json_object(request, runtime.config.api.body_timeout_s))
+    name = resolve(runtime, Role.TTS, body.model)
     woke: list[str] = []
     async with _lease(runtime, name, woke) as engines:
         engine = engines[name]
         assert isinstance(engine, SpeechSynthesizer)
-        chunks = engine.synthesize(text, voice=_voice(body.get("voice")))
-        first = await anext(chunks)  # errors before any byte is sent still get a status code
-        encoder = audio.StreamEncoder(fmt, first.sample_rate)
+        chunks = engine.synthesize(body.input, voice=body.voice or None)
+        first = await anext(chunks, None)  # errors before any byte still get a status code
+        if first is None:
+            raise BadRequest(
+                "'input' has nothing to speak (only punctuation or symbols?)",
+                code="nothing_to_speak",
+                param="input",
+            )
+        encoder = audio.StreamEncoder(body.response_format, first.sample_rate)
         response = web.StreamResponse(
             headers={"Content-Type": encoder.content_type, **_waking(woke)}
         )
@@ -160,11 +193,6 @@ def _lease(
     return runtime.fleet.lease(
         [name], timeout_s=runtime.config.hibernation.wake_timeout_s, on_waking=woke.extend
     )
-
-
-def _voice(voice: Any) -> str | None:
-    # OpenAI voice names (alloy, nova, ...) select nothing in a single-speaker voice.
-    return voice if isinstance(voice, str) and voice else None
 
 
 def _waking(woke: list[str]) -> dict[str, str]:

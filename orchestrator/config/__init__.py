@@ -22,6 +22,7 @@ from orchestrator.config.loading import (
 from orchestrator.config.models import (
     AUTO_PROFILE,
     DEFAULT_ACTIONS,
+    ApiConfig,
     AppConfig,
     ConfigError,
     CostsConfig,
@@ -45,6 +46,7 @@ __all__ = [
     "CONSOLE_OVERRIDES",
     "DEFAULT_ACTIONS",
     "ENV_PREFIX",
+    "ApiConfig",
     "AppConfig",
     "ConfigError",
     "CostsConfig",

@@ -48,6 +48,9 @@ class ServerConfig(_Model):
     console_public_origin: str | None = None
     open_paths: tuple[str, ...] = ("/health/live",)
     shutdown_grace_s: Seconds = 10.0
+    # A connection with no complete request this long is closed (idle keep-alive, or a client
+    # that never finishes its request line and headers).
+    idle_timeout_s: Seconds = 75.0
 
     @field_validator("console_public_origin")
     @classmethod
@@ -62,6 +65,15 @@ class ServerConfig(_Model):
                 "proxy publishes the console at"
             )
         return self
+
+
+class ApiConfig(_Model):
+    """What one request to the voice API may ask for, beyond the upload's 25 MB."""
+
+    # Decoded audio longer than this is refused (413) as soon as decoding reaches it: a few MB
+    # of compressed silence can decode to hours. OpenAI's transcription limit is 1500 s.
+    max_audio_s: Annotated[float, Field(gt=0, le=86_400)] = 1500.0
+    body_timeout_s: Seconds = 30.0  # the whole body must arrive within this (else 408)
 
 
 def normalise_origin(text: str) -> str:
@@ -246,6 +258,7 @@ class RoutingConfig(_Model):
 class AppConfig(_Model):
     profile: str = AUTO_PROFILE
     server: ServerConfig = ServerConfig()
+    api: ApiConfig = ApiConfig()
     models: ModelsConfig = ModelsConfig()
     state: StateConfig = StateConfig()
     hibernation: HibernationConfig = HibernationConfig()

@@ -29,22 +29,41 @@ OPUS_RATE = 48_000
 PCM_RATE = 24_000  # raw PCM carries no header: OpenAI clients assume 24 kHz
 
 
-def decode(data: bytes, rate: int) -> npt.NDArray[np.float32]:
-    """Decode an uploaded file of any common format to mono float32 at ``rate``."""
+class AudioTooLong(InvalidInput):
+    """The decoded audio runs past the configured limit (``api.max_audio_s``): a 413."""
+
+    code = "audio_too_long"
+    status = 413
+
+
+def decode(data: bytes, rate: int, max_s: float | None = None) -> npt.NDArray[np.float32]:
+    """Decode an uploaded file of any common format to mono float32 at ``rate``.
+
+    Decoding stops as soon as the audio runs past ``max_s`` seconds (``AudioTooLong``): a small
+    file of compressed silence may decode to hours and gigabytes. Metadata that is not UTF-8
+    is read with replacement characters: it is never used, and the audio may still be good.
+    """
     if not data:
         raise InvalidInput("the audio file is empty")
+    limit = None if max_s is None else int(max_s * rate)
+    parts: list[npt.NDArray[np.float32]] = []
+    decoded = 0
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(io.BytesIO(data), mode="r", metadata_errors="replace") as container:
             if not container.streams.audio:
                 raise InvalidInput("the file has no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            parts: list[npt.NDArray[np.float32]] = []
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
                     parts.append(np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1))
+                    decoded += parts[-1].size
+                if limit is not None and decoded > limit:
+                    raise AudioTooLong(
+                        f"the audio is longer than the limit of {max_s:g} s (api.max_audio_s)"
+                    )
             for out in resampler.resample(None):
                 parts.append(np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1))
-    except av.error.FFmpegError as exc:
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"could not decode the audio: {exc}") from exc
     if not parts:
         raise InvalidInput("the file holds no audio samples")

@@ -2,8 +2,10 @@
 
 The route enforces what a connection cannot see from the inside: sessions per API key,
 ``sessions.max_minutes``, the largest message (an append of ``sessions.max_append_bytes`` plus
-its envelope), and shutdown (every open socket is closed with 1001 by ``on_shutdown``). Client
-messages are handed to ``RealtimeConnection.handle`` one at a time, in order.
+its envelope: over it, an ``error`` event and close 1009), and shutdown (every open socket is
+closed with 1001 by ``on_shutdown``); the first three are shared with ``/v1/duplex``
+(``orchestrator.api.limits``). Client messages are handed to ``RealtimeConnection.handle`` one
+at a time, in order.
 """
 
 from __future__ import annotations
@@ -15,27 +17,29 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from orchestrator.api import limits
 from orchestrator.api.keys import DUPLEX_ROUTER, PER_KEY, SOCKETS
 from orchestrator.api.realtime.connection import RealtimeConnection
 from orchestrator.api.realtime.wire import server_event
-from orchestrator.app.runtime import API_KEY_USED, RUNTIME
+from orchestrator.app.runtime import RUNTIME
 from services.errors import EngineError
 
 
 async def realtime(request: web.Request) -> web.StreamResponse:
+    async with limits.session_slot(request):  # a 429 before the upgrade
+        return await _serve(request)
+
+
+async def _serve(request: web.Request) -> web.WebSocketResponse:
     runtime = request.app[RUNTIME]
     settings = runtime.config.sessions
-    key = request.get(API_KEY_USED, "")
-    per_key = request.app[PER_KEY]
-    if per_key[key] >= settings.max_per_key:
-        raise web.HTTPTooManyRequests(text=f"at most {settings.max_per_key} sessions per key")
     protocols = [p for p in _offered_protocols(request) if p == "realtime"]
+    largest = settings.max_append_bytes + 4096
     ws = web.WebSocketResponse(
-        heartbeat=30, protocols=protocols, max_msg_size=settings.max_append_bytes + 4096
+        heartbeat=30, protocols=protocols, max_msg_size=limits.protocol_limit(largest)
     )
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
-    per_key[key] += 1
     connection = RealtimeConnection(ws, runtime, request.app.get(DUPLEX_ROUTER))
     try:
         try:
@@ -44,9 +48,12 @@ async def realtime(request: web.Request) -> web.StreamResponse:
             await connection.report(exc)
             return ws
         await connection.send(server_event("session.created", session=connection.session_view()))
-        async with asyncio.timeout(settings.max_minutes * 60):
+        async with limits.session_deadline(request):
             async for message in ws:
-                if message.type is WSMsgType.TEXT:
+                if (size := limits.too_big(message, largest)) is not None:
+                    await connection.error(limits.too_big_reason(size, largest), "message_too_big")
+                    await limits.close_too_big(ws, size, largest)
+                elif message.type is WSMsgType.TEXT:
                     await connection.handle(message.data)
                 elif message.type is WSMsgType.BINARY:
                     await connection.error("send JSON text events, not binary", "binary_frame")
@@ -55,7 +62,6 @@ async def realtime(request: web.Request) -> web.StreamResponse:
             f"session limit of {settings.max_minutes} minutes", "session_expired"
         )
     finally:
-        per_key[key] -= 1
         # aiohttp may cancel the handler when the client's connection drops: the session's
         # leases and tasks must be released anyway, so the cleanup is shielded.
         await asyncio.shield(connection.end())
