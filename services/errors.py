@@ -35,7 +35,12 @@
     ├── PortInUse                      port_in_use            500     no         o.server
     ├── CommandError                   command_failed         400     no         o.commands
     ├── SimulationError (ValueError)   invalid_simulation     400     no         console
-    └── OverrideError (ValueError)     invalid_override       400     no         console
+    ├── OverrideError (ValueError)     invalid_override       400     no         console
+    ├── HostWaking                     host_waking            503     yes        o.gateway.errors
+    ├── HostStartFailed                host_start_failed      503     yes        o.gateway.errors
+    ├── ProviderError                  host_provider_error    502     yes        o.gateway.errors
+    ├── HostLost                       host_lost              502     yes        o.gateway.errors
+    └── IllegalMove (ValueError)       internal_error         500     no         o.gateway.lifecycle
 
     (s. is services., o. is orchestrator.)
 

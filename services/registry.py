@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from services.adapter_roles import ADAPTER_ROLES
 from services.base import Engine, EngineSpec, Role
 from services.managed import ServerEngine
 from services.ollama_llm import OllamaChat
@@ -19,18 +20,23 @@ from services.whisper_asr import WhisperEngine
 
 EngineFactory = Callable[[EngineSpec], Engine]
 
+_FACTORIES: dict[str, EngineFactory] = {
+    "faster-whisper": WhisperEngine,
+    "piper": PiperEngine,
+    "silero-vad": SileroVad,
+    "transformers": TransformersChat,
+    "ollama": OllamaChat,
+    "openai-llm": OpenAIChat,
+    "openai-asr": OpenAITranscriber,
+    "openai-tts": OpenAISpeech,
+    "vibevoice": VibeVoiceSpeech,
+    "personaplex": PersonaPlexEngine,
+}
+if _FACTORIES.keys() != ADAPTER_ROLES.keys():  # a name in one table and not the other
+    raise ImportError(f"adapter tables differ: {sorted(_FACTORIES.keys() ^ ADAPTER_ROLES.keys())}")
+
 ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
-    "faster-whisper": (Role.ASR, WhisperEngine),
-    "piper": (Role.TTS, PiperEngine),
-    "silero-vad": (Role.VAD, SileroVad),
-    "transformers": (Role.LLM, TransformersChat),
-    # separate servers: supervised (Runtime.MANAGED) or already running (Runtime.REMOTE)
-    "ollama": (Role.LLM, OllamaChat),
-    "openai-llm": (Role.LLM, OpenAIChat),
-    "openai-asr": (Role.ASR, OpenAITranscriber),
-    "openai-tts": (Role.TTS, OpenAISpeech),
-    "vibevoice": (Role.TTS, VibeVoiceSpeech),
-    "personaplex": (Role.DUPLEX, PersonaPlexEngine),
+    name: (ADAPTER_ROLES[name], factory) for name, factory in _FACTORIES.items()
 }
 
 

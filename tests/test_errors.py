@@ -48,6 +48,7 @@ def _product_errors() -> list[type[VoiceOrchestratorError]]:
 # with a constructor of its own and no builder here fails ``test_every_error_is_in_the_tree``.
 BUILDERS: dict[str, Callable[[type[VoiceOrchestratorError]], VoiceOrchestratorError]] = {
     "WakeTimeout": lambda cls: cls(["tts"], 8.0),
+    "HostWaking": lambda cls: cls("booting", 42.0),
     "SupervisorError": lambda cls: cls("ollama", "exited with 1", ("boom",)),
     "OverrideError": lambda cls: cls(["hibernation.cool_after_s: must be > 0"]),
     "Refused": lambda cls: cls("not now", "not_in_duplex", "session.backend"),

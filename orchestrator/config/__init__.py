@@ -5,6 +5,7 @@ This package is the one place the rest of the code takes its configuration from.
 """
 
 from orchestrator.config.duplex import DuplexConfig
+from orchestrator.config.gateway import GatewayConfig
 from orchestrator.config.loading import (
     CONFIG_DIR,
     CONSOLE_OVERRIDES,
@@ -52,6 +53,7 @@ __all__ = [
     "CostsConfig",
     "DuplexConfig",
     "EngineConfig",
+    "GatewayConfig",
     "GpuConfig",
     "HibernationConfig",
     "HostPowerConfig",

@@ -14,10 +14,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from orchestrator.config.duplex import DuplexConfig
+from orchestrator.config.gateway import GatewayConfig
 from orchestrator.core.idle import IdleState, Thresholds
+from services.adapter_roles import ADAPTER_ROLES
 from services.base import Role
 from services.errors import VoiceOrchestratorError
-from services.registry import ADAPTERS
 
 AUTO_PROFILE = "auto"
 
@@ -217,10 +218,10 @@ class EngineConfig(_Model):
 
     @model_validator(mode="after")
     def _known_adapter(self) -> EngineConfig:
-        if self.adapter not in ADAPTERS:
-            known = ", ".join(sorted(ADAPTERS))
+        if self.adapter not in ADAPTER_ROLES:
+            known = ", ".join(sorted(ADAPTER_ROLES))
             raise ValueError(f"unknown adapter {self.adapter!r}; known adapters: {known}")
-        adapter_role = ADAPTERS[self.adapter][0]
+        adapter_role = ADAPTER_ROLES[self.adapter]
         if adapter_role is not self.role:
             raise ValueError(
                 f"adapter {self.adapter!r} serves role {adapter_role}, not {self.role}"
@@ -269,6 +270,7 @@ class AppConfig(_Model):
     routing: RoutingConfig = RoutingConfig()
     sessions: SessionsConfig = SessionsConfig()
     duplex: DuplexConfig = DuplexConfig()
+    gateway: GatewayConfig = GatewayConfig()
 
     @model_validator(mode="before")
     @classmethod

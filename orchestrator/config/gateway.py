@@ -1,0 +1,122 @@
+"""``[gateway]``: the always-on front door that starts and stops the GPU host.
+
+The gateway runs on a small VM without a GPU. The app talks to it; it holds requests while the
+host boots, passes them through once the host's ``/health/ready`` answers, and stops the host
+when nobody has used it for ``stop_after_s``. ``[gateway.provider]`` says how the host is
+started and stopped:
+
+    kind = "local"     an orchestrator server process on this machine (development, demos, tests)
+    kind = "command"   shell commands for start, stop and status (RunPod, libvirt, Wake-on-LAN...)
+    kind = "gcp"       a Compute Engine instance (google-cloud-compute; ``pip install .[gateway]``)
+    kind = "aws"       an EC2 instance (boto3; ``pip install .[gateway]``)
+
+``gcp`` and ``aws`` take an ordered list of fallback instances (twins in other zones) tried when
+the first cannot start for want of capacity.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http(s) URL like http://10.0.0.5:11400")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class LocalProvider(_Model):
+    """An orchestrator server started as a child process of the gateway."""
+
+    kind: Literal["local"] = "local"
+    # Arguments after ``python -m orchestrator serve`` (e.g. ["--profile", "tiny"]).
+    serve_args: tuple[str, ...] = ()
+    # Where the gateway reaches it; the server must listen there (its own [server] api_port).
+    url: HttpUrl = "http://127.0.0.1:11400"
+    # Extra environment for the server process (the gateway adds its host key as VO_API_KEYS).
+    env: dict[str, str] = Field(default_factory=dict)
+    stop_timeout_s: Seconds = 30.0
+
+
+class CommandProvider(_Model):
+    """Shell commands: ``status`` prints one of stopped, starting, running, stopping."""
+
+    kind: Literal["command"] = "command"
+    start: str
+    stop: str
+    status: str
+    url: HttpUrl  # where the orchestrator on the host answers, e.g. http://10.0.0.5:11400
+    timeout_s: Seconds = 120.0
+
+
+class GcpInstance(_Model):
+    zone: str
+    name: str
+
+
+class GcpProvider(_Model):
+    """A Compute Engine instance, with Application Default Credentials."""
+
+    kind: Literal["gcp"] = "gcp"
+    project: str
+    instances: tuple[GcpInstance, ...] = Field(min_length=1)  # first is preferred; rest fallbacks
+    port: Port = 11400  # the orchestrator's port on the instance's private address
+    use_external_ip: bool = False  # only where gateway and host share no private network
+    operation_timeout_s: Seconds = 300.0
+    api_endpoint: str | None = None  # tests point this at a peer of the Compute REST API
+
+
+class AwsProvider(_Model):
+    """An EC2 instance, with boto3's usual credential chain (the gateway VM's role)."""
+
+    kind: Literal["aws"] = "aws"
+    region: str
+    instance_ids: tuple[str, ...] = Field(min_length=1)  # first is preferred; rest fallbacks
+    port: Port = 11400
+    use_public_ip: bool = False
+    operation_timeout_s: Seconds = 300.0
+    endpoint_url: str | None = None  # tests point this at moto
+
+
+ProviderConfig = Annotated[
+    LocalProvider | CommandProvider | GcpProvider | AwsProvider, Field(discriminator="kind")
+]
+
+
+class GatewayConfig(_Model):
+    host: str = "0.0.0.0"
+    port: Port = 11500
+    provider: ProviderConfig = LocalProvider()
+    # A REST request is held this long for the host to become ready, then answered 503 with
+    # Retry-After; a WebSocket is accepted at once and told ``waking`` every waking_interval_s.
+    hold_s: Seconds = 60.0
+    waking_interval_s: Seconds = 2.0
+    # Audio a Realtime client sends while the host boots is kept (up to this many bytes of
+    # messages) and handed to the host once it is ready; beyond it, the client gets an error.
+    realtime_buffer_bytes: Annotated[int, Field(ge=0)] = 8 * 2**20
+    # No open session and no request for stop_after_s: drain for drain_s, then stop the host.
+    stop_after_s: Seconds = 600.0
+    drain_s: Seconds = 30.0
+    # How often the host's state and readiness are polled while it starts.
+    poll_s: Seconds = 1.0
+    # A host not ready this long after the start was asked is FAILED (then retried with backoff).
+    start_timeout_s: Seconds = 900.0
+    backoff_s: Seconds = 15.0  # after a failed start; doubles up to backoff_max_s
+    backoff_max_s: Seconds = 600.0
+    # The ETA announced before any start was measured.
+    default_eta_s: Seconds = 90.0
+    usd_per_hour: Annotated[float, Field(ge=0)] = 0.0  # the gateway VM's own price
