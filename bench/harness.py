@@ -15,8 +15,8 @@ from aiohttp import web
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import load_config
+from orchestrator.config.secrets import Secrets
 
 KEY = "bench-key"
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from console.password import b64 as _b64
 from console.password import unb64 as _unb64
-from orchestrator.app.secrets import read_private_file
+from orchestrator.config.secrets import read_private_file
 from orchestrator.core.store import open_database
 
 COOKIE = "vo_console"

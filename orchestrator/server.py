@@ -17,8 +17,8 @@ from aiohttp import web
 from console.app import create_console_app
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, ServerConfig
+from orchestrator.config.secrets import Secrets
 from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)

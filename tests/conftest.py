@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from orchestrator.app.runtime import Runtime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
+from orchestrator.config.secrets import Secrets
 from tests.fixtures.tiny_llm import build_tiny_llm
 from tests.fixtures.tiny_piper import build_tiny_piper_voice
 from tests.fixtures.tiny_whisper import build_tiny_whisper

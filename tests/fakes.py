@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator.app.runtime import Runtime as AppRuntime
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig, load_config
+from orchestrator.config.secrets import Secrets
 from orchestrator.hibernation.host_power import SimulatedHost
 from services.base import (
     EngineHealth,

@@ -16,8 +16,8 @@ from typing import Any
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from orchestrator.app.secrets import Secrets
 from orchestrator.config import AppConfig
+from orchestrator.config.secrets import Secrets
 from orchestrator.core.events import EventBus
 from orchestrator.core.idle import IdleState
 from orchestrator.core.metrics import Metrics

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 
 from console.session import DEVICE_COOKIE, KEY_FILE, SessionSigner
-from orchestrator.app.secrets import load_secrets, read_private_file
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
+from orchestrator.config.secrets import load_secrets, read_private_file
 
 
 def device_headers(config: AppConfig) -> dict[str, str]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from orchestrator.app.secrets import load_secrets
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
+from orchestrator.config.secrets import load_secrets
 
 NAME = "serve"
 HELP = "run the voice API and the console"

@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
-from orchestrator.app.secrets import load_secrets
 from orchestrator.commands import CommandError
 from orchestrator.commands.console_client import describe
 from orchestrator.config import AppConfig
+from orchestrator.config.secrets import load_secrets
 from orchestrator.credits.runway import format_credits
 
 NAME = "status"

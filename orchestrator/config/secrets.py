@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.config import ConfigError
+from orchestrator.config.models import ConfigError
 
 log = logging.getLogger(__name__)
 
