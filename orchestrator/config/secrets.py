@@ -81,3 +81,20 @@ def load_secrets(state_dir: Path, environ: Mapping[str, str] | None = None) -> S
         state_dir / "console_password", "console password"
     )
     return Secrets(api_keys=keys, console_password=password)
+
+
+def load_host_key(state_dir: Path, environ: Mapping[str, str] | None = None) -> str:
+    """The key the gateway presents to the GPU host (its own, never a client's).
+
+    ``VO_GATEWAY_HOST_KEY``, else ``VO_GATEWAY_HOST_KEY_FILE`` (0600), else
+    ``<state.dir>/gateway_host_key`` created on first start. The host must accept it: put it in
+    the host's ``VO_API_KEYS`` (the ``local`` provider does this itself)."""
+    environ = os.environ if environ is None else environ
+    if environ.get("VO_GATEWAY_HOST_KEY"):
+        return environ["VO_GATEWAY_HOST_KEY"].strip()
+    if environ.get("VO_GATEWAY_HOST_KEY_FILE"):
+        key = read_private_file(Path(environ["VO_GATEWAY_HOST_KEY_FILE"]))
+        if not key:
+            raise ConfigError("VO_GATEWAY_HOST_KEY_FILE is empty")
+        return key
+    return _generated(state_dir / "gateway_host_key", "gateway host key")

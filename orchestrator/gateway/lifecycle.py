@@ -104,5 +104,6 @@ def eta(state: HostState, waking_for_s: float, p50_s: float) -> tuple[float | No
     if state not in WAKING:
         return None, 0.0
     remaining = max(p50_s - waking_for_s, min(5.0, p50_s))
-    progress = min(0.99, waking_for_s / (waking_for_s + remaining))
+    total = waking_for_s + remaining
+    progress = min(0.99, waking_for_s / total) if total > 0 else 0.0
     return remaining, progress

@@ -1,0 +1,103 @@
+"""The gateway's durable memory: every host transition, and how long each start took.
+
+``<state.dir>/gateway.db`` (SQLite, WAL, mode 0600). The transitions are the host's history for
+the console and what the ledger bills; the start durations give the ETA announced to the app.
+Calls block briefly on disk; the controller runs them in a thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.core.store import open_database
+
+DB_NAME = "gateway.db"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS host_transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    power TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS host_transitions_at ON host_transitions (at);
+CREATE TABLE IF NOT EXISTS host_starts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    seconds REAL NOT NULL,
+    instance TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class HostTransition:
+    at: float
+    source: str
+    target: str
+    cause: str
+    instance: str
+    power: str  # what the provider said of the machine then: running, stopped...
+
+
+class GatewayStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = open_database(path, _SCHEMA)
+
+    @classmethod
+    def in_dir(cls, state_dir: Path) -> GatewayStore:
+        return cls(state_dir / DB_NAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def add_transition(self, record: HostTransition) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO host_transitions (at, source, target, cause, instance, power)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.at,
+                    record.source,
+                    record.target,
+                    record.cause,
+                    record.instance,
+                    record.power,
+                ),
+            )
+
+    def transitions(self, *, since: float = 0.0, limit: int = 1000) -> list[HostTransition]:
+        """The latest ``limit`` transitions at or after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT at, source, target, cause, instance, power FROM host_transitions"
+                " WHERE at >= ? ORDER BY id DESC LIMIT ?",
+                (since, limit),
+            ).fetchall()
+        return [HostTransition(*row) for row in reversed(rows)]
+
+    def last_transition(self) -> HostTransition | None:
+        found = self.transitions(limit=1)
+        return found[0] if found else None
+
+    def add_start(self, at: float, seconds: float, instance: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO host_starts (at, seconds, instance) VALUES (?, ?, ?)",
+                (at, seconds, instance),
+            )
+
+    def start_durations(self, limit: int = 50) -> list[float]:
+        """The last ``limit`` start-to-ready durations, in seconds."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seconds FROM host_starts ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [row[0] for row in rows]
