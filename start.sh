@@ -4,10 +4,17 @@
 #   ./start.sh [--profile NAME] [--config FILE] [--log-level LEVEL]
 # PersonaPlex lives in a virtual environment of its own (it pins an older torch); make it with
 #   ./start.sh install personaplex --source PATH [--weights] [--system-deps]
+# The gateway (the always-on front door that starts and stops the GPU host, port 11500):
+#   ./start.sh gateway [--config FILE]
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/ensure-venv.sh run
 python="${VO_VENV:-.venv}/bin/python"
+if [ "${1:-}" = gateway ]; then
+  shift
+  scripts/ensure-venv.sh gateway  # adds the cloud providers' SDKs
+  exec "$python" -m orchestrator gateway "$@"
+fi
+scripts/ensure-venv.sh run
 if [ "${1:-}" = install ]; then
   shift
   exec "$python" -m orchestrator install "$@"

@@ -17,6 +17,7 @@ from orchestrator.commands import (
     Command,
     console_unlock,
     download,
+    gateway,
     hibernate,
     install,
     plan,
@@ -39,6 +40,7 @@ COMMANDS: list[Command] = [
     simulate,
     plan,
     console_unlock,
+    gateway,
 ]
 
 

@@ -7,7 +7,6 @@ never be reached on the public voice port. Both share one ``Runtime``.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
 from typing import Any
@@ -19,15 +18,9 @@ from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig, ServerConfig
 from orchestrator.config.secrets import Secrets
-from services.errors import VoiceOrchestratorError
+from orchestrator.core.sites import start_site
 
 log = logging.getLogger(__name__)
-
-
-class PortInUse(VoiceOrchestratorError):
-    """A configured port is taken by another process."""
-
-    code = "port_in_use"
 
 
 def runner_options(server: ServerConfig) -> dict[str, Any]:
@@ -36,20 +29,6 @@ def runner_options(server: ServerConfig) -> dict[str, Any]:
     connection's start too, so one that never sends, or never finishes, its request is
     closed as well). A body's reading time is bounded by the routes (``api.body_timeout_s``)."""
     return {"access_log": None, "keepalive_timeout": server.idle_timeout_s}
-
-
-async def _start_site(runner: web.AppRunner, host: str, port: int, key: str, grace: float) -> None:
-    site = web.TCPSite(runner, host, port, shutdown_timeout=grace)
-    try:
-        await site.start()
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            env = "VO__" + key.upper().replace(".", "__")
-            raise PortInUse(
-                f"port {port} ({key}) on {host} is already in use by another process; "
-                f"stop it or choose another port with {env}=<port>"
-            ) from None
-        raise
 
 
 async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | None = None) -> None:
@@ -67,8 +46,8 @@ async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | No
         for runner in runners:
             await runner.setup()
         grace = server.shutdown_grace_s
-        await _start_site(runners[0], server.api_host, server.api_port, "server.api_port", grace)
-        await _start_site(
+        await start_site(runners[0], server.api_host, server.api_port, "server.api_port", grace)
+        await start_site(
             runners[1], server.console_host, server.console_port, "server.console_port", grace
         )
         if runtime.supervisor is not None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (or $VO_VENV) if missing and install the project into it, once per change of
-# pyproject.toml or of this script. Usage: scripts/ensure-venv.sh [run|dev]   (dev adds the test tools)
+# pyproject.toml or of this script. Usage: scripts/ensure-venv.sh [run|gateway|dev]
+# (gateway adds the cloud providers' SDKs; dev adds them and the test tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,10 @@ if [ "$extras" = dev ]; then
     echo "warning: moshi not installed: the PersonaPlex process tests will be skipped" >&2
     if [ -n "${CI:-}" ]; then exit 1; fi
   fi
+  echo "$want" > "$venv/.vo-installed-run"
+  echo "$want" > "$venv/.vo-installed-gateway"
+elif [ "$extras" = gateway ]; then
+  "${pip[@]}" -e '.[gateway]'
   echo "$want" > "$venv/.vo-installed-run"
 else
   "${pip[@]}" -e .

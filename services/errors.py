@@ -32,7 +32,7 @@
     ├── UnknownModel (LookupError)     unknown_model          404     no         o.gpu.catalog
     ├── PlanError (ValueError)         invalid_plan_request   400     no         o.gpu.planner
     ├── TraceError (ValueError)        invalid_trace          400     no         o.credits.traces
-    ├── PortInUse                      port_in_use            500     no         o.server
+    ├── PortInUse                      port_in_use            500     no         o.core.sites
     ├── CommandError                   command_failed         400     no         o.commands
     ├── SimulationError (ValueError)   invalid_simulation     400     no         console
     ├── OverrideError (ValueError)     invalid_override       400     no         console

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
-    from orchestrator.server import PortInUse, serve
+    from orchestrator.core.sites import PortInUse
+    from orchestrator.server import serve
 
     secrets = load_secrets(config.state.dir)
     try:

@@ -50,6 +50,8 @@ class LocalProvider(_Model):
     # Extra environment for the server process (the gateway adds its host key as VO_API_KEYS).
     env: dict[str, str] = Field(default_factory=dict)
     stop_timeout_s: Seconds = 30.0
+    # Stop the server when the gateway exits (a VM would outlive it; a demo should not).
+    stop_with_gateway: bool = True
 
 
 class CommandProvider(_Model):
