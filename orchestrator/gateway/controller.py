@@ -199,10 +199,10 @@ class HostController:
     async def _adopt(self) -> None:
         """Take the provider's word for where the host is, and carry on from there."""
         view = await self._look()
-        last = await asyncio.to_thread(self._store.last_transition)
-        was_waking = last is not None and last.target in (S.STARTING.value, S.BOOTING.value)
+        history = await asyncio.to_thread(self._store.transitions, limit=20)
+        last = history[-1] if history else None
         if view.state in (PowerState.RUNNING, PowerState.STARTING):
-            self._waking_since = last.at if was_waking and last else self._clock()
+            self._waking_since = _start_asked_at(history) or self._clock()
             ready = view.state is PowerState.RUNNING and await self._ready()
             if ready:
                 await self._move(S.READY, f"gateway started: {view.instance or 'host'} is ready")
@@ -456,3 +456,14 @@ async def _wait(event: asyncio.Event, timeout_s: float | None) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(timeout_s):
             await event.wait()
+
+
+def _start_asked_at(history: list[HostTransition]) -> float | None:
+    """When the start now under way was asked, if the history shows one (the gateway died
+    while the host was starting or booting)."""
+    for record in reversed(history):
+        if record.target == S.STARTING.value:
+            return record.at
+        if record.target != S.BOOTING.value:
+            return None
+    return None

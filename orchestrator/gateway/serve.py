@@ -1,8 +1,9 @@
-"""Run the gateway until SIGINT or SIGTERM: the host controller, the front door the app talks
-to, and the operator's console on loopback.
+"""Run the gateway: the host controller and the front door the app talks to.
 
-Stopping the gateway leaves the host as it is (a cloud VM runs on, and its own DORMANT
-power-off is the backstop), except a ``local`` host with ``stop_with_gateway``.
+``GatewayServer`` starts and stops the parts in order (the end-to-end tests and the bench run it
+in process); ``serve_gateway`` runs one until SIGINT or SIGTERM. Stopping the gateway leaves the
+host as it is (a cloud VM runs on, and its own DORMANT power-off is the backstop), except a
+``local`` host with ``stop_with_gateway``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,63 @@ from orchestrator.core.sites import start_site
 from orchestrator.gateway.app import create_gateway_app
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.providers import create_provider
+from orchestrator.gateway.providers.base import HostProvider
 from orchestrator.gateway.readiness import HttpReadyProbe
 from orchestrator.gateway.store import GatewayStore
 
 log = logging.getLogger(__name__)
+
+
+class GatewayServer:
+    def __init__(
+        self,
+        config: AppConfig,
+        secrets: Secrets,
+        host_key: str,
+        *,
+        provider: HostProvider | None = None,
+    ) -> None:
+        gateway = config.gateway
+        self.config = config
+        self.store = GatewayStore.in_dir(config.state.dir)
+        self.provider = provider or create_provider(gateway.provider, config.state.dir, host_key)
+        self._probe = HttpReadyProbe(host_key)
+        self.controller = HostController(
+            self.provider, gateway, self.store, host_key=host_key, probe=self._probe
+        )
+        self._runner = web.AppRunner(
+            create_gateway_app(self.controller, gateway, secrets),
+            access_log=None,
+            keepalive_timeout=config.server.idle_timeout_s,
+        )
+
+    @property
+    def url(self) -> str:
+        gateway = self.config.gateway
+        host = "127.0.0.1" if gateway.host in ("0.0.0.0", "") else gateway.host
+        return f"http://{host}:{gateway.port}"
+
+    async def start(self) -> None:
+        gateway = self.config.gateway
+        await self.controller.start()
+        await self._runner.setup()
+        grace = self.config.server.shutdown_grace_s
+        await start_site(self._runner, gateway.host, gateway.port, "gateway.port", grace)
+
+    async def stop(self, *, stop_local_host: bool = True) -> None:
+        """Close the front door, then stop deciding; the host is left as it is, except a
+        ``local`` one that is to stop with the gateway."""
+        provider = self.config.gateway.provider
+        try:
+            await self._runner.cleanup()
+            await self.controller.close()
+            if stop_local_host and isinstance(provider, LocalProvider):
+                if provider.stop_with_gateway:
+                    await self.provider.stop()
+        finally:
+            await self.provider.close()
+            await self._probe.close()
+            self.store.close()
 
 
 async def serve_gateway(
@@ -33,38 +87,19 @@ async def serve_gateway(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    gateway = config.gateway
-    store = GatewayStore.in_dir(config.state.dir)
-    provider = create_provider(gateway.provider, config.state.dir, host_key)
-    probe = HttpReadyProbe(host_key)
-    controller = HostController(provider, gateway, store, host_key=host_key, probe=probe)
-    runner = web.AppRunner(
-        create_gateway_app(controller, gateway, secrets),
-        access_log=None,
-        keepalive_timeout=config.server.idle_timeout_s,
-    )
+    server = GatewayServer(config, secrets, host_key)
     try:
-        await controller.start()
-        await runner.setup()
-        grace = config.server.shutdown_grace_s
-        await start_site(runner, gateway.host, gateway.port, "gateway.port", grace)
-        snapshot = controller.snapshot()
+        await server.start()
         print(
-            f"voice-orchestrator gateway up ({provider.name} provider; host {snapshot.state})\n"
-            f"  voice API  http://{gateway.host}:{gateway.port}  (Bearer key; the host's "
-            f"state: GET /v1/host)",
+            f"voice-orchestrator gateway up ({server.provider.name} provider; host "
+            f"{server.controller.snapshot().state})\n"
+            f"  voice API  {server.url}  (Bearer key; the host's state: GET /v1/host)",
             flush=True,
         )
         await stop.wait()
         log.info("stopping the gateway")
     finally:
-        await runner.cleanup()
-        await controller.close()
-        if isinstance(gateway.provider, LocalProvider) and gateway.provider.stop_with_gateway:
-            await provider.stop()
-        await provider.close()
-        await probe.close()
-        store.close()
+        await server.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         log.info("gateway stopped")
