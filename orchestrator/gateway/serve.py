@@ -71,9 +71,9 @@ class GatewayServer:
         try:
             await self._runner.cleanup()
             await self.controller.close()
-            if stop_local_host and isinstance(provider, LocalProvider):
-                if provider.stop_with_gateway:
-                    await self.provider.stop()
+            local = isinstance(provider, LocalProvider) and provider.stop_with_gateway
+            if stop_local_host and local:
+                await self.provider.stop()
         finally:
             await self.provider.close()
             await self._probe.close()
