@@ -9,9 +9,9 @@ means:
     status  exit 0: the first word of stdout is stopped, starting, running or stopping (any other
             output is UNKNOWN, with the output in the detail); another exit: ProviderError
     start   exit 0: started (status is asked for the view); exit 75 (EX_TEMPFAIL, "try again
-            later") or a line that reads ``stockout``: HostStartFailed(stockout=True), so the
-            controller backs off as after a cloud's capacity error; another exit: HostStartFailed
-            with the command's last output lines
+            later"), or another failing exit with a line ``stockout`` among its last ten lines
+            of output: HostStartFailed(stockout=True), as after a cloud's want of capacity;
+            another exit: HostStartFailed with the command's last output lines
     stop    exit 0: stopped (status is asked for the view); another exit: ProviderError
     any     still running at timeout_s: killed, ProviderError with its last output lines
 
