@@ -55,7 +55,11 @@ class LocalProvider(_Model):
 
 
 class CommandProvider(_Model):
-    """Shell commands: ``status`` prints one of stopped, starting, running, stopping."""
+    """Shell commands, each run in its own process group (killed with all it started at
+    ``timeout_s``), with ``VO_HOST_ACTION`` (start, stop, status) and ``VO_HOST_URL`` set.
+    ``status`` prints one of stopped, starting, running, stopping as its first word. A ``start``
+    that finds no capacity exits 75 (EX_TEMPFAIL) or prints a line ``stockout``: the gateway
+    then reports a stockout and backs off."""
 
     kind: Literal["command"] = "command"
     start: str
