@@ -22,6 +22,7 @@ from orchestrator.config import AppConfig
 from orchestrator.credits.runway import day_start
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.ledger import GatewayLedger, gateway_ledger
+from orchestrator.gateway.store import HostTransition
 
 PATH = "/v1/host/ledger"
 DEFAULT_DAYS = 30
@@ -36,10 +37,11 @@ class LedgerSource:
     config: AppConfig
     clock: Callable[[], float] = time.time
 
-    async def ledger(self, days: int = DEFAULT_DAYS) -> GatewayLedger:
+    async def read(self, days: int = DEFAULT_DAYS) -> tuple[list[HostTransition], GatewayLedger]:
+        """The whole history (oldest first) and the ledger made from it."""
         transitions = await asyncio.to_thread(self.controller.transitions, limit=None)
         gateway = self.config.gateway
-        return gateway_ledger(
+        ledger = gateway_ledger(
             transitions,
             self.config.costs,
             gateway.usd_per_hour,
@@ -47,6 +49,10 @@ class LedgerSource:
             days=days,
             gateway_since=day_start(gateway.billed_since) if gateway.billed_since else None,
         )
+        return transitions, ledger
+
+    async def ledger(self, days: int = DEFAULT_DAYS) -> GatewayLedger:
+        return (await self.read(days))[1]
 
 
 LEDGER = web.AppKey("gateway_ledger", LedgerSource)
