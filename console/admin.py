@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from console import overrides
-from console.context import CONSOLE, IDENTITY, record
+from console.context import IDENTITY, record
 from console.credits_view import SimulationError, parse_timeouts, run_simulation
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.core.idle import IdleState
@@ -142,14 +142,14 @@ async def _restart(runtime: Runtime, name: str) -> dict[str, Any]:
 
 async def save_hibernation_settings(request: web.Request) -> web.Response:
     """Validate new thresholds and per-state actions; save them as an override for restart."""
-    runtime, console = request.app[RUNTIME], request.app[CONSOLE]
+    runtime = request.app[RUNTIME]
     changes = await _body(request)
     try:
         settings = overrides.proposed(runtime.config.hibernation, changes)
     except overrides.OverrideError as exc:
         await record(request, "hibernation_settings", ok=False, error=str(exc))
         return _json_error(400, "invalid settings", problems=exc.problems)
-    path = console.overrides_path
+    path = runtime.config.state.dir / overrides.FILE_NAME
     await asyncio.to_thread(overrides.save, path, settings, who=request[IDENTITY].actor)
     await record(request, "hibernation_settings", target=str(path), **changes)
     return web.json_response(

@@ -22,12 +22,9 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-import jinja2
 from aiohttp import web
 
-from console import format as formatting
 from console.admin import add_admin_routes
 from console.audit import AuditLog
 from console.auth import authenticate, guard_writes, security_headers
@@ -36,38 +33,19 @@ from console.history_store import HistoryStore
 from console.live import add_live_routes, push_point
 from console.login import add_login_routes
 from console.origin import allowed_origins
-from console.overrides import FILE_NAME
-from console.pages import add_page_routes
+from console.pages import NAV, add_page_routes
 from console.password import HASH_ENV, PasswordCheck
 from console.process_logs import add_log_routes
 from console.proxy import trusted_proxy
 from console.reads import add_read_routes
 from console.recorder import recording
+from console.render import STATIC, template_env
 from console.session import KEY_FILE, RevokedSessions, SessionSigner, load_or_create_key
 from console.throttle import LoginThrottle
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.config import ConfigError
 
 log = logging.getLogger(__name__)
-HERE = Path(__file__).parent
-STATIC = HERE / "static"
-
-
-def _templates(app: web.Application) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    formatting.install(env)
-
-    def static_url(name: str) -> str:
-        return str(app.router["static"].url_for(filename=name))
-
-    env.globals["static_url"] = static_url
-    return env
 
 
 def _console(
@@ -84,15 +62,15 @@ def _console(
     db = runtime.store.path
     trust_proxy = runtime.config.server.console_trust_proxy
     console = Console(
-        templates=_templates(app),
+        templates=template_env(app, NAV),
         passwords=passwords,
         signer=SessionSigner(load_or_create_key(state_dir / KEY_FILE), clock=clock),
         revoked=RevokedSessions(db),
         audit=AuditLog(db),
-        overrides_path=state_dir / FILE_NAME,
         throttle=LoginThrottle(db),
         origins=allowed_origins(runtime.config.server),
         clock=clock,
+        bus=runtime.bus,
         trust_proxy=trust_proxy,
         history_store=HistoryStore(db),
     )

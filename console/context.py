@@ -1,4 +1,8 @@
-"""What the console's handlers share: typed app and request keys, and the audit helper."""
+"""What the console's handlers share: typed app and request keys, and the audit helper.
+
+Nothing here knows the runtime: the gateway's console (``orchestrator.gateway.console``) signs
+in, guards writes and audits with the same modules on a machine without one.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import jinja2
@@ -20,7 +23,7 @@ from console.history_store import HistoryStore
 from console.password import PasswordCheck
 from console.session import RevokedSessions, Session, SessionSigner
 from console.throttle import LoginThrottle
-from orchestrator.app.runtime import RUNTIME
+from orchestrator.core.events import EventBus
 
 log = logging.getLogger("console.audit")
 USER = "admin"
@@ -48,10 +51,10 @@ class Console:
     signer: SessionSigner
     revoked: RevokedSessions
     audit: AuditLog
-    overrides_path: Path
     throttle: LoginThrottle
     origins: frozenset[str]  # what a state-changing request's Origin may be (console.origin)
     clock: Callable[[], float] = time.time
+    bus: EventBus | None = None  # where audit entries are published for open pages; None: not
     streams: weakref.WeakSet[Stream] = field(default_factory=weakref.WeakSet)
     history: History = field(default_factory=History)
     history_store: HistoryStore | None = None  # None: the chart history lives in memory only
@@ -109,5 +112,6 @@ async def record(
         details,
         "" if ok else f" FAILED: {error}",
     )
-    request.app[RUNTIME].bus.publish("audit", **entry.to_dict())
+    if console.bus is not None:
+        console.bus.publish("audit", **entry.to_dict())
     return entry

@@ -21,7 +21,7 @@ from console.auth import (
     source_of,
 )
 from console.context import CONSOLE, IDENTITY, USER, Identity, record
-from console.pages import render
+from console.render import render
 from console.session import COOKIE, DEVICE_COOKIE, DEVICE_TTL_S
 from console.throttle import DEVICE
 

@@ -17,10 +17,15 @@ LOOPBACK_BINDS = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""
 
 
 def allowed_origins(server: ServerConfig) -> frozenset[str]:
-    """The ``Origin`` values a state-changing request may carry."""
-    if server.console_public_origin is not None:
-        return frozenset({server.console_public_origin})
-    host, port = server.console_host, server.console_port
+    """The ``Origin`` values a state-changing request to the server's console may carry."""
+    return origins_of(server.console_host, server.console_port, server.console_public_origin)
+
+
+def origins_of(host: str, port: int, public_origin: str | None = None) -> frozenset[str]:
+    """The ``Origin`` values for a console bound at ``host:port`` (or published at
+    ``public_origin``): the server's, and the gateway's."""
+    if public_origin is not None:
+        return frozenset({public_origin})
     if host.lower() in LOOPBACK_BINDS:
         names: tuple[str, ...] = LOOPBACK_NAMES
     else:

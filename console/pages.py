@@ -7,10 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from console import overrides
-from console.context import CONSOLE, IDENTITY
+from console.context import CONSOLE
 from console.fragments import view_data
 from console.plan_view import plan_of
 from console.process_logs import BACKLOG, tails
+from console.render import render
 from console.snapshot import ladder_view
 from orchestrator.app.runtime import RUNTIME
 from services.base import Role
@@ -23,20 +24,6 @@ NAV = (
     ("plan", "/plan", "Plan"),
     ("audit", "/audit", "Audit"),
 )
-
-
-def render(
-    request: web.Request, template: str, *, status: int = 200, **context: Any
-) -> web.Response:
-    console = request.app[CONSOLE]
-    identity = request.get(IDENTITY)
-    csrf = ""
-    if identity is not None and identity.session is not None:
-        csrf = console.signer.csrf_token(identity.session)
-    html = console.templates.get_template(template).render(
-        nav=NAV, csrf_token=csrf, identity=identity, **context
-    )
-    return web.Response(text=html, content_type="text/html", status=status)
 
 
 async def _page(request: web.Request, view: str, **extra: Any) -> web.Response:
@@ -66,7 +53,7 @@ async def engines(request: web.Request) -> web.Response:
 
 async def hibernation(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    path = request.app[CONSOLE].overrides_path
+    path = runtime.config.state.dir / overrides.FILE_NAME
     pending = overrides.saved(path)
     running = runtime.config.hibernation
     return await _page(

@@ -16,6 +16,7 @@ the first cannot start for want of capacity.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -126,3 +127,8 @@ class GatewayConfig(_Model):
     # The ETA announced before any start was measured.
     default_eta_s: Seconds = 90.0
     usd_per_hour: Annotated[float, Field(ge=0)] = 0.0  # the gateway VM's own price
+    # When the gateway VM began to bill (a UTC day); unset: from its first recorded transition.
+    billed_since: date | None = None
+    # The operator's console (host state, history, money, Start/Stop): loopback, login required.
+    console_host: str = "127.0.0.1"
+    console_port: Port = 8767

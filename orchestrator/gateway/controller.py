@@ -175,8 +175,8 @@ class HostController:
     def subscribe(self) -> Subscription:
         return self.bus.subscribe()
 
-    def transitions(self, *, since: float = 0.0) -> list[HostTransition]:
-        return self._store.transitions(since=since)
+    def transitions(self, *, since: float = 0.0, limit: int | None = 1000) -> list[HostTransition]:
+        return self._store.transitions(since=since, limit=limit)
 
     # -- lifetime -----------------------------------------------------------------------------
 
@@ -319,9 +319,9 @@ class HostController:
             return
         if self._boot_overdue(now):
             reason = f"the host was not ready {self._config.start_timeout_s:.0f} s after its start"
+            with contextlib.suppress(ProviderError):  # do not pay for a host that never came;
+                self._seen(await self._provider.stop())  # stopped first, so FAILED records it
             await self._fail(reason)
-            with contextlib.suppress(ProviderError):
-                self._seen(await self._provider.stop())  # do not pay for a host that never came
             return
         if self._misses and self._misses % 5 == 0:
             view = await self._look()

@@ -73,13 +73,13 @@ class GatewayStore:
                 ),
             )
 
-    def transitions(self, *, since: float = 0.0, limit: int = 1000) -> list[HostTransition]:
-        """The latest ``limit`` transitions at or after ``since``, oldest first."""
+    def transitions(self, *, since: float = 0.0, limit: int | None = 1000) -> list[HostTransition]:
+        """The latest ``limit`` transitions (None: all) at or after ``since``, oldest first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT at, source, target, cause, instance, power FROM host_transitions"
                 " WHERE at >= ? ORDER BY id DESC LIMIT ?",
-                (since, limit),
+                (since, -1 if limit is None else limit),  # SQLite: LIMIT -1 is no limit
             ).fetchall()
         return [HostTransition(*row) for row in reversed(rows)]
 

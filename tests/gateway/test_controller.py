@@ -215,6 +215,7 @@ async def test_a_host_that_never_answers_fails_after_the_start_timeout_and_is_st
     assert snapshot.state is HostState.FAILED
     assert "not ready" in (snapshot.last_failure or "")
     assert provider.stops == 1  # a host that never came up is not left running on the bill
+    assert controller.transitions()[-1].power == "stopped"  # so the ledger stops billing there
 
 
 async def test_a_restarted_gateway_carries_on_a_boot_and_measures_it_from_the_start(
