@@ -152,6 +152,7 @@ dir = "{scratch / "gateway-state"}"
 [gateway]
 host = "127.0.0.1"
 port = {free_port()}
+console_port = {free_port()}
 hold_s = 300
 poll_s = 0.1
 [gateway.provider]

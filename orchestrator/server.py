@@ -18,7 +18,7 @@ from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig, ServerConfig
 from orchestrator.config.secrets import Secrets
-from orchestrator.core.sites import start_site
+from orchestrator.core.sites import runner_settings, start_site
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def runner_options(server: ServerConfig) -> dict[str, Any]:
     complete request for ``idle_timeout_s`` is closed (aiohttp's keep-alive timer runs from the
     connection's start too, so one that never sends, or never finishes, its request is
     closed as well). A body's reading time is bounded by the routes (``api.body_timeout_s``)."""
-    return {"access_log": None, "keepalive_timeout": server.idle_timeout_s}
+    return runner_settings(server.idle_timeout_s, server.shutdown_grace_s)
 
 
 async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | None = None) -> None:
@@ -45,10 +45,9 @@ async def serve(config: AppConfig, secrets: Secrets, *, stop: asyncio.Event | No
     try:
         for runner in runners:
             await runner.setup()
-        grace = server.shutdown_grace_s
-        await start_site(runners[0], server.api_host, server.api_port, "server.api_port", grace)
+        await start_site(runners[0], server.api_host, server.api_port, "server.api_port")
         await start_site(
-            runners[1], server.console_host, server.console_port, "server.console_port", grace
+            runners[1], server.console_host, server.console_port, "server.console_port"
         )
         if runtime.supervisor is not None:
             await runtime.supervisor.recover_orphans()  # children a crashed run left behind

@@ -7,9 +7,6 @@ import sys
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
-from orchestrator.fleet.downloads import DownloadError, download_artifact
-from orchestrator.fleet.records import spec_for
-from services.registry import create_engine
 
 NAME = "download"
 HELP = "fetch configured models"
@@ -20,6 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
+    # imported here: the CLI imports every command to build its parser, and the gateway's VM
+    # must not load the adapters to run its own command
+    from orchestrator.fleet.downloads import DownloadError, download_artifact
+    from orchestrator.fleet.records import spec_for
+    from services.registry import create_engine
+
     only: list[str] | None = args.engine
     unknown = set(only or ()) - set(config.engines)
     if unknown:

@@ -25,12 +25,13 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
-from orchestrator.fleet.records import spec_for
-from services.personaplex import WEIGHT_FILES, PersonaPlexEngine
-from services.registry import create_engine
+
+if TYPE_CHECKING:
+    from services.personaplex import PersonaPlexEngine
 
 NAME = "install"
 HELP = "install an engine's separate environment (personaplex)"
@@ -72,6 +73,12 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
 
 
 def _engine(config: AppConfig, name: str | None) -> PersonaPlexEngine:
+    # imported here, not above: the CLI imports every command, and the gateway's VM must not
+    # load the adapters to run its own
+    from orchestrator.fleet.records import spec_for
+    from services.personaplex import PersonaPlexEngine
+    from services.registry import create_engine
+
     names = [name] if name else [config.duplex.engine]
     names += [n for n, e in config.engines.items() if e.adapter == "personaplex"]
     for candidate in names:
@@ -118,6 +125,8 @@ def check_server(python: Path, module: str) -> None:
 def fetch_weights(engine: PersonaPlexEngine) -> None:
     """The gated files into the hub cache (progress on the terminal); voices unpacked."""
     from huggingface_hub import hf_hub_download
+
+    from services.personaplex import WEIGHT_FILES
 
     token = os.environ.get(engine.options.hf_token_env) or None
     cache = engine.hub_cache()

@@ -6,6 +6,7 @@ Shared by the server (voice API and console) and the gateway, which must not imp
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from aiohttp import web
 
@@ -18,9 +19,19 @@ class PortInUse(VoiceOrchestratorError):
     code = "port_in_use"
 
 
-async def start_site(runner: web.AppRunner, host: str, port: int, key: str, grace: float) -> None:
-    """Listen on ``host:port``; ``PortInUse`` names the config key (``key``) and its variable."""
-    site = web.TCPSite(runner, host, port, shutdown_timeout=grace)
+def runner_settings(idle_timeout_s: float, shutdown_grace_s: float) -> dict[str, Any]:
+    """``AppRunner`` keywords: no access log, idle connections closed, a shutdown grace."""
+    return {
+        "access_log": None,
+        "keepalive_timeout": idle_timeout_s,
+        "shutdown_timeout": shutdown_grace_s,
+    }
+
+
+async def start_site(runner: web.AppRunner, host: str, port: int, key: str) -> None:
+    """Listen on ``host:port``; ``PortInUse`` names the config key (``key``) and its variable.
+    The shutdown grace is the runner's (``AppRunner(shutdown_timeout=...)``)."""
+    site = web.TCPSite(runner, host, port)
     try:
         await site.start()
     except OSError as exc:

@@ -17,9 +17,11 @@ from aiohttp import web
 from orchestrator.config import AppConfig
 from orchestrator.config.gateway import LocalProvider
 from orchestrator.config.secrets import Secrets
-from orchestrator.core.sites import start_site
+from orchestrator.core.sites import runner_settings, start_site
 from orchestrator.gateway.app import create_gateway_app
+from orchestrator.gateway.console import create_gateway_console
 from orchestrator.gateway.controller import HostController
+from orchestrator.gateway.ledger_routes import add_ledger_routes
 from orchestrator.gateway.providers import create_provider
 from orchestrator.gateway.providers.base import HostProvider
 from orchestrator.gateway.readiness import HttpReadyProbe
@@ -36,6 +38,7 @@ class GatewayServer:
         host_key: str,
         *,
         provider: HostProvider | None = None,
+        console: bool = True,
     ) -> None:
         gateway = config.gateway
         self.config = config
@@ -45,11 +48,14 @@ class GatewayServer:
         self.controller = HostController(
             self.provider, gateway, self.store, host_key=host_key, probe=self._probe
         )
-        self._runner = web.AppRunner(
-            create_gateway_app(self.controller, gateway, secrets),
-            access_log=None,
-            keepalive_timeout=config.server.idle_timeout_s,
-        )
+        front_door = create_gateway_app(self.controller, gateway, secrets)
+        add_ledger_routes(front_door, self.controller, config)
+        settings = runner_settings(config.server.idle_timeout_s, config.server.shutdown_grace_s)
+        self._runner = web.AppRunner(front_door, **settings)
+        self._console: web.AppRunner | None = None
+        if console:
+            console_app = create_gateway_console(self.controller, config, secrets)
+            self._console = web.AppRunner(console_app, **settings)
 
     @property
     def url(self) -> str:
@@ -61,14 +67,23 @@ class GatewayServer:
         gateway = self.config.gateway
         await self.controller.start()
         await self._runner.setup()
-        grace = self.config.server.shutdown_grace_s
-        await start_site(self._runner, gateway.host, gateway.port, "gateway.port", grace)
+        await start_site(self._runner, gateway.host, gateway.port, "gateway.port")
+        if self._console is not None:
+            await self._console.setup()
+            await start_site(
+                self._console,
+                gateway.console_host,
+                gateway.console_port,
+                "gateway.console_port",
+            )
 
     async def stop(self, *, stop_local_host: bool = True) -> None:
         """Close the front door, then stop deciding; the host is left as it is, except a
         ``local`` one that is to stop with the gateway."""
         provider = self.config.gateway.provider
         try:
+            if self._console is not None:
+                await self._console.cleanup()
             await self._runner.cleanup()
             await self.controller.close()
             local = isinstance(provider, LocalProvider) and provider.stop_with_gateway
@@ -93,7 +108,9 @@ async def serve_gateway(
         print(
             f"voice-orchestrator gateway up ({server.provider.name} provider; host "
             f"{server.controller.snapshot().state})\n"
-            f"  voice API  {server.url}  (Bearer key; the host's state: GET /v1/host)",
+            f"  voice API  {server.url}  (Bearer key; the host's state: GET /v1/host)\n"
+            f"  console    http://{config.gateway.console_host}:{config.gateway.console_port}"
+            "  (user admin)",
             flush=True,
         )
         await stop.wait()

@@ -94,6 +94,9 @@ class HostWriter:
         p50, _p95 = self.expected_start()
         waking_for = now - self._waking_since if self._waking_since is not None else 0.0
         eta_s, progress = eta(self._state, waking_for, p50)
+        if eta_s is None and self._want_up:  # a start is asked and about to be made
+            backoff = max(0.0, (self._retry_at or now) - now) if self._state is S.FAILED else 0
+            eta_s = backoff + p50
         return HostSnapshot(
             state=self._state,
             since=self._since,

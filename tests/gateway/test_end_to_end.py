@@ -50,6 +50,7 @@ dir = "{tmp / "gateway-state"}"
 [gateway]
 host = "127.0.0.1"
 port = {free_port()}
+console_port = {free_port()}
 {lines}
 
 [gateway.provider]
