@@ -17,6 +17,8 @@ Who broke a request decides what is said:
     the host refused the gateway's key              502 host_key_rejected, logged
     the client's upload broke off                   the client's problem: nothing to the gate
     the client went away mid-response               the host's response is let go
+    the gateway shuts down while the request waits  503 with Retry-After (never a hold that
+                                                    keeps the shutdown waiting)
 
 ``/host/health``, ``/host/health/ready`` and ``/host/metrics`` read the host's own health and
 metrics for operators, only while it is up: reading them neither wakes the host nor keeps
@@ -25,8 +27,9 @@ it awake (a scraper would otherwise hold it up forever).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import aiohttp
 from aiohttp import web
@@ -34,7 +37,7 @@ from aiohttp import web
 from orchestrator.api.errors import WireError
 from orchestrator.gateway.errors import HostLost
 from orchestrator.gateway.gate import HostGate
-from orchestrator.gateway.keys import CONFIG, GATE, HTTP
+from orchestrator.gateway.keys import CLOSING, CONFIG, GATE, HTTP
 from orchestrator.gateway.lifecycle import UP
 from orchestrator.gateway.upstream import (
     SKIP_AUTO_HEADERS,
@@ -83,8 +86,26 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     gate = request.app[GATE]
     host_woke = gate.snapshot().state not in UP
     with gate.use("request"):
-        base = await gate.ready_url(request.app[CONFIG].hold_s)
+        base = await _unless_closing(request, gate.ready_url(request.app[CONFIG].hold_s))
         return await forward(request, gate, base, request.raw_path, host_woke=host_woke)
+
+
+async def _unless_closing(request: web.Request, waiting: Awaitable[str]) -> str:
+    """``waiting``'s result, or a 503 when the gateway shuts down first: a held request
+    must not keep the gateway's shutdown waiting for the host."""
+    held = asyncio.ensure_future(waiting)
+    closing = asyncio.ensure_future(request.app[CLOSING].wait())
+    try:
+        await asyncio.wait({held, closing}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (held, closing):
+            task.cancel()
+        await asyncio.gather(held, closing, return_exceptions=True)
+    if held.cancelled():
+        raise web.HTTPServiceUnavailable(
+            text="the gateway is shutting down; retry", headers={"Retry-After": "5"}
+        )
+    return held.result()
 
 
 async def host_health(request: web.Request) -> web.StreamResponse:

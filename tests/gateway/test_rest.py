@@ -220,3 +220,20 @@ async def test_a_host_that_refuses_the_gateway_s_key_is_502_not_the_client_s_fau
         closing = await socket.receive(timeout=30)
         assert closing.type is aiohttp.WSMsgType.CLOSE and closing.data == 1011
     assert stack.gate.lost == []
+
+
+async def test_a_held_request_is_let_go_when_the_gateway_shuts_down(
+    make_stack: StackFactory, tiny_config: AppConfig
+) -> None:
+    stack = await make_stack(tiny_config)  # the host never comes; the hold is 30 s
+    gate = stack.gate
+    async with aiohttp.ClientSession() as http:
+        request = asyncio.ensure_future(http.get(stack.url + "/v1/models", headers=AUTH))
+        await gate.until(lambda: gate.waiting == 1)
+        async with asyncio.timeout(10):  # well within the hold: shutdown does not wait on it
+            await stack.gateway.close()
+        async with await request as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "5"
+            assert (await response.json())["error"]["code"] == "service_unavailable"
+    assert gate.open["request"] == 0 and gate.waiting == 0
