@@ -1,7 +1,8 @@
 """Limits the two WebSocket routes (``/v1/realtime`` and ``/v1/duplex``) share.
 
 - **Sessions per API key** (``sessions.max_per_key``): one count per key across both routes;
-  one more is a 429 before the upgrade.
+  one more is a 429 before the upgrade. Behind a gateway (its key in ``VO_GATEWAY_KEYS``) the
+  count is per client, named by the gateway's ``X-Voice-Client``.
 - **Session length** (``sessions.max_minutes``): ``session_deadline`` bounds the message loop.
 - **Message size**: aiohttp's own ``max_msg_size`` closes with 1009, but it does so before the
   handler sees anything and while the client may still be sending: the server then drops a
@@ -55,8 +56,12 @@ async def session_slot(request: web.Request) -> AsyncIterator[None]:
     """Count one open session against the request's key while the block runs, or a 429 when
     the key holds ``sessions.max_per_key`` already. Enter it before the upgrade, so that the
     refusal is a status code; the check and the count happen with no await between them."""
-    most = request.app[RUNTIME].config.sessions.max_per_key
+    runtime = request.app[RUNTIME]
+    most = runtime.config.sessions.max_per_key
     key = request.get(API_KEY_USED, "")
+    client = request.headers.get("X-Voice-Client", "")
+    if client and runtime.secrets.is_gateway_key(key):
+        key = f"client:{client}"  # a gateway's sessions count per client it names
     per_key = request.app[PER_KEY]
     if per_key[key] >= most:
         raise web.HTTPTooManyRequests(text=f"at most {most} sessions per key")

@@ -29,15 +29,25 @@ log = logging.getLogger(__name__)
 class Secrets:
     api_keys: tuple[str, ...]
     console_password: str
+    # Keys of gateways in front of this server (VO_GATEWAY_KEYS): valid API keys whose
+    # sessions are counted per the client the gateway names (X-Voice-Client), not per key.
+    gateway_keys: tuple[str, ...] = ()
 
     def api_key_valid(self, candidate: str) -> bool:
-        ok = False
-        for key in self.api_keys:  # compare against all, in constant time each
-            ok |= hmac.compare_digest(candidate.encode(), key.encode())
-        return ok
+        return _one_of(candidate, self.api_keys + self.gateway_keys)
+
+    def is_gateway_key(self, candidate: str) -> bool:
+        return _one_of(candidate, self.gateway_keys)
 
     def console_password_valid(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode(), self.console_password.encode())
+
+
+def _one_of(candidate: str, keys: tuple[str, ...]) -> bool:
+    ok = False
+    for key in keys:  # compare against all, in constant time each
+        ok |= hmac.compare_digest(candidate.encode(), key.encode())
+    return ok
 
 
 def read_private_file(path: Path) -> str:
@@ -80,7 +90,8 @@ def load_secrets(state_dir: Path, environ: Mapping[str, str] | None = None) -> S
     password = environ.get("VO_CONSOLE_PASSWORD") or _generated(
         state_dir / "console_password", "console password"
     )
-    return Secrets(api_keys=keys, console_password=password)
+    gateways = tuple(k.strip() for k in environ.get("VO_GATEWAY_KEYS", "").split(",") if k.strip())
+    return Secrets(api_keys=keys, console_password=password, gateway_keys=gateways)
 
 
 def load_host_key(state_dir: Path, environ: Mapping[str, str] | None = None) -> str:

@@ -15,6 +15,7 @@ client offered it, and the ``openai-insecure-api-key.`` one never.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 
 import aiohttp
@@ -22,7 +23,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from orchestrator.gateway.auth import offered_protocols
+from orchestrator.gateway.auth import client_key, offered_protocols
 
 HOP_BY_HOP = frozenset(
     {
@@ -37,12 +38,13 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-NOT_FORWARDED = frozenset({"host", "authorization", "expect", "cookie"})
+NOT_FORWARDED = frozenset({"host", "authorization", "expect", "cookie", "x-voice-client"})
 NOT_RETURNED = frozenset({"date", "server"})
 WS_FORWARDED = ("OpenAI-Beta", "User-Agent")
 # aiohttp adds these when absent; the host must see what the client sent, not the gateway.
 SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 WAKING = "X-Voice-Waking"
+CLIENT = "X-Voice-Client"  # who the client is, for the host's per-client limits
 
 CONNECT_S = 10.0  # a host that does not accept a connection this fast is not there
 READ_S = 300.0  # no byte for this long: the host is wedged (a reply's first byte waits on
@@ -78,10 +80,21 @@ def _passed(headers: Mapping[str, str], drop: Iterable[str]) -> CIMultiDict[str]
     return kept
 
 
+def client_id(key: str) -> str:
+    """A stable name for a client key that does not reveal it: the host counts sessions per
+    client under the gateway's one key by it (``sessions.max_per_key``)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def forwarded(request: web.Request) -> dict[str, str]:
-    """``X-Forwarded-For`` (appended to what the client's own proxies said) and ``-Proto``."""
+    """``X-Forwarded-For`` (appended to what the client's own proxies said), ``-Proto``, and
+    ``X-Voice-Client``: the client's id (a client's own ``X-Voice-Client`` is dropped)."""
     chain = [p for p in (request.headers.get("X-Forwarded-For"), request.remote) if p]
-    return {"X-Forwarded-For": ", ".join(chain), "X-Forwarded-Proto": request.scheme}
+    return {
+        "X-Forwarded-For": ", ".join(chain),
+        "X-Forwarded-Proto": request.scheme,
+        CLIENT: client_id(client_key(request)),
+    }
 
 
 def request_headers(request: web.Request, host_key: str) -> CIMultiDict[str]:

@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 
 from orchestrator.config import AppConfig
+from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.errors import HostStartFailed
 from orchestrator.gateway.keys import HTTP
 from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.realtime import MESSAGE_LIMIT
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, CONSOLE_PASSWORD
 from tests.gateway.clients import AUTH
-from tests.gateway.conftest import Stack, StackFactory
+from tests.gateway.conftest import HOST_KEY, Stack, StackFactory
 from tests.realtime_client import Socket
 from tests.speech import silence, speak
 
@@ -158,8 +159,8 @@ async def test_a_host_that_dies_mid_session_is_host_lost_and_1011(
 async def test_a_refusal_by_the_host_reaches_the_client_as_an_error_and_a_close(
     make_stack: StackFactory, short_replies: AppConfig
 ) -> None:
-    """Every session through the gateway carries the gateway's key: the host's sessions per
-    key count them all, and refuses past them with a 429."""
+    """A host that does not know the gateway's key as a gateway's counts every session under
+    it as one key's, and refuses past ``max_per_key`` with a 429 the client hears."""
     one_per_key = short_replies.sessions.model_copy(update={"max_per_key": 1})
     config = short_replies.model_copy(update={"sessions": one_per_key})
     stack = await make_stack(config, writer=True, ready=True)
@@ -176,6 +177,43 @@ async def test_a_refusal_by_the_host_reaches_the_client_as_an_error_and_a_close(
         await first.until("conversation.item.created")
         await first.ws.close()
     assert stack.gate.lost == []  # a refusal is an answer, not a lost host
+
+
+OTHER_KEY = "another-students-key-5151"
+
+
+@pytest.mark.parametrize(
+    ("host_secrets", "secrets"),
+    [
+        (
+            Secrets((HOST_KEY,), CONSOLE_PASSWORD, gateway_keys=(HOST_KEY,)),
+            Secrets((API_KEY, OTHER_KEY), CONSOLE_PASSWORD),
+        )
+    ],
+)
+async def test_a_host_that_knows_the_gateway_counts_sessions_per_client(
+    make_stack: StackFactory, short_replies: AppConfig
+) -> None:
+    """With the gateway's key in the host's ``VO_GATEWAY_KEYS``, the host counts sessions per
+    client the gateway names (``X-Voice-Client``): two students with one session each are
+    both served at ``max_per_key = 1``, a student's second session is refused."""
+    one_per_key = short_replies.sessions.model_copy(update={"max_per_key": 1})
+    config = short_replies.model_copy(update={"sessions": one_per_key})
+    stack = await make_stack(config, writer=True, ready=True)
+    async with aiohttp.ClientSession() as http:
+        first = await dial(stack, http)
+        await first.until("session.created")
+        other = Socket(
+            await http.ws_connect(
+                stack.url + "/v1/realtime", headers={"Authorization": f"Bearer {OTHER_KEY}"}
+            )
+        )
+        await other.until("session.created")
+        again = await dial(stack, http)
+        error = await again.until("error")
+        assert error["error"]["code"] == "too_many_requests"
+        for socket in (first, other, again):
+            await socket.ws.close()
 
 
 async def test_a_failed_start_is_an_error_and_1013(

@@ -12,6 +12,7 @@ from multidict import CIMultiDict
 from orchestrator.gateway.auth import client_key
 from orchestrator.gateway.sockets import refusal, sendable
 from orchestrator.gateway.upstream import (
+    client_id,
     merge_waking,
     request_headers,
     response_headers,
@@ -57,6 +58,7 @@ def test_a_request_crosses_with_the_host_key_and_without_hop_headers() -> None:
                 "Content-Length": "17",
                 "X-Forwarded-For": "10.1.1.1",
                 "OpenAI-Beta": "assistants=v2",
+                "X-Voice-Client": "someone-else",  # a client cannot name another client
             }
         ),
     )
@@ -67,8 +69,10 @@ def test_a_request_crosses_with_the_host_key_and_without_hop_headers() -> None:
         "X-Forwarded-For": "10.1.1.1",  # a mocked request has no peer address to add
         "OpenAI-Beta": "assistants=v2",
         "X-Forwarded-Proto": "http",
+        "X-Voice-Client": client_id("client-key"),  # who it is, without the key itself
         "Authorization": "Bearer host-key",
     }
+    assert "client-key" not in client_id("client-key")
 
 
 def test_a_response_crosses_without_hop_headers_and_with_the_waking_merged() -> None:

@@ -2,10 +2,11 @@
 
 For development, demos and the gateway's end-to-end tests: starting the host spawns
 ``python -m orchestrator serve`` in its own process group (the gateway's host key as its only API
-key), stopping it sends SIGTERM to the group, then SIGKILL. Like a VM, the server outlives the
-gateway: a pidfile in the state directory lets a restarted gateway find it (checked by start
-time and command line, so a reused pid is never mistaken for it), and closing the provider
-leaves it running. The server's output goes to ``<state.dir>/gateway-host.log``.
+key, known as a gateway's, so sessions are counted per client), stopping it sends SIGTERM to
+the group, then SIGKILL. Like a VM, the server outlives the gateway: a pidfile in the state
+directory lets a restarted gateway find it (checked by start time and command line, so a reused
+pid is never mistaken for it), and closing the provider leaves it running. The server's output
+goes to ``<state.dir>/gateway-host.log``.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ class LocalHost:
         if self._running() is not None:
             return await self.status()
         self._dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self._config.env, "VO_API_KEYS": self._host_key}
+        keys = {"VO_API_KEYS": self._host_key, "VO_GATEWAY_KEYS": self._host_key}
+        env = {**os.environ, **self._config.env, **keys}
         env.pop("VO_API_KEY_FILE", None)
         log_path = self._dir / f"{NAME}.log"
         with log_path.open("ab") as log_file:
