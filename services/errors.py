@@ -58,6 +58,8 @@ exceptions with ``raise ... from exc`` so the cause stays in the traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VoiceOrchestratorError(Exception):
     """The root. Subclasses set ``code``, ``status`` and ``transient``; an instance may set
@@ -72,6 +74,11 @@ class VoiceOrchestratorError(Exception):
     def public_message(self) -> str:
         """What a client is told (the message, plus whatever helps it act on it)."""
         return str(self)
+
+    def wire_fields(self) -> dict[str, Any]:
+        """Fields a client may act on, added to the error object it is sent (a waking host's
+        ``state`` and ``eta_s``, say); none by default."""
+        return {}
 
 
 class EngineError(VoiceOrchestratorError):

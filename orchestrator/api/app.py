@@ -15,38 +15,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from orchestrator.api.chat import add_chat_routes
 from orchestrator.api.duplex import add_duplex_routes
-from orchestrator.api.errors import WireError, describe, error_response
+from orchestrator.api.errors import WireError, error_response, json_errors
 from orchestrator.api.realtime.route import add_realtime_routes
 from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet import health
 from services.base import EngineState
-from services.errors import VoiceOrchestratorError
 
 log = logging.getLogger(__name__)
 
 _STATES = [*(s.value for s in EngineState), "downloading"]
-
-
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure leaves as a JSON error with a stable code; the server keeps running."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {
-            name: value
-            for name, value in exc.headers.items()
-            if name.lower() not in ("content-type", "content-length")
-        }
-        return error_response(describe(exc), headers=headers)
-    except VoiceOrchestratorError as exc:
-        return error_response(describe(exc))
-    except Exception as exc:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(describe(exc))
 
 
 @web.middleware

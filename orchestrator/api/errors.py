@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from services.errors import InvalidInput, VoiceOrchestratorError
 
+log = logging.getLogger(__name__)
 INTERNAL_MESSAGE = "internal error; see the server log"
 MAX_JSON_BYTES = 1 << 20
 MAX_JSON_DEPTH = 32
@@ -51,6 +54,7 @@ class WireError:
     message: str
     param: str | None = None
     retry_after_s: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # the error's own ``wire_fields``
 
     @property
     def type(self) -> str:
@@ -58,14 +62,22 @@ class WireError:
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error object, the same inside an HTTP body and a Realtime event."""
-        return {"type": self.type, "code": self.code, "message": self.message, "param": self.param}
+        base = {"type": self.type, "code": self.code, "message": self.message, "param": self.param}
+        return {**self.extra, **base}
 
 
 def describe(exc: BaseException) -> WireError:
     """What a client is told about ``exc``: ours by their class's code and status, aiohttp's
     HTTP errors by their reason, anything else as an internal error that hides its text."""
     if isinstance(exc, VoiceOrchestratorError):
-        return WireError(exc.status, exc.code, exc.public_message(), exc.param, exc.retry_after_s)
+        return WireError(
+            exc.status,
+            exc.code,
+            exc.public_message(),
+            exc.param,
+            exc.retry_after_s,
+            exc.wire_fields(),
+        )
     if isinstance(exc, web.HTTPException):
         code = exc.reason.lower().replace(" ", "_")
         message = exc.text if exc.text and exc.text != f"{exc.status}: {exc.reason}" else exc.reason
@@ -78,6 +90,29 @@ def error_response(error: WireError, *, headers: dict[str, str] | None = None) -
     if error.retry_after_s is not None:
         headers["Retry-After"] = str(error.retry_after_s)
     return web.json_response({"error": error.body()}, status=error.status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as a JSON error with a stable code; the server keeps running.
+    (The voice API and the gateway both use it. A handler that streams deals with failures
+    after its headers went out itself: nothing reaches here once a response is sent.)"""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {
+            name: value
+            for name, value in exc.headers.items()
+            if name.lower() not in ("content-type", "content-length")
+        }
+        return error_response(describe(exc), headers=headers)
+    except VoiceOrchestratorError as exc:
+        return error_response(describe(exc))
+    except Exception as exc:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(describe(exc))
 
 
 def realtime_error(error: WireError, client_event: str | None = None) -> dict[str, Any]:

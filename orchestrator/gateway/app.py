@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from orchestrator.api.errors import json_errors
 from orchestrator.config.gateway import GatewayConfig
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.auth import require_client_key
@@ -31,7 +32,6 @@ from orchestrator.gateway.proxy import host_health, proxy
 from orchestrator.gateway.realtime import add_realtime_route
 from orchestrator.gateway.sockets import add_socket_keys
 from orchestrator.gateway.upstream import open_session
-from orchestrator.gateway.wire import json_errors
 
 EVENTS_HEARTBEAT_S = 15.0
 

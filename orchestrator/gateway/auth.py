@@ -12,9 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from orchestrator.api.errors import WireError
+from orchestrator.api.errors import WireError, error_response
 from orchestrator.gateway.keys import SECRETS
-from orchestrator.gateway.wire import http_error
 
 OPEN_PATHS = frozenset({"/health/live"})
 KEY_PROTOCOL = "openai-insecure-api-key."
@@ -44,7 +43,7 @@ async def require_client_key(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     key = client_key(request)
     if not key or not request.app[SECRETS].api_key_valid(key):
-        return http_error(
+        return error_response(
             WireError(401, "invalid_api_key", MISSING_KEY),
             headers={"WWW-Authenticate": "Bearer"},
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.errors import VoiceOrchestratorError
 
 
@@ -18,6 +20,9 @@ class HostWaking(VoiceOrchestratorError):
         self.eta_s = eta_s
         self.retry_after_s = max(1, round(min(eta_s, 30.0)))
 
+    def wire_fields(self) -> dict[str, Any]:
+        return {"state": self.state, "eta_s": self.eta_s}
+
 
 class HostStartFailed(VoiceOrchestratorError):
     """The provider could not start the host (no capacity in the zone, quota, a dead command).
@@ -32,6 +37,9 @@ class HostStartFailed(VoiceOrchestratorError):
         self.reason = reason
         self.stockout = stockout
         self.retry_after_s = retry_after_s
+
+    def wire_fields(self) -> dict[str, Any]:
+        return {"retry_after_s": self.retry_after_s}
 
 
 class ProviderError(VoiceOrchestratorError):

@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable
 import aiohttp
 from aiohttp import web
 
-from orchestrator.api.errors import WireError
+from orchestrator.api.errors import WireError, error_response
 from orchestrator.gateway.errors import HostLost
 from orchestrator.gateway.gate import HostGate
 from orchestrator.gateway.keys import CLOSING, CONFIG, GATE, HTTP
@@ -45,7 +45,6 @@ from orchestrator.gateway.upstream import (
     request_headers,
     response_headers,
 )
-from orchestrator.gateway.wire import http_error
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +112,14 @@ async def host_health(request: web.Request) -> web.StreamResponse:
     gate = request.app[GATE]
     state = gate.snapshot().state
     if state not in UP:
-        return http_error(
+        return error_response(
             WireError(
                 503,
                 "host_not_up",
                 f"the GPU host is {state.value}; its health is read only while it is up "
                 "(POST /v1/wake starts it)",
-            ),
-            {"state": state.value},
+                extra={"state": state.value},
+            )
         )
     base = await gate.ready_url(UP_ANSWERS_S)  # up: answers at once
     path_qs = request.raw_path.removeprefix("/host")
@@ -148,7 +147,7 @@ async def forward(
     async with upstream:
         if upstream.status == 401:
             log.error("the host at %s refused the gateway's key (401): check its VO_API_KEYS", base)
-            return http_error(
+            return error_response(
                 WireError(502, "host_key_rejected", "the GPU host refused the gateway's key")
             )
         response = web.StreamResponse(
