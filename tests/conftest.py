@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig, load_config
@@ -26,6 +27,12 @@ from orchestrator.config.secrets import Secrets
 from tests.fixtures.tiny_llm import build_tiny_llm
 from tests.fixtures.tiny_piper import build_tiny_piper_voice
 from tests.fixtures.tiny_whisper import build_tiny_whisper
+
+# CI replays the same examples every run (a red CI must not be luck); elsewhere hypothesis
+# explores new ones each run, and what it finds is kept as an ``@example``.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 API_KEY = "test-key-0123456789"
 CONSOLE_PASSWORD = "test-console-password"
