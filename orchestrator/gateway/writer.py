@@ -356,12 +356,11 @@ class HostWriter:
         return ok
 
     async def _move(self, target: HostState, cause: str) -> None:
+        """Record the transition, then make it visible: whoever sees the new state finds it
+        in the history too. Nothing else writes, so nothing moves while the record is stored."""
         source = self._state
         check_move(source, target)
         now = self._clock()
-        self._state, self._since, self._cause = target, now, cause
-        if target not in WAKING:
-            self._waking_since = None
         record = HostTransition(
             at=now,
             source=source.value,
@@ -371,6 +370,9 @@ class HostWriter:
             power=self._view.state.value,
         )
         await asyncio.to_thread(self._store.add_transition, record)
+        self._state, self._since, self._cause = target, now, cause
+        if target not in WAKING:
+            self._waking_since = None
         log.info("host %s -> %s: %s", source, target, cause)
         self.bus.publish("host", **self.snapshot().to_json())
         moved, self._moved = self._moved, asyncio.Event()
