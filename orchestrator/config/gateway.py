@@ -156,13 +156,13 @@ class PrewarmConfig(_Model):
     weeks: Annotated[int, Field(ge=1, le=52)] = 4  # how many past weeks are looked at
     min_weeks: Annotated[int, Field(ge=1, le=52)] = 2  # fewer weeks of history: no pre-warm
     # A weekday's 15-minute slot is pre-warmed when this share of the weeks had a session in it.
-    threshold: Annotated[float, Field(gt=0, le=1)] = 0.75
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
     margin_s: Annotated[float, Field(ge=0)] = 60.0  # started this long before boot p95 needs
     # The idle stop: this percentile of the gaps between sessions within a day, clamped ...
-    idle_percentile: Annotated[float, Field(gt=0, le=100)] = 75.0
+    idle_percentile: Annotated[float, Field(gt=0, le=100)] = 25.0
     idle_min_s: Seconds = 300.0
-    idle_max_s: Seconds = 2700.0
-    min_gaps: Annotated[int, Field(ge=1)] = 20  # ... and stop_after_s with fewer gaps known
+    idle_max_s: Seconds = 1800.0
+    min_gaps: Annotated[int, Field(ge=1)] = 10  # ... and stop_after_s with fewer gaps known
     holidays: tuple[date, ...] = ()  # never pre-warmed (a request still starts the host)
     keep_on: tuple[KeepOnWindow, ...] = ()
 
