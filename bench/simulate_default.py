@@ -22,6 +22,7 @@ from make_trace import make_trace, write_csv
 
 from orchestrator.commands import simulate
 from orchestrator.config import load_config
+from orchestrator.credits.gateway_sim import DEFAULT_HINT_LEAD_S
 from orchestrator.credits.simulator import DEFAULT_BOOT_S
 from services import nvml
 
@@ -45,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"== profile {profile or 'default'} ({config.profile}), seed {args.seed}")
             namespace = argparse.Namespace(
-                trace=trace, json=False, load=[], boot_s=DEFAULT_BOOT_S, timeouts="15,30"
+                trace=trace,
+                json=False,
+                load=[],
+                boot_s=DEFAULT_BOOT_S,
+                timeouts="15,30",
+                hint_lead_s=DEFAULT_HINT_LEAD_S,
             )
             simulate.run(namespace, config)
             print()

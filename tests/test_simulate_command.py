@@ -157,3 +157,37 @@ def test_bad_options_are_command_errors(
     trace = write(tmp_path, "t.csv", CSV_TRACE)
     with pytest.raises(CommandError, match=needle):
         simulate.run(args(trace, *extra), t4)
+
+
+REQUIRED_KEYS = {
+    "policy",
+    "billed_hours",
+    "credit_multiplier",
+    "long_waits",
+    "bridged_sessions",
+    "first_answer_wait_s",
+    "gateway_usd",
+}
+
+
+def test_every_policy_has_the_common_keys_and_the_hint_lead_moves_gateway_waits(
+    tmp_path: Path, t4: AppConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = write(tmp_path, "t.csv", CSV_TRACE)
+    body = report(capsys, t4, trace)
+    for row in body["policies"]:
+        assert set(row) >= REQUIRED_KEYS, row["policy"]
+        assert set(row["first_answer_wait_s"]) == {"p50", "p99", "max"}
+    rows = {row["policy"]: row for row in body["policies"]}
+    assert rows["fixed timeout 30 min"]["bridged_sessions"] == 0
+    assert rows["fixed timeout 30 min"]["long_waits"] == 3  # three cold boots of 93 s
+    assert rows["gateway idle 30 min"]["first_answer_wait_s"]["max"] == 63.0  # 30 s hint
+    later = report(capsys, t4, trace, "--hint-lead-s", "60")
+    rows = {row["policy"]: row for row in later["policies"]}
+    assert rows["gateway idle 30 min"]["first_answer_wait_s"]["max"] == 33.0
+    assert rows["gateway idle 30 min + bridge"]["long_waits"] == 0
+
+
+def test_a_negative_hint_lead_is_refused(tmp_path: Path, t4: AppConfig) -> None:
+    with pytest.raises(CommandError, match="--hint-lead-s"):
+        simulate.run(args(write(tmp_path, "t.csv", CSV_TRACE), "--hint-lead-s", "-1"), t4)

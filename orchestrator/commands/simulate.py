@@ -1,4 +1,5 @@
-"""``simulate``: replay a usage trace under our ladder, fixed-timeout shutdowns and always-on.
+"""``simulate``: replay a usage trace under our ladder, fixed-timeout shutdowns, always-on and
+the gateway's policies (fixed idle stops and the learned pre-warm, without and with the bridge).
 
 It answers the question the product exists for: how much longer do the credits last, and what
 does a student wait for it. Load times are the defaults in ``orchestrator.credits.simulator`` unless
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
+from orchestrator.credits.gateway_sim import DEFAULT_HINT_LEAD_S
 from orchestrator.credits.report import format_report, replay, wake_costs
 from orchestrator.credits.simulator import DEFAULT_BOOT_S, DEFAULT_LOAD_S, DEFAULT_TIMEOUTS_MIN
 from orchestrator.credits.traces import TraceError, read_trace
@@ -42,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(f"{m:g}" for m in DEFAULT_TIMEOUTS_MIN),
         metavar="MINUTES,...",
         help="fixed-timeout policies to compare (default 15,30)",
+    )
+    parser.add_argument(
+        "--hint-lead-s",
+        type=float,
+        default=DEFAULT_HINT_LEAD_S,
+        help="seconds between the app opening (its POST /v1/wake) and its first request, for the"
+        " gateway's policies (default 30; 0: no hint)",
     )
 
 
@@ -77,7 +86,10 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         raise CommandError(str(exc)) from None
     if args.boot_s < 0:
         raise CommandError("--boot-s must be zero or more")
+    if not args.hint_lead_s >= 0:
+        raise CommandError("--hint-lead-s must be zero or more")
     costs = wake_costs(config, _load_times(args.load), args.boot_s)
-    report = replay(sessions, costs, config, _timeouts(args.timeouts))
+    timeouts = _timeouts(args.timeouts)
+    report = replay(sessions, costs, config, timeouts, hint_lead_s=args.hint_lead_s)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

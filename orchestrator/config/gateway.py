@@ -16,11 +16,12 @@ the first cannot start for want of capacity.
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Literal
+from datetime import date, time
+from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -104,6 +105,76 @@ ProviderConfig = Annotated[
 ]
 
 
+def _hh_mm(value: str) -> str:
+    try:
+        time.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day like 17:30") from None
+    if len(value) != 5:
+        raise ValueError(f"{value!r} is not a time of day like 17:30 (HH:MM)")
+    return value
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not a time zone like Europe/Berlin") from None
+    return value
+
+
+HhMm = Annotated[str, AfterValidator(_hh_mm)]
+
+
+class KeepOnWindow(_Model):
+    """Exam weeks: the host is kept on between ``start`` and ``end`` (local time) on each day
+    from ``from_date`` to ``to_date`` inclusive (``weekdays``, 0 = Monday; empty: every day)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_date: date = Field(alias="from")
+    to_date: date = Field(alias="to")
+    weekdays: tuple[Annotated[int, Field(ge=0, le=6)], ...] = ()
+    start: HhMm
+    end: HhMm
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.to_date < self.from_date:
+            raise ValueError(f"to {self.to_date} is before from {self.from_date}")
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} is not after start {self.start}")
+        return self
+
+
+class PrewarmConfig(_Model):
+    """``[gateway.prewarm]``: start the host before the slots students usually come in, and
+    learn how long to keep it on (``orchestrator/credits/prewarm.py`` decides)."""
+
+    enabled: bool = False
+    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"  # where weekdays and slots are
+    weeks: Annotated[int, Field(ge=1, le=52)] = 4  # how many past weeks are looked at
+    min_weeks: Annotated[int, Field(ge=1, le=52)] = 2  # fewer weeks of history: no pre-warm
+    # A weekday's 15-minute slot is pre-warmed when this share of the weeks had a session in it.
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
+    margin_s: Annotated[float, Field(ge=0)] = 60.0  # started this long before boot p95 needs
+    # The idle stop: this percentile of the gaps between sessions within a day, clamped ...
+    idle_percentile: Annotated[float, Field(gt=0, le=100)] = 25.0
+    idle_min_s: Seconds = 300.0
+    idle_max_s: Seconds = 1800.0
+    min_gaps: Annotated[int, Field(ge=1)] = 10  # ... and stop_after_s with fewer gaps known
+    holidays: tuple[date, ...] = ()  # never pre-warmed (a request still starts the host)
+    keep_on: tuple[KeepOnWindow, ...] = ()
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        if self.idle_max_s < self.idle_min_s:
+            raise ValueError(f"idle_max_s {self.idle_max_s} is below idle_min_s {self.idle_min_s}")
+        if self.min_weeks > self.weeks:
+            raise ValueError(f"min_weeks {self.min_weeks} is more than weeks {self.weeks}")
+        return self
+
+
 class GatewayConfig(_Model):
     host: str = "0.0.0.0"
     port: Port = 11500
@@ -132,3 +203,4 @@ class GatewayConfig(_Model):
     # The operator's console (host state, history, money, Start/Stop): loopback, login required.
     console_host: str = "127.0.0.1"
     console_port: Port = 8767
+    prewarm: PrewarmConfig = PrewarmConfig()

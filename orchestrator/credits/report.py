@@ -12,9 +12,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.config import AppConfig
+from orchestrator.credits.gateway_sim import (
+    DEFAULT_BRIDGE_S,
+    DEFAULT_HINT_LEAD_S,
+    DEFAULT_IDLE_STOPS_MIN,
+    GatewayCosts,
+    GatewaySimResult,
+    gateway_policies,
+    simulate_gateway,
+)
 from orchestrator.credits.simulator import (
     DEFAULT_BOOT_S,
     DEFAULT_LOAD_S,
+    LONG_WAIT_S,
     Session,
     SimResult,
     WakeCosts,
@@ -36,18 +46,59 @@ def wake_costs(
     return WakeCosts(needs=needs, load_s=dict(load_s), host_boot_s=boot_s)
 
 
+def gateway_costs(config: AppConfig, hint_lead_s: float = DEFAULT_HINT_LEAD_S) -> GatewayCosts:
+    """The gateway's side of the replay, from ``[gateway]``."""
+    gateway = config.gateway
+    return GatewayCosts(
+        hint_lead_s=hint_lead_s,
+        bridge_s=DEFAULT_BRIDGE_S,
+        drain_s=gateway.drain_s,
+        fallback_idle_s=gateway.stop_after_s,
+        usd_per_hour=gateway.usd_per_hour,
+    )
+
+
 def replay(
-    sessions: list[Session], costs: WakeCosts, config: AppConfig, timeouts_min: Sequence[float]
+    sessions: list[Session],
+    costs: WakeCosts,
+    config: AppConfig,
+    timeouts_min: Sequence[float],
+    *,
+    hint_lead_s: float = DEFAULT_HINT_LEAD_S,
+    idle_stops_min: Sequence[float] = DEFAULT_IDLE_STOPS_MIN,
 ) -> dict[str, Any]:
-    """Replay ``sessions`` under our ladder, fixed-timeout shutdowns and always-on: the report."""
+    """Replay ``sessions`` under our ladder, fixed-timeout shutdowns, always-on and the
+    gateway's policies: the report."""
     policies = standard_policies(config.hibernation, list(timeouts_min))
     tick_s = config.hibernation.tick_s
     results = [simulate(sessions, policy, costs, tick_s=tick_s) for policy in policies]
-    return build_report(sessions, results, costs, config)
+    gateway = gateway_costs(config, hint_lead_s)
+    gateway_results = [
+        simulate_gateway(sessions, policy, costs, gateway)
+        for policy in gateway_policies(config.gateway.prewarm, idle_stops_min)
+    ]
+    return build_report(sessions, results, costs, config, gateway_results, gateway)
+
+
+def _today(row: dict[str, Any], price: float, billed_s: float) -> dict[str, Any]:
+    """Today's policies in the keys every policy has (no gateway: no bridge, no VM)."""
+    waits = row["wait_s"]
+    return {
+        **row,
+        "cost_usd": round(billed_s / 3600 * price, 2),
+        "bridged_sessions": 0,
+        "first_answer_wait_s": waits,
+        "gateway_usd": 0.0,
+    }
 
 
 def build_report(
-    sessions: list[Session], results: list[SimResult], costs: WakeCosts, config: AppConfig
+    sessions: list[Session],
+    results: list[SimResult],
+    costs: WakeCosts,
+    config: AppConfig,
+    gateway_results: Sequence[GatewaySimResult] = (),
+    gateway: GatewayCosts | None = None,
 ) -> dict[str, Any]:
     price = config.costs.usd_per_hour
     first = min(s.start for s in sessions)
@@ -61,9 +112,11 @@ def build_report(
         "load_s": {role.value: seconds for role, seconds in costs.load_s.items()},
         "host_boot_s": costs.host_boot_s,
         "tick_s": config.hibernation.tick_s,
-        "policies": [
-            {**r.to_dict(), "cost_usd": round(r.billed_s / 3600 * price, 2)} for r in results
-        ],
+        "long_wait_s": LONG_WAIT_S,
+        "hint_lead_s": None if gateway is None else gateway.hint_lead_s,
+        "bridge_first_answer_s": None if gateway is None else gateway.bridge_s,
+        "policies": [_today(r.to_dict(), price, r.billed_s) for r in results]
+        + [r.to_dict(price) for r in gateway_results],
     }
 
 
@@ -83,23 +136,33 @@ def format_report(report: dict[str, Any]) -> str:
         f"wake     first request needs {loads or 'nothing'} (in parallel);"
         f" host boot {report['host_boot_s']:g} s; ladder tick {report['tick_s']:g} s",
         "",
-        f"{'policy':<28} {'billed h':>9} {'cost $':>9} {'credits x':>9}"
-        f"  {'wakes from warm/cool/cold/dormant':>33}  {'waited':>6}"
+        f"{'policy':<33} {'billed h':>9} {'cost $':>8} {'credits x':>9}"
+        f"  {'wakes w/c/c/d':>13} {'waited':>6} {'long':>5} {'bridged':>7}"
         f"  {'wait p50':>8} {'p99':>6} {'max':>6}",
     ]
     for row in rows:
         multiplier = row["credit_multiplier"]
         times = "-" if multiplier is None else f"{multiplier:.2f}"
         wakes = "/".join(str(row["wakes"].get(state, 0)) for state in WAKE_STATES)
-        wait = row["wait_s"]
+        wait = row["first_answer_wait_s"]
         lines.append(
-            f"{row['policy']:<28} {row['billed_hours']:>9.1f} {row['cost_usd']:>9.2f}"
-            f" {times:>9}  {wakes:>33}  {row['sessions_waiting']:>6}"
+            f"{row['policy']:<33} {row['billed_hours']:>9.1f} {row['cost_usd']:>8.2f}"
+            f" {times:>9}  {wakes if row['wakes'] else '-':>13} {row['sessions_waiting']:>6}"
+            f" {row['long_waits']:>5} {row['bridged_sessions']:>7}"
             f"  {wait['p50']:>8.1f} {wait['p99']:>6.1f} {wait['max']:>6.1f}"
         )
     lines.append("")
     lines.append(
         "credits x: always-on hours / billed hours. waited: sessions whose first request waited;"
-        " wait: seconds it waited (host boot, then the loads it needs in parallel)."
+        f" long: waited over {report['long_wait_s']:g} s; wait: seconds from the first request"
+        " to its first answer (host boot, then the loads it needs in parallel)."
     )
+    gateway = [row["gateway_usd"] for row in rows if row["policy"].startswith("gateway")]
+    if gateway:
+        lines.append(
+            f"gateway: the app's wake hint comes {report['hint_lead_s']:g} s before its first"
+            f" request; + bridge: a booting host's first answer comes after"
+            f" {report['bridge_first_answer_s']:g} s (bridged); the gateway VM costs"
+            f" ${gateway[0]:.2f} over the trace ([gateway] usd_per_hour)."
+        )
     return "\n".join(lines)

@@ -31,6 +31,7 @@ DEFAULT_LOAD_S: dict[Role, float] = {
 DEFAULT_BOOT_S = 90.0
 DEFAULT_TIMEOUTS_MIN = (15.0, 30.0)
 HOUR_S = 3600.0
+LONG_WAIT_S = 10.0  # a first answer later than this after the first request is a long wait
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class SimResult:
             "wakes": {state.value: count for state, count in self.wakes.items()},
             "sessions": len(self.waits),
             "sessions_waiting": sum(1 for w in self.waits if w > 0),
+            "long_waits": sum(1 for w in self.waits if w > LONG_WAIT_S),
             "wait_s": {"p50": self.wait(50), "p99": self.wait(99), "max": self.wait(100)},
         }
 

@@ -151,7 +151,9 @@ async def simulate(console: Console, folder: Path) -> None:
     trace.write_text("start,end\n" + "".join(f"{at},{at + 2400}\n" for at in starts))
     await console.page.set_input_files('#simulate input[type="file"]', trace)
     await console.page.click('#simulate button[type="submit"]')
-    await expect(console.page.locator("#simulation-table tbody tr")).to_have_count(5)
+    await expect(console.page.locator("#simulation-table tbody tr")).to_have_count(
+        15
+    )  # 5 of today, 10 of the gateway
 
 
 async def test_screenshots_of_every_page(
