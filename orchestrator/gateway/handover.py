@@ -9,10 +9,11 @@ Once the host is ready, the session moves at the first turn boundary, never mid-
 
 1. at the boundary (checked after every message either way, and when the host becomes ready)
    the client's messages stop going to the bridge and are kept, as during a hold;
-2. the host's session is opened and sent the client's ``session.update`` messages and the
-   conversation so far as ``conversation.item.create``; what it answers to them
-   (``session.created``, ``session.updated``, ``conversation.item.created``, errors) is the
-   gateway's to read, never the client's: the client already heard this conversation;
+2. the host's session, opened as soon as the host was ready (its engines leased then, not in
+   the gap), is sent the client's ``session.update`` messages and the conversation so far
+   as ``conversation.item.create``; what it answers to them (``session.created``,
+   ``session.updated``, ``conversation.item.created``, errors) is the gateway's to read,
+   never the client's: the client already heard this conversation;
 3. the bridge's socket is closed, the client gets ``session.backend_changed`` (source
    ``bridge``, target ``host``, reason ``host_ready``, ``gap_s``: from the boundary to the
    host taking the client's messages; the duplex failover's event), then the kept messages go
@@ -69,6 +70,7 @@ class Handover:
         self.bridge_url = bridge_url
         self.conversation = Conversation()
         self.host_url: str | None = None
+        self.host: aiohttp.ClientWebSocketResponse | None = None  # opened before the boundary
         self.boundary_at: float | None = None  # when the move began (the client's pause)
         self._go = asyncio.Event()
         self._tasks = TaskSet("gateway-handover")
@@ -100,7 +102,7 @@ class Handover:
     def check(self) -> None:
         """Begin the move when the host is ready and the conversation is between turns: from
         this instant the client's messages are kept for the host."""
-        if self.host_url is None or self._go.is_set() or not self.conversation.at_boundary:
+        if self.host is None or self._go.is_set() or not self.conversation.at_boundary:
             return
         self.passage.hold_messages()
         self.boundary_at = asyncio.get_running_loop().time()
@@ -119,8 +121,10 @@ class Handover:
             self.check()
 
     async def _await_host(self) -> None:
-        """Wake the host (the client hears ``waking`` meanwhile); a failed start leaves the
-        session on the bridge and is tried again when the gate allows."""
+        """Wake the host (the client hears ``waking`` meanwhile) and open its session before
+        the boundary: the host leases its engines then, not in the conversation's gap. A
+        failed start leaves the session on the bridge and is tried again when the gate
+        allows."""
         while True:
             try:
                 self.host_url = await self.passage.hold()
@@ -128,13 +132,21 @@ class Handover:
                 log.warning("host start failed under a bridged session: %s", exc)
                 await asyncio.sleep(exc.retry_after_s or 5)
                 continue
-            self.check()
-            return
+            break
+        host = await self.passage.connect(self.host_url)
+        async with asyncio.timeout(SEED_TIMEOUT_S):
+            while True:  # its waking events and session.created are the gateway's to read
+                message = await host.receive()
+                if message.type is not WSMsgType.TEXT:
+                    raise ConnectionError(f"the host's socket ended at its start ({message.type})")
+                if json.loads(message.data).get("type") == "session.created":
+                    break
+        self.host = host
+        self.check()
 
     async def _move(self) -> aiohttp.ClientWebSocketResponse:
-        assert self.host_url is not None and self.boundary_at is not None
-        passage = self.passage
-        host = await passage.connect(self.host_url)
+        host, passage = self.host, self.passage
+        assert host is not None and self.boundary_at is not None
         await self._seed(host)
         gap_s = asyncio.get_running_loop().time() - self.boundary_at
         changed = server_event(
