@@ -20,6 +20,7 @@ from orchestrator.api.realtime.wire import Refused
 from services.errors import InvalidInput
 
 LIMITS = events.Limits(max_append_bytes=64)
+ASSISTANT_SAID = events.ConversationItemCreate("Fifty-six.", "assistant")
 SAMPLES: dict[type[Any], list[Any]] = {
     events.SessionUpdate: [
         events.SessionUpdate(),
@@ -38,7 +39,10 @@ SAMPLES: dict[type[Any], list[Any]] = {
     events.InputAudioBufferAppend: [events.InputAudioBufferAppend(b"\x01\x00\xff\x7f")],
     events.InputAudioBufferCommit: [events.InputAudioBufferCommit()],
     events.InputAudioBufferClear: [events.InputAudioBufferClear()],
-    events.ConversationItemCreate: [events.ConversationItemCreate("What is 7 times 8?")],
+    events.ConversationItemCreate: [
+        events.ConversationItemCreate("What is 7 times 8?"),
+        ASSISTANT_SAID,
+    ],
     events.ConversationItemTruncate: [events.ConversationItemTruncate("item_1", 1500)],
     events.ResponseCreate: [events.ResponseCreate()],
     events.ResponseCancel: [events.ResponseCancel()],
@@ -57,6 +61,8 @@ def test_every_client_event_round_trips_and_has_a_handler() -> None:
         for event in SAMPLES[cls]:
             assert event.to_dict()["type"] == cls.TYPE
             for ga in (False, True):  # a session.update's own shape says GA; others follow it
+                if ga and event == ASSISTANT_SAID:
+                    continue  # GA names the part output_text: test_ga_events_... reads it
                 assert events.parse(event.to_dict(), LIMITS, ga=ga) == event
     assert set(events.CLIENT_EVENTS) == set(HANDLERS)
     assert len(events.CLIENT_EVENTS) == len(classes)  # no two classes share a wire type
@@ -135,9 +141,14 @@ GA_VAD = {"audio": {"input": {"turn_detection": {"type": "server_vad", "threshol
             "item.content[0].text",
         ),
         (
-            item(role="assistant", content=[{"type": "text", "text": "hi"}]),
+            item(role="system", content=[{"type": "input_text", "text": "hi"}]),
             "invalid_value",
             "item.role",
+        ),
+        (
+            item(role="assistant", content=[{"type": "input_text", "text": "hi"}]),
+            "invalid_value",
+            "item.content",
         ),
         (
             {"type": "conversation.item.truncate", "item_id": "i", "content_index": 0},
@@ -176,6 +187,10 @@ def test_ga_events_are_read_with_the_ga_models() -> None:
     """A GA item content part is validated as GA, a beta-only shape is refused there."""
     text = item(role="user", content=[{"type": "input_text", "text": "hi"}])
     assert events.parse(text, LIMITS, ga=True) == events.ConversationItemCreate("hi")
+    said = item(role="assistant", content=[{"type": "output_text", "text": "Four."}])
+    assert events.parse(said, LIMITS, ga=True) == events.ConversationItemCreate(
+        "Four.", "assistant"
+    )
     with pytest.raises(InvalidInput) as caught:
         events.parse(session(type="realtime", turn_detection=None), LIMITS)
     assert (caught.value.code, caught.value.param) == (

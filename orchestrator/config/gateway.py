@@ -175,6 +175,25 @@ class PrewarmConfig(_Model):
         return self
 
 
+class BridgeConfig(_Model):
+    """``[gateway.bridge]``: an orchestrator server on CPU engines beside the gateway, which
+    answers while the GPU host wakes (the first words in seconds, not minutes).
+
+    It is a second process (``python -m orchestrator serve`` with ``serve_args``, e.g.
+    ``["--profile", "cpu"]``), started with the gateway so its engines are warm, on loopback,
+    with the gateway's host key as its only key: the gateway's own process never loads an
+    engine. A Realtime session opened while the host is not up is relayed to it, then handed
+    to the host at the first turn boundary once the host is ready; a REST request still
+    waiting for the host after ``bridge_after_s`` is served by it."""
+
+    enabled: bool = False
+    serve_args: tuple[str, ...] = ("--profile", "cpu")
+    url: HttpUrl = "http://127.0.0.1:11450"  # its own [server] api_port must be this port
+    env: dict[str, str] = Field(default_factory=dict)
+    bridge_after_s: Seconds = 3.0
+    stop_timeout_s: Seconds = 30.0
+
+
 class GatewayConfig(_Model):
     host: str = "0.0.0.0"
     port: Port = 11500
@@ -204,3 +223,4 @@ class GatewayConfig(_Model):
     console_host: str = "127.0.0.1"
     console_port: Port = 8767
     prewarm: PrewarmConfig = PrewarmConfig()
+    bridge: BridgeConfig = BridgeConfig()

@@ -7,9 +7,11 @@
 
 Every route but ``/health/live`` needs a client key (``auth.py``); the host is sent the gate's
 key instead. The app owns one client session to the host (opened on startup, closed on
-cleanup); on shutdown every client socket is closed with 1001, each passage closes its socket
-to the host, and event streams end. The host controller behind ``gate`` is the caller's: it is
-started before this app and stopped after it.
+cleanup); with a ``bridge`` (``[gateway.bridge]``), sessions and requests that come while the
+host wakes are served by it (``handover.py``, ``proxy.py``). On shutdown every client socket
+is closed with 1001, each passage closes its socket to the host, and event streams end.
+The host controller behind ``gate`` is the caller's: it is started before this app and
+stopped after it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,18 @@ from orchestrator.config.gateway import GatewayConfig
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.auth import require_client_key
 from orchestrator.gateway.duplex import add_duplex_route
-from orchestrator.gateway.gate import HostGate
+from orchestrator.gateway.gate import Bridge, HostGate
 from orchestrator.gateway.host_routes import add_host_routes
-from orchestrator.gateway.keys import CLOSING, CONFIG, GATE, HEARTBEAT_S, HTTP, SECRETS, STARTED_AT
+from orchestrator.gateway.keys import (
+    BRIDGE,
+    CLOSING,
+    CONFIG,
+    GATE,
+    HEARTBEAT_S,
+    HTTP,
+    SECRETS,
+    STARTED_AT,
+)
 from orchestrator.gateway.proxy import host_health, proxy
 from orchestrator.gateway.realtime import add_realtime_route
 from orchestrator.gateway.sockets import add_socket_keys
@@ -53,6 +64,7 @@ def create_gateway_app(
     secrets: Secrets,
     *,
     events_heartbeat_s: float = EVENTS_HEARTBEAT_S,
+    bridge: Bridge | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[json_errors, require_client_key])
     app[GATE] = gate
@@ -60,6 +72,8 @@ def create_gateway_app(
     app[SECRETS] = secrets
     app[CLOSING] = asyncio.Event()
     app[HEARTBEAT_S] = events_heartbeat_s
+    if bridge is not None:
+        app[BRIDGE] = bridge
     app.cleanup_ctx.append(_client_session)
     app.on_shutdown.append(_closing)
     add_socket_keys(app)

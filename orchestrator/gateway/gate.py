@@ -47,3 +47,15 @@ class HostGate(Protocol):
     def subscribe(self) -> Subscription:
         """Every transition as a ``host`` event carrying ``HostSnapshot.to_json()``."""
         ...
+
+
+class Bridge(Protocol):
+    """The bridge as the front door sees it (``bridge.py``): a server on CPU engines that
+    answers while the host wakes."""
+
+    after_s: float
+    """A REST request still waiting for the host this long is served by the bridge."""
+
+    def url(self) -> str | None:
+        """Its base URL while it is ready to serve; None while it starts or is down."""
+        ...

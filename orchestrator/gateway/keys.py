@@ -11,10 +11,13 @@ from aiohttp import web
 
 from orchestrator.config.gateway import GatewayConfig
 from orchestrator.config.secrets import Secrets
-from orchestrator.gateway.gate import HostGate
+from orchestrator.gateway.gate import Bridge, HostGate
 
 GATE: web.AppKey[HostGate] = web.AppKey("gateway_gate")
 """The host controller, seen through the protocol the front door needs."""
+
+BRIDGE: web.AppKey[Bridge] = web.AppKey("gateway_bridge")
+"""The bridge, when the gateway has one (``[gateway.bridge] enabled``); absent otherwise."""
 
 CONFIG = web.AppKey("gateway_config", GatewayConfig)
 SECRETS = web.AppKey("gateway_secrets", Secrets)

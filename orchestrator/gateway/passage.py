@@ -9,6 +9,11 @@ host transition; then opens the host's socket on the same path and query with th
 replays what was kept, and relays the host's messages (text and binary) until either side
 closes. The replay ends, and the client side starts sending, at the one instant the buffer is
 found empty, so the host sees the client's messages in the order they were sent.
+
+With a bridge (``[gateway.bridge]``: CPU engines beside the gateway) ready and the host not up,
+a Realtime session is relayed to the bridge instead of held, and handed to the host between
+two turns once it is ready (``handover.py``); the hand-over sees each client message before
+it is routed (``seen``) and looks for the boundary after (``check``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from orchestrator.api.errors import WireError
 from orchestrator.core.events import Subscription
 from orchestrator.gateway.errors import HostLost, HostStartFailed, HostWaking
-from orchestrator.gateway.keys import CONFIG, GATE, HTTP, SOCKETS
+from orchestrator.gateway.handover import BridgeEnded, Handover
+from orchestrator.gateway.keys import BRIDGE, CONFIG, GATE, HTTP, SOCKETS
 from orchestrator.gateway.lifecycle import UP
 from orchestrator.gateway.sockets import Dialect, accept, refusal, sendable
 from orchestrator.gateway.upstream import HEARTBEAT_S, WS_CLOSE_S, ws_headers, ws_protocols, ws_url
@@ -62,7 +68,8 @@ class Passage:
         self.kept: deque[WSMessage] = deque()
         self.kept_bytes = 0
         self.host: aiohttp.ClientWebSocketResponse | None = None  # set once the replay is done
-        self._opened: aiohttp.ClientWebSocketResponse | None = None
+        self._opened: aiohttp.ClientWebSocketResponse | None = None  # the latest socket opened
+        self._observer: Handover | None = None
         self._client_left = False
         self._closing_client = False  # the host side is closing the client's socket
         self._tasks = TaskSet(f"gateway-{dialect.name}")
@@ -88,11 +95,16 @@ class Passage:
             await self._tell(WireError(400, "message_too_big", reason))
             await self.ws.close(code=WSCloseCode.MESSAGE_TOO_BIG, message=reason.encode()[:123])
             return
+        observer = self._observer
+        if observer is not None:
+            observer.seen(message)
         if self.host is None:
             await self._keep(message, size)
-            return
-        with suppress(ConnectionError):  # the host side sees the host go and says so
-            await _send(self.host, message)
+        else:
+            with suppress(ConnectionError):  # the host side sees the host go and says so
+                await _send(self.host, message)
+        if observer is not None:
+            observer.check()
 
     async def _keep(self, message: WSMessage, size: int) -> None:
         bound = self.config.realtime_buffer_bytes
@@ -111,10 +123,17 @@ class Passage:
     async def _host_side(self) -> None:
         """Hold, connect, replay, relay; then close the client's socket, saying why."""
         try:
-            base = await self._hold()
-            self._opened = await self._connect(base)
-            await self._replay(self._opened)
-            closing = await self._relay(self._opened)
+            bridge = self._bridge_url()
+            if bridge is None:
+                host = await self.connect(await self.hold())
+                await self.replay(host)
+            else:
+                moved = await Handover(self, bridge).run()
+                if isinstance(moved, BridgeEnded):
+                    await self._bridge_ended(moved.closing)
+                    return
+                host = moved
+            closing = await self._relay(host)
         except HostStartFailed as exc:
             await self._end(exc, WSCloseCode.TRY_AGAIN_LATER, "host start failed; try again later")
             return
@@ -144,7 +163,46 @@ class Passage:
             self.gate.host_lost(f"the host closed a {self.dialect.name} session with 1001")
         await self._close_client(code, closing.extra or "")
 
-    async def _hold(self) -> str:
+    def _bridge_url(self) -> str | None:
+        """The bridge's URL when this session is to start there: a Realtime session, the host
+        not up, and a bridge ready."""
+        bridge = self.request.app.get(BRIDGE)
+        if bridge is None or self.dialect.name != "realtime":
+            return None
+        if self.gate.snapshot().state.value in UP_STATES:
+            return None
+        return bridge.url()
+
+    async def _bridge_ended(self, closing: WSMessage | None) -> None:
+        if self._client_left:
+            return
+        if closing is None:
+            log.warning("the bridge's socket ended without a close frame on %s", self.request.path)
+            wire = WireError(502, "bridge_lost", "the gateway's bridge went away; reconnect")
+            await self._end(wire, WSCloseCode.INTERNAL_ERROR, "bridge lost")
+            return
+        await self._close_client(sendable(closing.data, WSCloseCode.OK), closing.extra or "")
+
+    # -- what the hand-over uses -----------------------------------------------------------------
+
+    def observe(self, observer: Handover | None) -> None:
+        self._observer = observer
+
+    def hold_messages(self) -> None:
+        """From now on the client's messages are kept (until ``replay``)."""
+        self.host = None
+
+    async def to_client(self, message: WSMessage) -> None:
+        if not self.ws.closed:
+            with suppress(ConnectionError):
+                await _send(self.ws, message)
+
+    async def to_client_text(self, text: str) -> None:
+        if not self.ws.closed:
+            with suppress(ConnectionError):
+                await self.ws.send_str(text)
+
+    async def hold(self) -> str:
         """The host's URL once it is ready, telling the client meanwhile (nothing is told
         when it is up: its URL comes at once)."""
         announcer = self._tasks.spawn("waking", self._announce())
@@ -175,8 +233,10 @@ class Passage:
                 while (await subscription.queue.get()).type != "host":
                     pass
 
-    async def _connect(self, base: str) -> aiohttp.ClientWebSocketResponse:
-        return await self.request.app[HTTP].ws_connect(
+    async def connect(self, base: str) -> aiohttp.ClientWebSocketResponse:
+        """A socket to ``base`` (the host, or the bridge) on the client's path, with the host
+        key; closed with the client's code if the client leaves first."""
+        self._opened = await self.request.app[HTTP].ws_connect(
             ws_url(base, self.request.raw_path),
             headers=ws_headers(self.request, self.gate.host_key),
             protocols=ws_protocols(self.request),
@@ -184,13 +244,14 @@ class Passage:
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=WS_CLOSE_S),
             max_msg_size=0,  # the host is trusted; its messages are the client's to get
         )
+        return self._opened
 
-    async def _replay(self, host: aiohttp.ClientWebSocketResponse) -> None:
+    async def replay(self, to: aiohttp.ClientWebSocketResponse) -> None:
         while self.kept:
             message = self.kept.popleft()
             self.kept_bytes -= _size(message)
-            await _send(host, message)
-        self.host = host  # no await since the buffer was found empty: the order holds
+            await _send(to, message)
+        self.host = to  # no await since the buffer was found empty: the order holds
 
     async def _relay(self, host: aiohttp.ClientWebSocketResponse) -> WSMessage | None:
         """The host's messages to the client; the host's close frame when it sent one,

@@ -9,6 +9,11 @@ status, headers and body come back chunk by chunk as they arrive (a streamed cha
 reaches the client event by event). ``X-Voice-Waking`` says ``host`` when the host was not up
 when the request came, before what the host itself had to load (``host,tts``).
 
+With a bridge (``[gateway.bridge]``), a request that came while the host was not up and is
+still waiting after ``bridge_after_s`` (or meets a failed start) is served by the bridge
+instead, with ``X-Voice-Waking: host`` and ``X-Voice-Bridge: 1``; a bridge not ready yet
+leaves it waiting for the host.
+
 Who broke a request decides what is said:
 
     the host could not be reached, or broke off     gate.host_lost; 502 host_lost (or, once
@@ -35,9 +40,9 @@ import aiohttp
 from aiohttp import web
 
 from orchestrator.api.errors import WireError, error_response
-from orchestrator.gateway.errors import HostLost
+from orchestrator.gateway.errors import HostLost, HostStartFailed, HostWaking
 from orchestrator.gateway.gate import HostGate
-from orchestrator.gateway.keys import CLOSING, CONFIG, GATE, HTTP
+from orchestrator.gateway.keys import BRIDGE, CLOSING, CONFIG, GATE, HTTP
 from orchestrator.gateway.lifecycle import UP
 from orchestrator.gateway.upstream import (
     SKIP_AUTO_HEADERS,
@@ -49,6 +54,7 @@ from orchestrator.gateway.upstream import (
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
+BRIDGED = "X-Voice-Bridge"  # the bridge, not the host, answered
 UP_ANSWERS_S = 1.0  # an up host's URL comes at once; this bounds the race with its going down
 OWN_ROUTES = {
     "/v1/host": "GET",
@@ -84,8 +90,22 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         raise web.HTTPMethodNotAllowed(request.method, [method])
     gate = request.app[GATE]
     host_woke = gate.snapshot().state not in UP
+    hold_s = request.app[CONFIG].hold_s
+    bridge = request.app.get(BRIDGE)
     with gate.use("request"):
-        base = await _unless_closing(request, gate.ready_url(request.app[CONFIG].hold_s))
+        if host_woke and bridge is not None and bridge.after_s < hold_s:
+            try:
+                base = await _unless_closing(request, gate.ready_url(bridge.after_s))
+            except (HostWaking, HostStartFailed):
+                bridged = bridge.url()
+                if bridged is not None:
+                    return await forward(
+                        request, gate, bridged, request.raw_path, host_woke=True, bridged=True
+                    )
+                hold_s -= bridge.after_s
+            else:
+                return await forward(request, gate, base, request.raw_path, host_woke=True)
+        base = await _unless_closing(request, gate.ready_url(hold_s))
         return await forward(request, gate, base, request.raw_path, host_woke=host_woke)
 
 
@@ -127,9 +147,16 @@ async def host_health(request: web.Request) -> web.StreamResponse:
 
 
 async def forward(
-    request: web.Request, gate: HostGate, base: str, path_qs: str, *, host_woke: bool
+    request: web.Request,
+    gate: HostGate,
+    base: str,
+    path_qs: str,
+    *,
+    host_woke: bool,
+    bridged: bool = False,
 ) -> web.StreamResponse:
-    """``request`` to the host at ``base + path_qs``, and its response back as it streams."""
+    """``request`` to the host (or the bridge, ``bridged``) at ``base + path_qs``, and its
+    response back as it streams."""
     body = ClientBody(request) if request.body_exists else None
     try:
         upstream = await request.app[HTTP].request(
@@ -143,6 +170,8 @@ async def forward(
     except (aiohttp.ClientError, TimeoutError) as exc:
         if body is not None and body.failed:
             raise web.HTTPBadRequest(text="the request body broke off before its end") from exc
+        if bridged:
+            raise HostLost("the gateway's bridge could not serve the request; retry it") from exc
         raise _lost(request, gate, exc) from exc
     async with upstream:
         if upstream.status == 401:
@@ -155,6 +184,8 @@ async def forward(
             reason=upstream.reason,
             headers=response_headers(upstream.headers, host_woke),
         )
+        if bridged:
+            response.headers[BRIDGED] = "1"
         await response.prepare(request)
         await _stream(request, gate, upstream, response)
     return response

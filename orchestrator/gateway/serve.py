@@ -3,7 +3,8 @@
 ``GatewayServer`` starts and stops the parts in order (the end-to-end tests and the bench run it
 in process); ``serve_gateway`` runs one until SIGINT or SIGTERM. Stopping the gateway leaves the
 host as it is (a cloud VM runs on, and its own DORMANT power-off is the backstop), except a
-``local`` host with ``stop_with_gateway``.
+``local`` host with ``stop_with_gateway``; the bridge (``[gateway.bridge]``), the gateway's own
+part, starts and stops with it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from orchestrator.config.gateway import LocalProvider
 from orchestrator.config.secrets import Secrets
 from orchestrator.core.sites import runner_settings, start_site
 from orchestrator.gateway.app import create_gateway_app
+from orchestrator.gateway.bridge import BridgeProcess
 from orchestrator.gateway.console import create_gateway_console
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.ledger_routes import add_ledger_routes
@@ -48,7 +50,12 @@ class GatewayServer:
         self.controller = HostController(
             self.provider, gateway, self.store, host_key=host_key, probe=self._probe
         )
-        front_door = create_gateway_app(self.controller, gateway, secrets)
+        self.bridge: BridgeProcess | None = None
+        if gateway.bridge.enabled:
+            self.bridge = BridgeProcess(
+                gateway.bridge, config.state.dir, host_key, poll_s=gateway.poll_s
+            )
+        front_door = create_gateway_app(self.controller, gateway, secrets, bridge=self.bridge)
         add_ledger_routes(front_door, self.controller, config)
         settings = runner_settings(config.server.idle_timeout_s, config.server.shutdown_grace_s)
         self._runner = web.AppRunner(front_door, **settings)
@@ -66,6 +73,8 @@ class GatewayServer:
     async def start(self) -> None:
         gateway = self.config.gateway
         await self.controller.start()
+        if self.bridge is not None:
+            await self.bridge.start()  # warm before the first student comes
         await self._runner.setup()
         await start_site(self._runner, gateway.host, gateway.port, "gateway.port")
         if self._console is not None:
@@ -86,6 +95,8 @@ class GatewayServer:
                 await self._console.cleanup()
             await self._runner.cleanup()
             await self.controller.close()
+            if self.bridge is not None:
+                await self.bridge.stop()
             local = isinstance(provider, LocalProvider) and provider.stop_with_gateway
             if stop_local_host and local:
                 await self.provider.stop()

@@ -228,6 +228,11 @@ class CascadeSession:
         self.history.add("user", text)
         return f"item_{uuid.uuid4().hex[:16]}"
 
+    def add_assistant_text(self, text: str) -> str:
+        """An assistant turn the client carries over (said before, elsewhere): history only."""
+        self.history.add("assistant", text)
+        return f"item_{uuid.uuid4().hex[:16]}"
+
     # -- replies -----------------------------------------------------------------------------
 
     async def start_reply(self) -> None:

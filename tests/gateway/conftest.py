@@ -20,6 +20,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig, GatewayConfig
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.app import create_gateway_app
+from orchestrator.gateway.gate import Bridge
 from tests.conftest import CONSOLE_PASSWORD, RuntimeFactory
 from tests.gateway.cable import Cable
 from tests.gateway.scripted_gate import ScriptedGate
@@ -60,12 +61,18 @@ def host_secrets() -> Secrets:
 async def make_stack(
     make_runtime: RuntimeFactory, aiohttp_server: Any, host_secrets: Secrets, secrets: Secrets
 ) -> AsyncIterator[StackFactory]:
-    """``await make_stack(config, writer=..., ready=..., **gateway_settings)``: a host on
-    ``config`` (``writer=True`` for voice sessions), the gate already READY if ``ready``."""
+    """``await make_stack(config, writer=..., ready=..., bridge=..., **gateway_settings)``: a
+    host on ``config`` (``writer=True`` for voice sessions), the gate already READY if
+    ``ready``, the gateway with ``bridge`` if given."""
     made: list[Stack] = []
 
     async def make(
-        config: AppConfig, *, writer: bool = False, ready: bool = False, **settings: Any
+        config: AppConfig,
+        *,
+        writer: bool = False,
+        ready: bool = False,
+        bridge: Bridge | None = None,
+        **settings: Any,
     ) -> Stack:
         runtime = make_runtime(config, secrets=host_secrets, writer=writer)
         host: TestServer = await aiohttp_server(create_api_app(runtime))
@@ -75,7 +82,9 @@ async def make_stack(
             gate.become_ready()
         gateway_config = GatewayConfig(**{"hold_s": 30.0, **settings})
         gateway: TestServer = await aiohttp_server(
-            create_gateway_app(gate, gateway_config, secrets, events_heartbeat_s=0.05)
+            create_gateway_app(
+                gate, gateway_config, secrets, events_heartbeat_s=0.05, bridge=bridge
+            )
         )
         made.append(Stack(runtime, host, cable, gate, gateway))
         return made[-1]

@@ -36,7 +36,7 @@ from orchestrator.api.realtime.events import (
     SessionUpdate,
     parse,
 )
-from orchestrator.api.realtime.render import render, user_item
+from orchestrator.api.realtime.render import assistant_item, render, user_item
 from orchestrator.api.realtime.wire import (
     Refused,
     error_event,
@@ -189,8 +189,12 @@ class RealtimeConnection:
 
     async def _create_item(self, event: ConversationItemCreate) -> None:
         self.conversation_started = True
-        item_id = self.session.add_user_text(event.text)
-        item = user_item(item_id, {"type": "input_text", "text": event.text})
+        if event.role == "assistant":
+            item_id = self.session.add_assistant_text(event.text)
+            item = assistant_item(item_id, event.text)
+        else:
+            item_id = self.session.add_user_text(event.text)
+            item = user_item(item_id, {"type": "input_text", "text": event.text})
         await self.send(server_event("conversation.item.created", previous_item_id=None, item=item))
 
     async def _create_response(self, event: ResponseCreate) -> None:

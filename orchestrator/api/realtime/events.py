@@ -21,7 +21,7 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel
 
@@ -192,30 +192,40 @@ class InputAudioBufferAppend:
 
 @dataclass(frozen=True)
 class ConversationItemCreate:
-    """``conversation.item.create``: a user message; its ``text`` parts joined by spaces."""
+    """``conversation.item.create``: a message of the conversation, its text parts joined by
+    spaces: a user's (``input_text``) or, to seed a conversation held elsewhere before (the
+    gateway hands a session over from its bridge this way), an assistant's (``text``, GA
+    ``output_text``). An assistant message joins the history; no reply is made for it."""
 
     TYPE: ClassVar[str] = "conversation.item.create"
     text: str
+    role: Literal["user", "assistant"] = "user"
 
     @classmethod
     def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
         item: Any = getattr(model, "item")  # noqa: B009
-        refused = "only user messages with input_text content can be created"
-        if getattr(item, "role", None) != "user" or getattr(item, "type", None) not in (
+        refused = "only user (input_text) and assistant (text) messages can be created"
+        role = getattr(item, "role", None)
+        if role not in ("user", "assistant") or getattr(item, "type", None) not in (
             None,
             "message",
         ):
             raise InvalidEvent(refused, "invalid_value", "item.role")
+        kinds = ("input_text",) if role == "user" else ("text", "output_text")
         parts = getattr(item, "content", None) or []
-        texts = [getattr(p, "text", None) for p in parts]
+        texts = [getattr(p, "text", None) for p in parts if getattr(p, "type", None) in kinds]
         text = " ".join(t for t in texts if isinstance(t, str)).strip()
         if not text:
             raise InvalidEvent(refused, "invalid_value", "item.content")
-        return cls(text)
+        return cls(text, role)
 
     def to_dict(self) -> dict[str, Any]:
-        content = [{"type": "input_text", "text": self.text}]
-        return {"type": self.TYPE, "item": {"type": "message", "role": "user", "content": content}}
+        kind = "input_text" if self.role == "user" else "text"
+        content = [{"type": kind, "text": self.text}]
+        return {
+            "type": self.TYPE,
+            "item": {"type": "message", "role": self.role, "content": content},
+        }
 
 
 @dataclass(frozen=True)

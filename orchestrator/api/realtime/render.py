@@ -151,3 +151,16 @@ def user_item(item_id: str, content: dict[str, Any]) -> dict[str, Any]:
         "role": "user",
         "content": [content],
     }
+
+
+def assistant_item(item_id: str, text: str) -> dict[str, Any]:
+    """The ``item`` of ``conversation.item.created`` for an assistant message a client added
+    (a conversation carried over from elsewhere): text, no audio."""
+    return {
+        "id": item_id,
+        "object": "realtime.item",
+        "type": "message",
+        "status": "completed",
+        "role": "assistant",
+        "content": [{"type": "text", "text": text}],
+    }

@@ -30,8 +30,11 @@ NAME = "gateway-host"
 class LocalHost:
     name = "local"
 
-    def __init__(self, config: LocalProvider, state_dir: Path, host_key: str) -> None:
+    def __init__(
+        self, config: LocalProvider, state_dir: Path, host_key: str, *, name: str = NAME
+    ) -> None:
         self._config = config
+        self._name = name  # its pidfile and log (the bridge is another one: ``bridge.py``)
         self._dir = state_dir
         self._host_key = host_key
         self._child: asyncio.subprocess.Process | None = None
@@ -53,7 +56,7 @@ class LocalHost:
         keys = {"VO_API_KEYS": self._host_key, "VO_GATEWAY_KEYS": self._host_key}
         env = {**os.environ, **self._config.env, **keys}
         env.pop("VO_API_KEY_FILE", None)
-        log_path = self._dir / f"{NAME}.log"
+        log_path = self._dir / f"{self._name}.log"
         with log_path.open("ab") as log_file:
             try:
                 self._child = await asyncio.create_subprocess_exec(
@@ -66,14 +69,14 @@ class LocalHost:
                 )
             except OSError as exc:
                 raise HostStartFailed(f"cannot run {self.command()[0]}: {exc}") from exc
-        pidfiles.write(self._dir, pidfiles.PidRecord.for_child(NAME, self._child.pid, None))
+        pidfiles.write(self._dir, pidfiles.PidRecord.for_child(self._name, self._child.pid, None))
         self._exit = ""
         return HostView(PowerState.RUNNING, self._config.url, self._instance(self._child.pid))
 
     async def stop(self) -> HostView:
         process = self._running()
         if process is None:
-            pidfiles.remove(self._dir, NAME)
+            pidfiles.remove(self._dir, self._name)
             return await self.status()
         pgid = os.getpgid(process.pid)
         pidfiles.signal_group(pgid, signal.SIGTERM)
@@ -81,7 +84,7 @@ class LocalHost:
             pidfiles.signal_group(pgid, signal.SIGKILL)
             await self._gone(process, 10.0)
         pidfiles.signal_group(pgid, signal.SIGKILL)  # whatever else it left in its group
-        pidfiles.remove(self._dir, NAME)
+        pidfiles.remove(self._dir, self._name)
         self._exit = "stopped by the gateway"
         return await self.status()
 
@@ -95,7 +98,7 @@ class LocalHost:
             self._exit = f"the server exited with status {self._child.returncode}"
             self._child = None
         for _path, record in pidfiles.read_all(self._dir):
-            if record is not None and record.name == NAME:
+            if record is not None and record.name == self._name:
                 process = pidfiles.live_child(record)
                 if process is not None:
                     return process
@@ -111,6 +114,11 @@ class LocalHost:
                 return False
             return True
         return await pidfiles.wait_gone(process, timeout_s)  # not our child: cannot reap it
+
+    def pid(self) -> int | None:
+        """The server's pid while it runs."""
+        process = self._running()
+        return None if process is None else process.pid
 
     def _instance(self, pid: int) -> str:
         return f"local pid {pid}"
