@@ -45,44 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 from gateway import CLIENT_KEY, HOST_KEY, spoken_chunks
-from harness import tiny_config
+from harness import gateway_config, tiny_config
 
 from orchestrator.config import load_config
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.serve import GatewayServer
-from tests.conftest import free_port
 
 AUDIO = ("response.audio.delta", "response.output_audio.delta")
 CHANGES: list[dict[str, object]] = []  # every session.backend_changed the client got
-
-
-def gateway_config(scratch: Path, host_file: Path, bridge_file: Path) -> Path:
-    host_port = load_config(config_file=host_file, environ={}).server.api_port
-    bridge_port = load_config(config_file=bridge_file, environ={}).server.api_port
-    path = scratch / "gateway.toml"
-    path.write_text(
-        f"""
-profile = "cpu"
-[state]
-dir = "{scratch / "gateway-state"}"
-[gateway]
-host = "127.0.0.1"
-port = {free_port()}
-console_port = {free_port()}
-hold_s = 300
-poll_s = 0.1
-[gateway.provider]
-kind = "local"
-serve_args = ["--config", "{host_file}"]
-url = "http://127.0.0.1:{host_port}"
-[gateway.bridge]
-enabled = true
-serve_args = ["--config", "{bridge_file}"]
-url = "http://127.0.0.1:{bridge_port}"
-"""
-    )
-    return path
 
 
 def send(ws: aiohttp.ClientWebSocketResponse, kind: str, **fields: object) -> object:

@@ -38,13 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 import numpy as np
-from harness import tiny_config
+from harness import gateway_config, tiny_config
 
 from orchestrator.config import load_config
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.serve import GatewayServer
-from tests.conftest import free_port
 
 CLIENT_KEY, HOST_KEY = "bench-client-key", "bench-host-key"
 RATE = 24_000
@@ -142,34 +141,12 @@ async def cold_realtime(http: aiohttp.ClientSession, base: str) -> float:
                 return time.perf_counter() - started
 
 
-def gateway_config(scratch: Path, host_file: Path, host_port: int) -> Path:
-    path = scratch / "gateway.toml"
-    path.write_text(
-        f"""
-profile = "cpu"
-[state]
-dir = "{scratch / "gateway-state"}"
-[gateway]
-host = "127.0.0.1"
-port = {free_port()}
-console_port = {free_port()}
-hold_s = 300
-poll_s = 0.1
-[gateway.provider]
-kind = "local"
-serve_args = ["--config", "{host_file}"]
-url = "http://127.0.0.1:{host_port}"
-"""
-    )
-    return path
-
-
 async def main(args: argparse.Namespace) -> dict[str, float]:
     scratch = Path(tempfile.mkdtemp(prefix="vo-bench-gateway-"))
     host_file = tiny_config(scratch)
     host_port = load_config(config_file=host_file, environ={}).server.api_port
     direct = f"http://127.0.0.1:{host_port}"
-    config = load_config(config_file=gateway_config(scratch, host_file, host_port), environ={})
+    config = load_config(config_file=gateway_config(scratch, host_file), environ={})
     server = GatewayServer(config, Secrets((CLIENT_KEY,), "x"), HOST_KEY)
     await server.start()
     audio = wav()

@@ -60,3 +60,39 @@ async def served(config_file: Path) -> AsyncIterator[Served]:
     finally:
         await runner.cleanup()
         await runtime.stop()
+
+
+def gateway_config(scratch: Path, host_file: Path, bridge_file: Path | None = None) -> Path:
+    """A gateway config on free loopback ports whose ``local`` provider runs ``host_file``'s
+    server as the host (and, given ``bridge_file``, that server as the bridge)."""
+    from tests.conftest import free_port
+
+    def url(config_file: Path) -> str:
+        port = load_config(config_file=config_file, environ={}).server.api_port
+        return f"http://127.0.0.1:{port}"
+
+    bridge = (
+        f'[gateway.bridge]\nenabled = true\nserve_args = ["--config", "{bridge_file}"]\n'
+        f'url = "{url(bridge_file)}"\n'
+        if bridge_file is not None
+        else ""
+    )
+    path = scratch / "gateway.toml"
+    path.write_text(
+        f"""
+profile = "cpu"
+[state]
+dir = "{scratch / "gateway-state"}"
+[gateway]
+host = "127.0.0.1"
+port = {free_port()}
+console_port = {free_port()}
+hold_s = 300
+poll_s = 0.1
+[gateway.provider]
+kind = "local"
+serve_args = ["--config", "{host_file}"]
+url = "{url(host_file)}"
+{bridge}"""
+    )
+    return path
