@@ -55,7 +55,7 @@ class HostController(HostWriter):
     @contextlib.contextmanager
     def use(self, kind: UseKind) -> Iterator[None]:
         self._uses += 1
-        self._last_used = self._clock()
+        self._last_used = began = self._clock()
         self._kick.set()
         try:
             yield
@@ -63,12 +63,17 @@ class HostController(HostWriter):
             self._uses -= 1
             self._last_used = self._clock()
             self._kick.set()
+            if kind == "session":  # what the learned pre-warm learns from
+                self._record_visit(began, self._last_used, hint=False)
 
     def host_lost(self, reason: str) -> None:
         self._lost = reason
         self._kick.set()
 
     async def wake(self, cause: str) -> HostSnapshot:
+        if cause == "app":  # the app came to the foreground: a student is about to come
+            now = self._clock()
+            self._record_visit(now, now, hint=True)
         self._ask_up()
         log.info("wake asked (%s) with the host %s", cause, self._state)
         return self.snapshot()
@@ -80,6 +85,14 @@ class HostController(HostWriter):
             self._kick.set()
             await wait_for_event(moved, 5.0)
         return self.snapshot()
+
+    def visits(self) -> list[tuple[float, float, bool]]:
+        """Every recorded session (start, end) and app wake hint: blocks briefly on disk."""
+        return self._store.visits()
+
+    def _record_visit(self, start: float, end: float, *, hint: bool) -> None:
+        write = asyncio.to_thread(self._store.add_visit, start, end, hint=hint)
+        self._tasks.spawn("record-visit", write)
 
     async def settle(self) -> None:
         """Return once the writer has run a whole step after this call (for tests and the

@@ -24,6 +24,7 @@ from orchestrator.gateway.bridge import BridgeProcess
 from orchestrator.gateway.console import create_gateway_console
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.ledger_routes import add_ledger_routes
+from orchestrator.gateway.plan_routes import add_plan_routes
 from orchestrator.gateway.providers import create_provider
 from orchestrator.gateway.providers.base import HostProvider
 from orchestrator.gateway.readiness import HttpReadyProbe
@@ -57,6 +58,7 @@ class GatewayServer:
             )
         front_door = create_gateway_app(self.controller, gateway, secrets, bridge=self.bridge)
         add_ledger_routes(front_door, self.controller, config)
+        add_plan_routes(front_door, self.controller, config)
         settings = runner_settings(config.server.idle_timeout_s, config.server.shutdown_grace_s)
         self._runner = web.AppRunner(front_door, **settings)
         self._console: web.AppRunner | None = None

@@ -25,6 +25,13 @@ CREATE TABLE IF NOT EXISTS host_transitions (
     power TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS host_transitions_at ON host_transitions (at);
+CREATE TABLE IF NOT EXISTS visits (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    hint INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS visits_start ON visits (start);
 CREATE TABLE IF NOT EXISTS host_starts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -86,6 +93,22 @@ class GatewayStore:
     def last_transition(self) -> HostTransition | None:
         found = self.transitions(limit=1)
         return found[0] if found else None
+
+    def add_visit(self, start: float, end: float, *, hint: bool = False) -> None:
+        """A session (start, end), or the app's wake hint (``hint``, end = start): what the
+        learned pre-warm (``orchestrator/credits/prewarm.py``) learns from."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO visits (start, end, hint) VALUES (?, ?, ?)", (start, end, int(hint))
+            )
+
+    def visits(self, *, since: float = 0.0) -> list[tuple[float, float, bool]]:
+        """(start, end, hint) of every visit that started at or after ``since``, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT start, end, hint FROM visits WHERE start >= ? ORDER BY start", (since,)
+            ).fetchall()
+        return [(row[0], row[1], bool(row[2])) for row in rows]
 
     def add_start(self, at: float, seconds: float, instance: str) -> None:
         with self._lock:
