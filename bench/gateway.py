@@ -21,14 +21,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import statistics
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,22 +42,11 @@ from orchestrator.config import load_config
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.serve import GatewayServer
+from tests.test_voice_api import wav_bytes
 
 CLIENT_KEY, HOST_KEY = "bench-client-key", "bench-host-key"
 RATE = 24_000
 PUSH_TO_TALK = json.dumps({"type": "session.update", "session": {"turn_detection": None}})
-
-
-def wav(seconds: float = 1.0, rate: int = 16_000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    samples = (0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16)
-    out = io.BytesIO()
-    with wave.open(out, "wb") as file:
-        file.setnchannels(1)
-        file.setsampwidth(2)
-        file.setframerate(rate)
-        file.writeframes(samples.tobytes())
-    return out.getvalue()
 
 
 def spoken_chunks(text: str) -> list[str]:
@@ -149,7 +136,7 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
     config = load_config(config_file=gateway_config(scratch, host_file), environ={})
     server = GatewayServer(config, Secrets((CLIENT_KEY,), "x"), HOST_KEY)
     await server.start()
-    audio = wav()
+    audio = wav_bytes()
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
             cold_request = await transcribe(http, server.url, CLIENT_KEY, audio)

@@ -16,6 +16,7 @@ from orchestrator.gateway.errors import HostStartFailed, HostWaking
 from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.providers.base import PowerState
 from orchestrator.gateway.store import GatewayStore, HostTransition
+from tests.gateway.hosted import reach
 from tests.gateway.scripted_provider import Clock, ScriptedProbe, ScriptedProvider
 
 CONFIG = GatewayConfig(
@@ -52,13 +53,6 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
     for controller, store in made:
         await controller.close()
         store.close()
-
-
-async def reach(controller: HostController, state: HostState) -> None:
-    """Wait for the controller to be in ``state`` (on its events, with a generous bound)."""
-    with controller.subscribe() as events:
-        while controller.snapshot().state is not state:
-            await asyncio.wait_for(events.queue.get(), 10)
 
 
 def targets(controller: HostController) -> list[str]:

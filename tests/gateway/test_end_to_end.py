@@ -26,7 +26,7 @@ from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.providers.base import PowerState
 from orchestrator.gateway.serve import GatewayServer
 from tests.conftest import API_KEY, CONSOLE_PASSWORD, free_port
-from tests.gateway.test_controller import reach
+from tests.gateway.hosted import reach
 from tests.realtime_client import Socket
 from tests.speech import silence, speak
 from tests.test_voice_api import wav_bytes
