@@ -8,12 +8,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from orchestrator.config.gateway import KeepOnWindow, PrewarmConfig
 from orchestrator.credits.prewarm import (
     SLOT_S,
     Visit,
+    due_now,
     keep_on_until,
     learn_week,
     learned_idle_stop,
@@ -212,3 +215,50 @@ def test_the_toml_form_of_a_keep_on_window_loads() -> None:
     cfg = PrewarmConfig.model_validate(tomllib.loads(text))
     assert cfg.holidays == (date(2026, 4, 3),)
     assert cfg.keep_on[0].from_date == date(2026, 6, 8) and cfg.keep_on[0].weekdays == (0, 4)
+
+
+def test_due_now_is_the_span_under_way_and_none_outside_it() -> None:
+    cfg = config()
+    starts = tuesdays(4, 17, 5) + tuesdays(4, 17, 20)  # a run 17:00-17:30, held until 17:15
+    week = learn_week(starts, NOW, cfg, history_since=HISTORY_SINCE)
+    planned = plan_day(NEXT_TUESDAY, week, cfg, boot_p95_s=BOOT_P95)[0]
+    assert due_now(planned.at - 1, week, cfg, boot_p95_s=BOOT_P95) is None
+    assert due_now(planned.at, week, cfg, boot_p95_s=BOOT_P95) == planned
+    assert due_now(at(NEXT_TUESDAY, 17, 10), week, cfg, boot_p95_s=BOOT_P95) == planned
+    assert due_now(planned.until, week, cfg, boot_p95_s=BOOT_P95) is None
+
+
+def test_due_now_finds_a_midnight_run_started_the_evening_before() -> None:
+    cfg = config(margin_s=600.0)
+    wednesdays = [at(TUESDAY + timedelta(days=1, weeks=k), 0, 5) for k in range(4)]
+    starts = wednesdays + [w + SLOT_S for w in wednesdays]  # 00:00-00:30, held to 00:15
+    week = learn_week(starts, NOW, cfg, history_since=HISTORY_SINCE)
+    wednesday = NEXT_TUESDAY + timedelta(days=1)
+    before_midnight = at(wednesday, 0) - 300  # Tuesday 23:55, inside the lead
+    found = due_now(before_midnight, week, cfg, boot_p95_s=BOOT_P95)
+    assert found is not None and found.until == at(wednesday, 0, 15)
+
+
+def test_the_first_visit_of_the_history_counts_in_its_slot() -> None:
+    starts = [at(TUESDAY + timedelta(weeks=k), 17, 1) for k in range(4)]
+    # the history begins with the first visit, a minute into its slot: that week is seen
+    week = learn_week(starts, NOW, config(), history_since=starts[0])
+    assert (week.hits[1][17 * 4], week.seen[1][17 * 4]) == (4, 4)
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=40 * 86400.0), min_size=1, max_size=40),
+    st.floats(min_value=0, max_value=45 * 86400.0),
+    st.integers(min_value=1, max_value=6),
+)
+def test_no_slot_has_more_weeks_with_a_start_than_weeks_seen(
+    offsets: list[float], now_offset: float, weeks: int
+) -> None:
+    origin = at(TUESDAY, 0)
+    starts = [origin + o for o in offsets]
+    week = learn_week(
+        starts, origin + now_offset, config(weeks=weeks, min_weeks=1), history_since=min(starts)
+    )
+    for day in range(7):
+        for slot in range(96):
+            assert week.hits[day][slot] <= week.seen[day][slot]

@@ -112,7 +112,8 @@ def learn_week(
     """Count, over the last ``weeks`` weeks before ``now`` (from ``history_since`` at the
     earliest, when the history began), the weeks in which each slot had a start."""
     tz = zone(config)
-    since = max(now - config.weeks * WEEK_S, history_since)
+    began = _local(history_since, tz)  # the history covers the first start's slot whole
+    since = max(now - config.weeks * WEEK_S, slot_start(began.date(), _slot(began), tz))
     holidays = set(config.holidays)
     hits = [[0] * SLOTS_PER_DAY for _ in range(7)]
     seen = [[0] * SLOTS_PER_DAY for _ in range(7)]
@@ -132,7 +133,8 @@ def learn_week(
             if moment.date() not in holidays:
                 marked.add((moment.date(), _slot(moment)))
     for day, slot in marked:
-        if seen[day.weekday()][slot]:
+        begin = slot_start(day, slot, tz)
+        if begin >= since and begin + SLOT_S <= now:  # a slot counted in ``seen`` above
             hits[day.weekday()][slot] += 1
     return Week(tuple(map(tuple, hits)), tuple(map(tuple, seen)))
 
@@ -235,6 +237,21 @@ def next_start(
             if planned.at >= now:
                 return planned
     return None
+
+
+def due_now(
+    now: float, week: Week, config: PrewarmConfig, *, boot_p95_s: float
+) -> PlannedStart | None:
+    """The planned start whose span [at, until) holds ``now``, if any: what a gateway that
+    (re)starts in the middle of a pre-warm run or keep-on window must still act on."""
+    today = _local(now, zone(config)).date()
+    due = [
+        planned
+        for day in (today, today + timedelta(days=1))  # a start before midnight for 00:00
+        for planned in plan_day(day, week, config, boot_p95_s=boot_p95_s)
+        if planned.at <= now < planned.until
+    ]
+    return max(due, key=lambda p: p.until) if due else None
 
 
 def nearest_rank(values: Sequence[float], q: float) -> float:

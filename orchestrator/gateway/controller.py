@@ -35,7 +35,7 @@ class HostController(HostWriter):
     async def ready_url(self, timeout_s: float) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        self._ask_up()
+        self._ask_up("request")
         while True:
             if self._state in UP and self._url:
                 return self._url
@@ -74,17 +74,45 @@ class HostController(HostWriter):
         if cause == "app":  # the app came to the foreground: a student is about to come
             now = self._clock()
             self._record_visit(now, now, hint=True)
-        self._ask_up()
+        self._ask_up(cause)
         log.info("wake asked (%s) with the host %s", cause, self._state)
         return self.snapshot()
 
     async def stop(self, cause: str) -> HostSnapshot:
+        self._hold_until = None  # a stop asked overrules the plan's hold
         if self._state not in (S.STOPPED, S.STOPPING):
             self._stop_cause = cause
             moved = self._moved
             self._kick.set()
             await wait_for_event(moved, 5.0)
         return self.snapshot()
+
+    def set_idle_stop(self, seconds: float, why: str) -> None:
+        """How long an idle host stays up from now on (the learned idle stop, or back to
+        ``stop_after_s``); ``why`` goes into the drain's cause."""
+        self._stop_after_s, self._stop_after_why = seconds, why
+        self._kick.set()
+
+    def hold(self, until: float, why: str) -> None:
+        """Keep the host up (once it is up) until ``until``, idle or not: a planned pre-warm
+        or keep-on window. A later hold extends it; an earlier one changes nothing."""
+        if (
+            self._hold_until is None
+            or until > self._hold_until
+            or self._clock() >= self._hold_until
+        ):
+            self._hold_until, self._hold_why = until, why
+        self._kick.set()
+
+    def idle_stop(self) -> tuple[float, str]:
+        """(seconds, why): how long an idle host stays up now."""
+        return self._stop_after_s, self._stop_after_why
+
+    def holding(self) -> tuple[float, str] | None:
+        """(until, why) while a hold keeps the host up, else None."""
+        if self._hold_until is None or self._clock() >= self._hold_until:
+            return None
+        return self._hold_until, self._hold_why
 
     def visits(self) -> list[tuple[float, float, bool]]:
         """Every recorded session (start, end) and app wake hint: blocks briefly on disk."""

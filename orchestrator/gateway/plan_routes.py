@@ -4,7 +4,8 @@ The learned week (per weekday x 15-minute slot, the share of recent weeks with a
 wake hint starting in it: the console's heat map), the next planned start and why, and the
 learned idle stop. Read from the gateway's stored visits, decided by the pure planner
 (``orchestrator/credits/prewarm.py``) with the measured boot p95. Whether the gateway acts on
-it is ``[gateway.prewarm] enabled``.
+it is ``[gateway.prewarm] enabled``; when it does, ``acting`` shows the start the scheduler
+has scheduled, the hold in force and the idle stop the controller applies.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from orchestrator.credits.prewarm import (
     next_start,
 )
 from orchestrator.gateway.controller import HostController
+from orchestrator.gateway.prewarm import PrewarmScheduler
 
 
 def plan(
@@ -45,17 +47,30 @@ def plan(
     }
 
 
+async def current_plan(
+    controller: HostController,
+    config: AppConfig,
+    scheduler: PrewarmScheduler | None,
+    now: float,
+) -> dict[str, Any]:
+    """The plan, and what the scheduler has scheduled and holds now (when pre-warm is on)."""
+    rows = await asyncio.to_thread(controller.visits)
+    visits = [Visit(start, end, hint) for start, end, hint in rows]
+    _p50, p95 = controller.expected_start()
+    body = plan(visits, now, config, boot_p95_s=p95)
+    body["acting"] = None if scheduler is None else scheduler.status()
+    return body
+
+
 def add_plan_routes(
     app: web.Application,
     controller: HostController,
     config: AppConfig,
     *,
+    scheduler: PrewarmScheduler | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
     async def answer(request: web.Request) -> web.Response:
-        rows = await asyncio.to_thread(controller.visits)
-        visits = [Visit(start, end, hint) for start, end, hint in rows]
-        _p50, p95 = controller.expected_start()
-        return web.json_response(plan(visits, clock(), config, boot_p95_s=p95))
+        return web.json_response(await current_plan(controller, config, scheduler, clock()))
 
     app.router.add_get("/v1/host/plan", answer)

@@ -1,10 +1,11 @@
 """Run the gateway: the host controller and the front door the app talks to.
 
 ``GatewayServer`` starts and stops the parts in order (the end-to-end tests and the bench run it
-in process); ``serve_gateway`` runs one until SIGINT or SIGTERM. Stopping the gateway leaves the
-host as it is (a cloud VM runs on, and its own DORMANT power-off is the backstop), except a
-``local`` host with ``stop_with_gateway``; the bridge (``[gateway.bridge]``), the gateway's own
-part, starts and stops with it.
+in process); ``serve_gateway`` runs one until SIGINT or SIGTERM. With ``[gateway.prewarm]
+enabled``, the pre-warm scheduler (``prewarm.py``) starts the host before the usual slots.
+Stopping the gateway leaves the host as it is (a cloud VM runs on, and its own DORMANT
+power-off is the backstop), except a ``local`` host with ``stop_with_gateway``; the bridge
+(``[gateway.bridge]``), the gateway's own part, starts and stops with it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from orchestrator.gateway.console import create_gateway_console
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.ledger_routes import add_ledger_routes
 from orchestrator.gateway.plan_routes import add_plan_routes
+from orchestrator.gateway.prewarm import PrewarmScheduler
 from orchestrator.gateway.providers import create_provider
 from orchestrator.gateway.providers.base import HostProvider
 from orchestrator.gateway.readiness import HttpReadyProbe
@@ -56,14 +58,19 @@ class GatewayServer:
             self.bridge = BridgeProcess(
                 gateway.bridge, config.state.dir, host_key, poll_s=gateway.poll_s
             )
+        self.prewarm: PrewarmScheduler | None = None
+        if gateway.prewarm.enabled:
+            self.prewarm = PrewarmScheduler(self.controller, config)
         front_door = create_gateway_app(self.controller, gateway, secrets, bridge=self.bridge)
         add_ledger_routes(front_door, self.controller, config)
-        add_plan_routes(front_door, self.controller, config)
+        add_plan_routes(front_door, self.controller, config, scheduler=self.prewarm)
         settings = runner_settings(config.server.idle_timeout_s, config.server.shutdown_grace_s)
         self._runner = web.AppRunner(front_door, **settings)
         self._console: web.AppRunner | None = None
         if console:
-            console_app = create_gateway_console(self.controller, config, secrets)
+            console_app = create_gateway_console(
+                self.controller, config, secrets, scheduler=self.prewarm
+            )
             self._console = web.AppRunner(console_app, **settings)
 
     @property
@@ -75,6 +82,8 @@ class GatewayServer:
     async def start(self) -> None:
         gateway = self.config.gateway
         await self.controller.start()
+        if self.prewarm is not None:
+            await self.prewarm.start()
         if self.bridge is not None:
             await self.bridge.start()  # warm before the first student comes
         await self._runner.setup()
@@ -96,6 +105,8 @@ class GatewayServer:
             if self._console is not None:
                 await self._console.cleanup()
             await self._runner.cleanup()
+            if self.prewarm is not None:
+                await self.prewarm.close()
             await self.controller.close()
             if self.bridge is not None:
                 await self.bridge.stop()

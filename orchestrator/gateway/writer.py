@@ -80,9 +80,16 @@ class HostWriter:
         self._uses = 0
         self._last_used = clock()
         self._want_up = False
+        self._up_cause = "request"
         self._stop_cause: str | None = None
         self._lost: str | None = None
         self._durations: list[float] = []
+        # How long an idle host stays up (``stop_after_s`` or the learned idle stop), and
+        # when a planned start asks it to stay up until, each with the reason shown.
+        self._stop_after_s = config.stop_after_s
+        self._stop_after_why = f"stop_after_s {config.stop_after_s:.0f} s"
+        self._hold_until: float | None = None
+        self._hold_why = ""
         self._kick = asyncio.Event()
         self._moved = asyncio.Event()
         self._steps = 0
@@ -118,8 +125,10 @@ class HostWriter:
 
     # -- the writer ---------------------------------------------------------------------------
 
-    def _ask_up(self) -> None:
+    def _ask_up(self, cause: str) -> None:
         if self._state not in UP:
+            if not self._want_up:
+                self._up_cause = cause  # the first ask is why the host starts
             self._want_up = True
         self._kick.set()
 
@@ -176,7 +185,10 @@ class HostWriter:
         if self._state is S.READY:
             health = self._last_probe + 5 * poll - now
             if self._uses == 0:
-                health = min(health, self._last_used + self._config.stop_after_s - now)
+                idle_due = self._last_used + self._stop_after_s
+                if self._hold_until is not None:
+                    idle_due = max(idle_due, self._hold_until)
+                health = min(health, idle_due - now)
             return max(0.0, health)
         if self._state is S.DRAINING and self._draining_since is not None:
             due = self._draining_since + self._config.drain_s - now
@@ -209,7 +221,7 @@ class HostWriter:
 
     async def _start(self) -> None:
         self._waking_since = self._clock()
-        await self._move(S.STARTING, "start asked")
+        await self._move(S.STARTING, f"start asked ({self._up_cause})")
         try:
             view = await self._provider.start()
         except HostStartFailed as exc:
@@ -268,16 +280,19 @@ class HostWriter:
             usage,
             now,
             draining_since=self._draining_since,
-            stop_after_s=self._config.stop_after_s,
+            stop_after_s=self._stop_after_s,
             drain_s=self._config.drain_s,
+            hold_until=self._hold_until,
         )
         if decision is Decision.DRAIN:
             self._draining_since = now
             idle = now - self._last_used
-            await self._move(S.DRAINING, f"no request or session for {idle:.0f} s")
+            cause = f"no request or session for {idle:.0f} s ({self._stop_after_why})"
+            await self._move(S.DRAINING, cause)
         elif decision is Decision.UNDRAIN:
             self._draining_since = None
-            await self._move(S.READY, "used again while draining")
+            held = self._hold_until is not None and now < self._hold_until
+            await self._move(S.READY, self._hold_why if held else "used again while draining")
         elif decision is Decision.STOP:
             await self._stop(f"idle: drained for {self._config.drain_s:.0f} s")
 

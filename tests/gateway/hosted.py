@@ -18,8 +18,9 @@ from tests.gateway.scripted_provider import Clock, ScriptedProbe, ScriptedProvid
 START = datetime(2025, 3, 15, 9, 0, tzinfo=UTC).timestamp()  # a Saturday morning, UTC
 
 
-def gateway_config(state_dir: Path) -> AppConfig:
-    """The configuration a gateway loads (the cpu profile: the gateway VM has no GPU)."""
+def gateway_config(state_dir: Path, extra: str = "") -> AppConfig:
+    """The configuration a gateway loads (the cpu profile: the gateway VM has no GPU), with
+    ``extra`` TOML appended (tables after ``[gateway]``)."""
     toml = state_dir / "gateway.toml"
     toml.write_text(
         f"""
@@ -38,7 +39,8 @@ stop_after_s = 600
 drain_s = 30
 hold_s = 5
 usd_per_hour = 0.5
-""",
+"""
+        + extra,
         encoding="utf-8",
     )
     return load_config(profile="cpu", config_file=toml, environ={})
@@ -63,6 +65,16 @@ async def hosted(
         yield controller
     finally:
         await controller.close()
+        store.close()
+
+
+def seed_visits(state_dir: Path, visits: list[tuple[float, float]]) -> None:
+    """Sessions (start, end) stored in the gateway's history before a test starts it."""
+    store = GatewayStore.in_dir(state_dir)
+    try:
+        for start, end in visits:
+            store.add_visit(start, end)
+    finally:
         store.close()
 
 

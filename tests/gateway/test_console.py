@@ -26,8 +26,9 @@ from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.console import create_gateway_console
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.lifecycle import HostState
+from orchestrator.gateway.prewarm import PrewarmScheduler
 from orchestrator.gateway.providers.base import PowerState
-from tests.gateway.hosted import START, gateway_config, hosted, reach, wake_in
+from tests.gateway.hosted import START, gateway_config, hosted, reach, seed_visits, wake_in
 from tests.gateway.scripted_provider import Clock, ScriptedProvider
 
 Client = TestClient[Any, Any]
@@ -120,6 +121,32 @@ async def test_the_page_shows_the_host_its_history_and_its_money(gateway: Gatewa
     assert stop and "disabled" in stop.group(0)  # nothing to stop
 
 
+async def test_the_page_shows_the_learned_week_and_the_next_planned_start(
+    tmp_path: Path, aiohttp_client: MakeClient
+) -> None:
+    config = gateway_config(tmp_path, "[gateway.prewarm]\nenabled = true\n")
+    week = 7 * 86400.0
+    seed_visits(tmp_path, [(START - k * week + 60, START - k * week + 660) for k in (1, 2, 3)])
+    clock = Clock(START - 3600)  # Saturday 08:00, an hour before the usual lesson
+    secrets = Secrets(api_keys=("a-voice-key",), console_password=PASSWORD)
+    async with hosted(config, ScriptedProvider(), clock) as controller:
+        scheduler = PrewarmScheduler(controller, config, clock=clock)
+        await scheduler.replan()
+        app = create_gateway_console(
+            controller, config, secrets, environ={}, clock=clock, scheduler=scheduler
+        )
+        gateway = Gateway(controller, ScriptedProvider(), clock, await aiohttp_client(app))
+        await gateway.sign_in()
+        page = await gateway.page()
+    assert "Pre-warm is <strong>on</strong>" in page
+    next_start = re.search(r'<p id="plan-next">(.*?)</p>', page, re.S)
+    assert next_start and "Sat 09:00-09:15: sessions started in 3 of the last 3 weeks" in (
+        next_start.group(1)
+    )
+    hot = re.findall(r'<i class="hm-on" style="--share: ([\d.]+)" title="([^"]+)"', page)
+    assert hot == [("1.0", "Sat 09:00 · 100 % of 3 weeks")]  # the one slot, and no other
+
+
 async def test_start_brings_a_stopped_host_up_and_is_audited(gateway: Gateway) -> None:
     headers = await gateway.sign_in()
     with gateway.controller.subscribe() as events:
@@ -130,7 +157,7 @@ async def test_start_brings_a_stopped_host_up_and_is_audited(gateway: Gateway) -
     assert seen[:3] == ["starting", "booting", "ready"]
     assert gateway.provider.starts == 1 and gateway.provider.state is PowerState.RUNNING
     started = gateway.controller.transitions()[-3]
-    assert (started.target, started.cause) == ("starting", "start asked")
+    assert (started.target, started.cause) == ("starting", "start asked (operator)")
     entry = (await gateway.audit())[0]
     assert (entry["action"], entry["actor"], entry["via"], entry["ok"]) == (
         "host_start",
@@ -204,7 +231,13 @@ async def test_the_live_stream_follows_the_host(gateway: Gateway) -> None:
     assert stream.headers["Content-Type"] == "text/event-stream"
     first = await _update(stream)
     assert first["state"] == "stopped"
-    assert set(first["fragments"]) == {"host_state", "host_money", "host_history", "audit_table"}
+    assert set(first["fragments"]) == {
+        "host_state",
+        "host_money",
+        "host_plan",
+        "host_history",
+        "audit_table",
+    }
     await gateway.controller.wake("app")
     states = []
     while not states or states[-1] != "ready":

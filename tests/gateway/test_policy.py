@@ -87,3 +87,20 @@ def test_a_request_that_came_and_went_during_the_drain_cancels_it() -> None:
         drain_s=DRAIN,
     )
     assert decision is Decision.UNDRAIN
+
+
+def test_a_hold_keeps_an_idle_host_up_until_it_ends_and_undrains_a_drain() -> None:
+    idle = Usage(open_uses=0, last_used_at=0.0)
+    kw = {"stop_after_s": STOP_AFTER, "drain_s": DRAIN}
+    hold = 2 * STOP_AFTER
+    late = STOP_AFTER + 1
+    assert decide(HostState.READY, idle, late, draining_since=None, hold_until=hold, **kw) is (
+        Decision.KEEP
+    )
+    assert decide(HostState.READY, idle, hold, draining_since=None, hold_until=hold, **kw) is (
+        Decision.DRAIN
+    )
+    # a planned start fired while the host drained: it stays up
+    assert decide(
+        HostState.DRAINING, idle, late, draining_since=STOP_AFTER, hold_until=hold, **kw
+    ) is (Decision.UNDRAIN)

@@ -2,7 +2,9 @@
 
     /login, /logout          sign-in page and form posts           console.login (shared)
     /                        the host: state, ETA, Start/Stop,      views
-                             money, runway, history, audit
+                             money, runway, the learned week
+                             (heat map, next planned start and
+                             why), history, audit
     /events?view=host        server-sent events: the page's parts   live
                              anew on every host transition
     /api/host/start, /stop   the operator's buttons (audited)       views
@@ -41,6 +43,7 @@ from orchestrator.gateway.console.live import add_live_routes
 from orchestrator.gateway.console.views import NAV, add_view_routes
 from orchestrator.gateway.controller import HostController
 from orchestrator.gateway.ledger_routes import LedgerSource
+from orchestrator.gateway.prewarm import PrewarmScheduler
 from orchestrator.gateway.store import DB_NAME
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ def create_gateway_console(
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
     db: Path | None = None,
+    scheduler: PrewarmScheduler | None = None,
 ) -> web.Application:
     """The console app; serve it on ``config.gateway.console_host``/``console_port``. Its
     sign-ins, revoked sessions and audit go to ``db`` (default: the gateway's ``gateway.db``
@@ -80,7 +84,7 @@ def create_gateway_console(
         clock=clock,
     )
     add_login_routes(app)
-    add_view_routes(app, LedgerSource(controller, config, clock))
+    add_view_routes(app, LedgerSource(controller, config, clock), scheduler)
     add_live_routes(app)
 
     async def announce(app: web.Application) -> None:

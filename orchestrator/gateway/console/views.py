@@ -22,11 +22,13 @@ from console.context import CONSOLE, record
 from console.render import render
 from orchestrator.gateway.ledger_routes import DEFAULT_DAYS, LedgerSource
 from orchestrator.gateway.lifecycle import UP, WAKING, HostSnapshot, HostState
+from orchestrator.gateway.plan_routes import current_plan
+from orchestrator.gateway.prewarm import PrewarmScheduler
 from orchestrator.gateway.store import HostTransition
 
 VIEW = "host"
 NAV = ((VIEW, "/", "Host"),)
-FRAGMENTS = ("host_state", "host_money", "host_history", "audit_table")
+FRAGMENTS = ("host_state", "host_money", "host_plan", "host_history", "audit_table")
 TRANSITION_ROWS = 50
 AUDIT_ROWS = 20
 DAY_ROWS = 14
@@ -42,6 +44,7 @@ BADGES = {
 }
 
 SOURCE = web.AppKey("gateway_console_source", LedgerSource)
+SCHEDULER: web.AppKey[PrewarmScheduler | None] = web.AppKey("gateway_console_prewarm")
 
 
 def history_rows(transitions: list[HostTransition], now: float) -> list[dict[str, Any]]:
@@ -61,6 +64,9 @@ async def view_data(request: web.Request) -> dict[str, Any]:
     host = snapshot.to_json()
     host["eta_until"] = None if snapshot.eta_s is None else now + snapshot.eta_s
     state = snapshot.state
+    prewarm = source.config.gateway.prewarm
+    scheduler = request.app[SCHEDULER]
+    plan = await current_plan(source.controller, source.config, scheduler, now)
     return {
         "view": VIEW,
         "now": now,
@@ -75,6 +81,10 @@ async def view_data(request: web.Request) -> dict[str, Any]:
         "days": money["days"][-DAY_ROWS:][::-1],
         "transitions": history_rows(transitions, now),
         "audit": [entry.to_dict() for entry in entries],
+        "plan": plan,
+        "threshold": prewarm.threshold,
+        "min_weeks": prewarm.min_weeks,
+        "timezone": prewarm.timezone,
     }
 
 
@@ -108,8 +118,11 @@ async def stop(request: web.Request) -> web.Response:
     return web.json_response((await _act(request, "host_stop")).to_json())
 
 
-def add_view_routes(app: web.Application, source: LedgerSource) -> None:
+def add_view_routes(
+    app: web.Application, source: LedgerSource, scheduler: PrewarmScheduler | None = None
+) -> None:
     app[SOURCE] = source
+    app[SCHEDULER] = scheduler
     app.router.add_get("/", page, name="host")
     app.router.add_post("/api/host/start", start)
     app.router.add_post("/api/host/stop", stop)
