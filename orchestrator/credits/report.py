@@ -136,7 +136,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"wake     first request needs {loads or 'nothing'} (in parallel);"
         f" host boot {report['host_boot_s']:g} s; ladder tick {report['tick_s']:g} s",
         "",
-        f"{'policy':<33} {'billed h':>9} {'cost $':>8} {'credits x':>9}"
+        f"{'policy':<33} {'billed h':>9} {'cost $':>8} {'+ gw $':>8} {'credits x':>9}"
         f"  {'wakes w/c/c/d':>13} {'waited':>6} {'long':>5} {'bridged':>7}"
         f"  {'wait p50':>8} {'p99':>6} {'max':>6}",
     ]
@@ -147,13 +147,15 @@ def format_report(report: dict[str, Any]) -> str:
         wait = row["first_answer_wait_s"]
         lines.append(
             f"{row['policy']:<33} {row['billed_hours']:>9.1f} {row['cost_usd']:>8.2f}"
-            f" {times:>9}  {wakes if row['wakes'] else '-':>13} {row['sessions_waiting']:>6}"
+            f" {row['cost_usd'] + row['gateway_usd']:>8.2f} {times:>9}"
+            f"  {wakes if row['wakes'] else '-':>13} {row['sessions_waiting']:>6}"
             f" {row['long_waits']:>5} {row['bridged_sessions']:>7}"
             f"  {wait['p50']:>8.1f} {wait['p99']:>6.1f} {wait['max']:>6.1f}"
         )
     lines.append("")
     lines.append(
-        "credits x: always-on hours / billed hours. waited: sessions whose first request waited;"
+        "+ gw $: the host's cost plus the gateway VM's. credits x: always-on hours / billed"
+        " hours. waited: sessions whose first request waited;"
         f" long: waited over {report['long_wait_s']:g} s; wait: seconds from the first request"
         " to its first answer (host boot, then the loads it needs in parallel)."
     )
