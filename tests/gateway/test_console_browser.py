@@ -19,7 +19,7 @@ from orchestrator.gateway.console import create_gateway_console
 from orchestrator.gateway.controller import HostController
 from tests.conftest import CONSOLE_PASSWORD
 from tests.console.browser import Console, chromium, chromium_path
-from tests.gateway.hosted import gateway_config, hosted
+from tests.gateway.hosted import gateway_config, hosted, seed_visits
 from tests.gateway.scripted_provider import Clock, ScriptedProvider
 
 try:
@@ -36,12 +36,29 @@ def expect(target: Any) -> Any:
     return playwright_expect(target)
 
 
+def lessons(now: float) -> list[tuple[float, float]]:
+    """Four weeks of weekday afternoon lessons and a Saturday morning, before ``now``."""
+    day = 86400.0
+    midnight = now - now % day
+    visits = []
+    for back in range(1, 29):
+        start = midnight - back * day
+        weekday = time.gmtime(start).tm_wday
+        hours = (16.0, 17.25, 18.5) if weekday < 5 else (9.5,) if weekday == 5 else ()
+        for k, hour in enumerate(hours):
+            if (back + k) % 4:  # most weeks, not all
+                visits.append((start + hour * 3600, start + hour * 3600 + 1500))
+    return visits
+
+
 @pytest.fixture
 async def tab(
     tmp_path: Path, aiohttp_server: Any
 ) -> AsyncIterator[tuple[Console, HostController, ScriptedProvider]]:
     config = gateway_config(tmp_path)
-    provider, clock = ScriptedProvider(), Clock(time.time())  # real dates on the screenshots
+    now = time.time()
+    provider, clock = ScriptedProvider(), Clock(now)  # real dates on the screenshots
+    seed_visits(tmp_path, lessons(now))  # a learned week for the heat map
     secrets = Secrets(api_keys=("a-voice-key",), console_password=CONSOLE_PASSWORD)
     async with hosted(config, provider, clock) as controller:
         app = create_gateway_console(controller, config, secrets, environ={}, clock=clock)
