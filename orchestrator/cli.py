@@ -7,7 +7,6 @@ line on stderr and exit status 2, not a traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from orchestrator.commands import (
     wake,
 )
 from orchestrator.config import AppConfig, load_config
+from orchestrator.core.logs import FORMATS, setup_logging
 from services import nvml
 from services.errors import VoiceOrchestratorError
 
@@ -50,23 +50,29 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--profile", help="config profile (default: auto from the GPU)")
     common.add_argument("--config", type=Path, help="an extra TOML file layered on top")
-    common.add_argument("--log-level", default=os.environ.get("VO_LOG_LEVEL", "INFO"))
+    common.add_argument(
+        "--log-level",
+        default=os.environ.get("VO_LOG_LEVEL", "INFO"),
+        help="our own log lines from this level (env VO_LOG_LEVEL; default INFO)",
+    )
+    common.add_argument(
+        "--log-libraries",
+        default=os.environ.get("VO_LOG_LIBRARIES", "WARNING"),
+        help="libraries' log lines (APScheduler, aiohttp...) from this level"
+        " (env VO_LOG_LIBRARIES; default WARNING)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get("VO_LOG_FORMAT", "text"),
+        help="text, or json: one object per line for log shippers (env VO_LOG_FORMAT)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         sub = commands.add_parser(command.NAME, parents=[common], help=command.HELP)
         command.add_arguments(sub)
         sub.set_defaults(command_module=command)
     return parser
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpcore", "filelock", "huggingface_hub.file_download"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _config(args: argparse.Namespace) -> AppConfig:
@@ -79,8 +85,14 @@ def _config(args: argparse.Namespace) -> AppConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.log_format not in FORMATS:  # from VO_LOG_FORMAT: argparse checks only the flag
+        parser.error(f"VO_LOG_FORMAT {args.log_format!r}: expected one of {', '.join(FORMATS)}")
+    try:
+        setup_logging(args.log_level, libraries=args.log_libraries, fmt=args.log_format)
+    except ValueError as exc:
+        parser.error(str(exc))
     command: Command = args.command_module
     try:
         return command.run(args, _config(args))
