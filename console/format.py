@@ -10,12 +10,13 @@ DASH = "—"
 
 
 def size(value: int | float | None) -> str:
-    """Bytes as MB (or GB past 10 GB), decimal units as the GPU makers use."""
+    """Bytes as GiB (from 1 GiB, two decimals) or MiB: binary units, as the planner and the
+    ``plan`` command show memory, so the console and the CLI print the same figure."""
     if value is None:
         return DASH
-    if abs(value) >= 10e9:
-        return f"{value / 1e9:,.1f} GB"
-    return f"{value / 1e6:,.0f} MB"
+    if abs(value) >= 2**30:
+        return f"{value / 2**30:,.2f} GiB"
+    return f"{value / 2**20:,.0f} MiB"
 
 
 def duration(seconds: float | None) -> str:

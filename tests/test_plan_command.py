@@ -29,10 +29,11 @@ def config_for(profile: str, state_dir: Path) -> AppConfig:
     return load_config(profile=profile, environ={"VO__STATE__DIR": str(state_dir)})
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
+def parse(argv: list[str], profile: str | None = None) -> argparse.Namespace:
+    """The command's arguments; ``profile`` stands for the common ``--profile`` option."""
     parser = argparse.ArgumentParser()
     plan.add_arguments(parser)
-    return parser.parse_args(argv)
+    return parser.parse_args(argv, argparse.Namespace(profile=profile, config=None))
 
 
 def run_plan(
@@ -41,7 +42,8 @@ def run_plan(
     argv: list[str],
     backend: GpuBackend | None = None,
 ) -> str:
-    assert plan.run(parse(argv), config, backend) == 0
+    """``plan`` with ``config``'s profile given explicitly (``--profile``)."""
+    assert plan.run(parse(argv, config.profile), config, backend) == 0
     return capsys.readouterr().out
 
 
@@ -63,7 +65,17 @@ def test_json_has_the_documented_structure(
     capsys: pytest.CaptureFixture[str], state_dir: Path
 ) -> None:
     report = run_json(capsys, config_for("t4-16gb", state_dir), ["--gpu", "t4-16gb"])
-    assert set(report) == {"profile", "gpu", "engines", "vram", "all_fit", "modes", "cost", "notes"}
+    assert set(report) == {
+        "profile",
+        "profile_picked",
+        "gpu",
+        "engines",
+        "vram",
+        "all_fit",
+        "modes",
+        "cost",
+        "notes",
+    }
     assert report["profile"] == "t4-16gb"
     assert report["gpu"] == {
         "name": "t4-16gb",
@@ -213,6 +225,24 @@ def test_added_priority_and_precision_are_used(
     added = next(e for e in report["engines"] if not e["configured"])
     assert (added["priority"], added["vram_bytes"]) == (33, (1550 + 1400) * MIB)
     assert added["estimate_detail"] == "whisper-large-v3:int8"
+
+
+def test_gpu_without_profile_plans_the_profile_made_for_that_gpu(
+    capsys: pytest.CaptureFixture[str], state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VO__STATE__DIR", str(state_dir))
+    cpu = config_for("cpu", state_dir)  # what a machine without a GPU resolves "auto" to
+    assert plan.run(parse(["--gpu", "t4-16gb"]), cpu) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("plan     profile t4-16gb (made for t4-16gb, picked by --gpu;")
+    llm = next(line for line in out.splitlines() if line.startswith("llm "))
+    assert llm.split()[3] == "gpu"  # the T4 profile's Mistral, not the CPU profile's LLM
+    assert "add --profile" not in out
+    # an explicit --profile is kept, and the note says what else exists
+    assert plan.run(parse(["--gpu", "t4-16gb"], "cpu"), cpu) == 0
+    kept = capsys.readouterr().out
+    assert kept.startswith("plan     profile cpu on t4-16gb") and "add --profile t4-16gb" in kept
 
 
 def test_unknown_gpu_names_are_rejected_by_the_parser() -> None:

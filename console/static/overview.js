@@ -3,7 +3,7 @@
 "use strict";
 
 (function () {
-  const GB = 1e9;
+  const GIB = 2 ** 30;
   const charts = {};
   let step = 60, keep = 6 * 3600;
 
@@ -38,7 +38,7 @@
 
   function gpuPoints(p) {
     if (p.vram_used_bytes === null) return null;
-    return [{ x: p.at, y: p.vram_used_bytes / GB }, { x: p.at, y: p.utilization_pct }];
+    return [{ x: p.at, y: p.vram_used_bytes / GIB }, { x: p.at, y: p.utilization_pct }];
   }
 
   function latencyPoints(p) {
@@ -81,11 +81,11 @@
     charts.gpu = make(
       "gpu-chart",
       [
-        { label: "VRAM used (GB)", data: [], borderColor: "#2356c7", backgroundColor: "#2356c733", fill: true, yAxisID: "y" },
+        { label: "VRAM used (GiB)", data: [], borderColor: "#2356c7", backgroundColor: "#2356c733", fill: true, yAxisID: "y" },
         { label: "utilization (%)", data: [], borderColor: "#f59f00", yAxisID: "util" },
       ],
       {
-        y: { beginAtZero: true, max: total ? total / GB : undefined, title: { display: true, text: "GB" } },
+        y: { beginAtZero: true, max: total ? total / GIB : undefined, title: { display: true, text: "GiB" } },
         util: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false }, title: { display: true, text: "%" } },
       },
     );

@@ -12,6 +12,7 @@ import json
 
 from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
+from orchestrator.config.loading import list_profiles, load_config
 from orchestrator.gpu.catalog import UnknownModel
 from orchestrator.gpu.plan_report import (
     build_report,
@@ -39,7 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def profile_for_gpu(args: argparse.Namespace, config: AppConfig) -> tuple[AppConfig, str | None]:
+    """With ``--gpu NAME`` and no ``--profile``, the profile made for that GPU when there is
+    one (planning the CPU profile's engines on a T4 answers nothing anyone asked)."""
+    if not args.gpu or getattr(args, "profile", None) or config.profile == args.gpu:
+        return config, None
+    if args.gpu not in list_profiles():
+        return config, None
+    picked = load_config(profile=args.gpu, config_file=getattr(args, "config", None))
+    why = f"made for {args.gpu}, picked by --gpu; --profile NAME plans another"
+    return picked, why
+
+
 def run(args: argparse.Namespace, config: AppConfig, backend: GpuBackend | None = None) -> int:
+    config, picked = profile_for_gpu(args, config)
     catalog, rows, notes = planning_rows(config)
     for ref in args.add:
         try:
@@ -51,5 +65,6 @@ def run(args: argparse.Namespace, config: AppConfig, backend: GpuBackend | None 
         report = build_report(config, target, rows, notes)
     except PlanError as exc:
         raise CommandError(str(exc)) from None
+    report["profile_picked"] = picked
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

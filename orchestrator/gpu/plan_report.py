@@ -188,7 +188,9 @@ def format_report(report: dict[str, Any]) -> str:
     else:
         where = f"{gpu['name']} ({gpu['source']}, {gib(gpu['total_bytes'])})"
     lines = [
-        f"plan     profile {report['profile']} on {where}, reserve {gib(gpu['reserve_bytes'])}",
+        f"plan     profile {report['profile']}"
+        + (f" ({report['profile_picked']})" if report.get("profile_picked") else "")
+        + f" on {where}, reserve {gib(gpu['reserve_bytes'])}",
         "",
         f"{'engine':<20} {'role':<12} {'prio':>4}  {'where':<5} {'VRAM':>10}  estimate",
     ]

@@ -33,7 +33,7 @@ async def test_overview_shows_the_ladder_credits_and_engines(
     assert f'data-until="{runtime.clock() + 18}"' in html  # the countdown to WARM
     assert "Credits left" in html and "$500.00" in html
     assert 'data-engine="asr"' in html and 'data-engine="tts"' in html
-    assert "of 25.8 GB (simulated GPU)" in html  # the simulated GPU's bar
+    assert "of 24.00 GiB (simulated GPU)" in html  # the simulated GPU's bar
     assert "No open voice sessions" in html
     assert '<canvas id="gpu-chart"' in html and '<canvas id="latency-chart"' in html
     assert 'id="history-data" data-step="60.0" data-keep="21600.0">[]</script>' in html
@@ -62,7 +62,7 @@ async def test_hibernation_page_shows_settings_actions_and_the_timeline(
     assert 'name="cool_after_s"' in html and 'value="300.0"' in html
     assert "unload tts, duplex" in html  # what COOL does, from the configuration
     assert "active → cool" in html
-    assert "unload tts: done" in html and "RAM freed 0 MB" in html
+    assert "unload tts: done" in html and "RAM freed 0 MiB" in html
     assert 'id="hibernate-now"' in html and 'id="wake-now"' in html
 
 
