@@ -70,7 +70,8 @@ async def hibernate(request: web.Request) -> web.Response:
         return await _refused(request, "hibernate", 400, "use /api/hibernation/wake to wake")
     await runtime.hibernator.force(target, cause="operator hibernate")
     await record(request, "hibernate", target=target.value)
-    return web.json_response(runtime.hibernation_summary())
+    stayed = await runtime.still_loaded()
+    return web.json_response({**runtime.hibernation_summary(), "stayed_loaded": stayed})
 
 
 async def wake(request: web.Request) -> web.Response:

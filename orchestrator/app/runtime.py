@@ -31,6 +31,7 @@ from orchestrator.hibernation.hibernator import Hibernator
 from orchestrator.hibernation.host_power import HostPower, host_power_from_config
 from orchestrator.hibernation.ladder import Ladder
 from orchestrator.voice.boundary import SessionDeps
+from services.base import EngineState
 from services.process.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,27 @@ class Runtime:
     def preload_engines(self) -> list[str]:
         """Engines an operator's wake brings up: the preloaded ones, in config order."""
         return [name for name, engine in self.config.engines.items() if engine.preload]
+
+    async def still_loaded(self) -> list[dict[str, str]]:
+        """The engines loaded now, each with why the idle state left it: pinned, in use, or a
+        role the state keeps (``hibernate`` and ``status`` say so instead of leaving the
+        operator to wonder why VRAM is still held)."""
+        state = self.hibernator.ladder.state
+        unloaded = self.hibernator.unloaded_roles(state)
+        stayed = []
+        for status in await self.fleet.statuses():
+            if status.state != EngineState.LOADED:
+                continue
+            if status.pinned:
+                why = "pinned"
+            elif status.leases:
+                why = f"in use ({status.leases} request(s) or session(s))"
+            elif status.role in unloaded:
+                why = f"{state.value} unloads {status.role}: it goes once its current use ends"
+            else:
+                why = f"{state.value} keeps {status.role} loaded"
+            stayed.append({"engine": status.name, "role": str(status.role), "why": why})
+        return stayed
 
     def hibernation_summary(self) -> dict[str, Any]:
         ladder = self.hibernator.ladder

@@ -8,6 +8,7 @@ clients, so a flood of bad sign-ins from another process does not lock the CLI o
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -48,9 +49,20 @@ def post(config: AppConfig, path: str, body: dict[str, Any] | None = None) -> An
 
 
 def describe(summary: dict[str, Any]) -> str:
+    """The hibernation summary in a few lines: the state, keep-awake, pins, and (after
+    ``hibernate``) what stayed loaded and why."""
     line = f"hibernation {summary['state']}, idle {summary['idle_s']} s"
     if summary.get("next_step_in_s") is not None:
         line += f", next step in {summary['next_step_in_s']} s"
-    if summary.get("keep_awake_until"):
-        line += ", kept awake"
-    return line
+    until = summary.get("keep_awake_until")
+    if until:
+        stamp = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        line += f", kept awake until {stamp}"
+    lines = [line]
+    if summary.get("pinned"):
+        lines.append(f"pinned (never unloaded when idle): {', '.join(summary['pinned'])}")
+    for engine in summary.get("stayed_loaded", []):
+        lines.append(f"  still loaded: {engine['engine']} ({engine['role']}): {engine['why']}")
+    if "stayed_loaded" in summary and not summary["stayed_loaded"]:
+        lines.append("  nothing stayed loaded")
+    return "\n".join(lines)

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         print(format_credits(body["credits"]))
     for name, engine in body["engines"].items():
         line = f"  {name:<10} {engine['role']:<6} {engine['state']:<12} {engine['device']:<5}"
-        print(f"{line} {engine['model']}")
+        pinned = "  [pinned]" if engine.get("pinned") else ""
+        print(f"{line} {engine['model']}{pinned}")
         if engine["last_error"]:
             print(f"{'':13}{engine['last_error']}")
     return 0 if body["status"] == "ok" else 1

@@ -8,6 +8,7 @@ import tomllib
 from console.context import CONSOLE
 from console.overrides import FILE_NAME
 from orchestrator.app.runtime import Runtime
+from orchestrator.commands.console_client import describe
 from orchestrator.config import HibernationConfig
 from orchestrator.core.idle import IdleState
 from tests.console.conftest import Client
@@ -184,3 +185,27 @@ async def test_restart_unloads_and_loads_again_unless_in_use(
     assert restarts == [("tts", False), ("tts", True), ("tts", True)]
     entry = client.app[CONSOLE].audit.recent()[1]
     assert entry.details == {"unloaded": True, "seconds": 0.01}
+
+
+async def test_hibernate_says_what_stayed_loaded_and_why(
+    client: Client, csrf: dict[str, str], runtime: Runtime
+) -> None:
+    await runtime.fleet.load("tts")
+    await runtime.fleet.load("asr")
+    await client.post("/api/engines/tts/pin", json={"pinned": True}, headers=csrf)
+    response = await client.post("/api/hibernation/hibernate", json={"state": "cold"}, headers=csrf)
+    body = await response.json()
+    assert body["pinned"] == ["tts"]
+    assert {"engine": "tts", "role": "tts", "why": "pinned"} in body["stayed_loaded"]
+    assert all(e["engine"] != "asr" for e in body["stayed_loaded"])  # cold unloaded it
+    text = describe(body)
+    assert "pinned (never unloaded when idle): tts" in text
+    assert "still loaded: tts (tts): pinned" in text
+
+
+def test_describe_says_until_when_the_server_is_kept_awake() -> None:
+    summary = {"state": "active", "idle_s": 3.0, "keep_awake_until": 1_800_000_000.0}
+    assert (
+        describe(summary)
+        == "hibernation active, idle 3.0 s, kept awake until 2027-01-15 08:00:00 UTC"
+    )
