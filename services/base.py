@@ -141,6 +141,7 @@ class Segment:
     end: float
     text: str
     no_speech_prob: float = 0.0
+    language: str | None = None  # the audio's language, as given or as the engine detected it
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,10 @@ class SpeechRecognizer(Engine, Protocol):
     def transcribe(
         self, audio: npt.NDArray[np.float32], *, language: str | None = None
     ) -> AsyncGenerator[Segment, None]:
-        """Stream segments of mono 16 kHz float32 audio as the engine decodes them."""
+        """Stream segments of mono 16 kHz float32 audio as the engine decodes them.
+
+        An engine that can also translate speech into English text (Whisper's ``translate``
+        task) sets ``translates = True`` and takes ``task="translate"``."""
         ...
 
 
@@ -205,7 +209,11 @@ class SpeechSynthesizer(Engine, Protocol):
     def synthesize(
         self, text: str, *, voice: str | None = None
     ) -> AsyncGenerator[AudioChunk, None]:
-        """Stream audio, one chunk per sentence, as soon as each is synthesised."""
+        """Stream audio, one chunk per sentence, as soon as each is synthesised.
+
+        An engine that can change its pace itself sets ``native_speed = True`` and takes a
+        ``speed`` keyword (OpenAI's 0.25-4.0, 1 = normal); for the others the API changes
+        the pace of what they produce."""
         ...
 
 

@@ -84,17 +84,22 @@ class PiperEngine(InProcessEngine):
         self._require_loaded()
         return sorted(self._voice.config.speaker_id_map or {})
 
+    native_speed = True  # Piper's length scale: the pace changes, the pitch does not
+
     async def synthesize(
-        self, text: str, *, voice: str | None = None
+        self, text: str, *, voice: str | None = None, speed: float = 1.0
     ) -> AsyncGenerator[AudioChunk, None]:
-        """Stream PCM16 audio, one chunk per sentence, as each sentence is synthesised."""
+        """Stream PCM16 audio, one chunk per sentence, as each sentence is synthesised;
+        ``speed`` 2 speaks twice as fast (the voice's length scale divided by it)."""
         self._require_loaded()
         if not text.strip():
             raise InvalidInput("text is empty")
         if len(text) > MAX_TEXT_CHARS:
             raise InvalidInput(f"text is {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+        if not 0.25 <= speed <= 4.0:
+            raise InvalidInput(f"speed {speed} is outside 0.25-4.0")
         piper_voice = self._voice
-        syn_config = self._synthesis_config(voice)
+        syn_config = self._synthesis_config(voice, speed)
 
         def run() -> Iterator[AudioChunk]:
             try:
@@ -107,7 +112,7 @@ class PiperEngine(InProcessEngine):
             async for chunk in stream:
                 yield chunk
 
-    def _synthesis_config(self, voice: str | None) -> Any:
+    def _synthesis_config(self, voice: str | None, speed: float = 1.0) -> Any:
         from piper import SynthesisConfig
 
         speakers = self._voice.config.speaker_id_map or {}
@@ -117,9 +122,13 @@ class PiperEngine(InProcessEngine):
                 raise InvalidInput(f"unknown speaker {voice!r}; this voice has {sorted(speakers)}")
             speaker_id = int(speakers[voice])
         options = self.spec.options
+        length_scale = options.get("length_scale")
+        if speed != 1.0:
+            base = length_scale or self._voice.config.length_scale or 1.0
+            length_scale = float(base) / speed
         return SynthesisConfig(
             speaker_id=speaker_id,
-            length_scale=options.get("length_scale"),
+            length_scale=length_scale,
             noise_scale=options.get("noise_scale"),
             noise_w_scale=options.get("noise_w_scale"),
         )

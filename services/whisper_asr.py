@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -67,10 +67,17 @@ class WhisperEngine(InProcessEngine):
     def _is_loaded(self) -> bool:
         return self._model is not None
 
+    translates = True  # Whisper's own translate task: speech in any language -> English text
+
     async def transcribe(
-        self, audio: npt.NDArray[np.float32], *, language: str | None = None
+        self,
+        audio: npt.NDArray[np.float32],
+        *,
+        language: str | None = None,
+        task: Literal["transcribe", "translate"] = "transcribe",
     ) -> AsyncGenerator[Segment, None]:
-        """Stream segments of mono 16 kHz float32 audio in [-1, 1] as they are decoded."""
+        """Stream segments of mono 16 kHz float32 audio in [-1, 1] as they are decoded; each
+        carries the language given, or the one Whisper detected."""
         self._require_loaded()
         samples = _validated(audio)
         model = self._model
@@ -78,8 +85,8 @@ class WhisperEngine(InProcessEngine):
 
         def decode() -> Iterator[Segment]:
             try:
-                segments, _info = model.transcribe(
-                    samples, language=language, beam_size=beam_size, vad_filter=False
+                segments, info = model.transcribe(
+                    samples, language=language, task=task, beam_size=beam_size, vad_filter=False
                 )
                 for seg in segments:
                     yield Segment(
@@ -87,6 +94,7 @@ class WhisperEngine(InProcessEngine):
                         end=float(seg.end),
                         text=seg.text,
                         no_speech_prob=float(seg.no_speech_prob),
+                        language=language or info.language,
                     )
             except (RuntimeError, ValueError) as exc:
                 raise EngineCallError(f"transcription failed: {exc}", engine=self.name) from exc

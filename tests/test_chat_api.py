@@ -61,7 +61,7 @@ async def test_whole_chat_and_limits(client: openai.AsyncOpenAI) -> None:
 
 
 async def test_bad_requests(client: openai.AsyncOpenAI) -> None:
-    with pytest.raises(openai.NotFoundError, match="unknown chat model"):
+    with pytest.raises(openai.NotFoundError, match="does not exist for llm"):
         await client.chat.completions.create(model="llama-900b", messages=MESSAGES)
     with pytest.raises(openai.BadRequestError, match="at least 1 item"):
         await client.chat.completions.create(model="llm", messages=[])

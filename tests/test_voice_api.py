@@ -52,9 +52,86 @@ async def client(runtime: Runtime, aiohttp_server: Any) -> openai.AsyncOpenAI:
     return (await start(runtime, aiohttp_server))[1]
 
 
-async def test_models_list_the_engines(client: openai.AsyncOpenAI) -> None:
+async def test_models_list_the_names_a_client_uses(
+    client: openai.AsyncOpenAI, runtime: Runtime
+) -> None:
     models = await client.models.list()
-    assert {m.id for m in models.data} == {"asr", "tts"}
+    listed = {m.id: m for m in models.data}
+    asr_model, tts_model = (runtime.config.engines[n].model for n in ("asr", "tts"))
+    for name in ("whisper-1", "gpt-4o-transcribe", "tts-1", "tts-1-hd", "asr", "tts"):
+        assert name in listed, name
+    assert asr_model in listed and tts_model in listed  # what each engine runs
+    assert "vad" not in listed  # no route serves it
+    assert not {"gpt-4o-mini", "gpt-4o"} & set(listed)  # this config has no LLM
+    assert (listed["whisper-1"].engine, listed["tts-1"].role) == ("asr", "tts")  # type: ignore[attr-defined]
+    for name in listed:
+        retrieved = await client.models.retrieve(name)
+        assert retrieved.id == name
+    with pytest.raises(openai.NotFoundError) as missing:
+        await client.models.retrieve("gpt-9")
+    assert missing.value.body["code"] == "model_not_found"  # type: ignore[index]
+    # the model an engine runs is a name requests may use too
+    result = await client.audio.transcriptions.create(
+        model=asr_model, file=("hello.wav", wav_bytes()), language="en"
+    )
+    assert isinstance(result.text, str)
+
+
+async def test_translations_run_whispers_translate_task(
+    client: openai.AsyncOpenAI, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await runtime.fleet.load("asr")
+    model = runtime.fleet.engine("asr")._model  # type: ignore[attr-defined]
+    asked: list[dict[str, Any]] = []
+    real = model.transcribe
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "transcribe", spy)
+    result = await client.audio.translations.create(model="whisper-1", file=("a.wav", wav_bytes()))
+    assert isinstance(result.text, str)
+    verbose = await client.audio.translations.create(
+        model="whisper-1", file=("a.wav", wav_bytes()), response_format="verbose_json"
+    )
+    assert verbose.task == "translate"  # type: ignore[attr-defined]
+    assert [a["task"] for a in asked] == ["translate", "translate"]
+    with pytest.raises(openai.BadRequestError, match="language"):  # OpenAI's form has none
+        await client.audio.translations.create(
+            model="whisper-1",
+            file=("a.wav", wav_bytes()),
+            extra_body={"language": "de"},
+        )
+
+
+async def test_verbose_json_names_the_language_given_or_detected(
+    client: openai.AsyncOpenAI, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = await client.audio.transcriptions.create(
+        model="whisper-1",
+        file=("a.wav", wav_bytes()),
+        language="de",
+        response_format="verbose_json",
+    )
+    assert given.language == "german"
+    await runtime.fleet.load("asr")
+    model = runtime.fleet.engine("asr")._model  # type: ignore[attr-defined]
+    detected: list[str] = []
+    real = model.transcribe
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        segments, info = real(*args, **kwargs)
+        detected.append(info.language)
+        return segments, info
+
+    monkeypatch.setattr(model, "transcribe", spy)
+    found = await client.audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", wav_bytes()), response_format="verbose_json"
+    )
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    assert detected and found.language == LANGUAGES[detected[0]]
 
 
 async def test_transcription_in_every_format(client: openai.AsyncOpenAI) -> None:
@@ -95,6 +172,58 @@ async def test_speech_streams_in_each_format(client: openai.AsyncOpenAI, fmt: st
         assert audio.decode(data, 16_000).size > 1000
 
 
+async def test_wav_is_24_khz_like_openai_whatever_the_engine_speaks(
+    client: openai.AsyncOpenAI, runtime: Runtime
+) -> None:
+    wav = await client.audio.speech.create(
+        model="tts-1", voice="alloy", input="Hello there.", response_format="wav"
+    )
+    with wave.open(io.BytesIO(wav.content)) as parsed:
+        assert parsed.getframerate() == 24_000
+    await runtime.fleet.load("tts")
+    assert runtime.fleet.engine("tts").sample_rate != 24_000  # type: ignore[attr-defined]
+
+
+def wav_seconds(data: bytes) -> float:
+    return len(audio.decode(data, 24_000)) / 24_000
+
+
+async def test_speed_changes_the_duration(
+    tiny_config: AppConfig, make_runtime: RuntimeFactory, aiohttp_server: Any
+) -> None:
+    # The tiny voice's random duration predictor gives each phoneme under one frame, so its
+    # lengths round up to one frame whatever the scale: a length scale of 6 (slow speech) puts
+    # them where a faster pace can shorten them, as with a real voice.
+    engines = dict(tiny_config.engines)
+    options = {**engines["tts"].options, "length_scale": 6.0}
+    engines["tts"] = engines["tts"].model_copy(update={"options": options})
+    runtime = make_runtime(tiny_config.model_copy(update={"engines": engines}), clock=FakeClock())
+    _, client = await start(runtime, aiohttp_server)
+    text = "Hello there. How are you today?"
+    durations = {}
+    for speed in (0.5, 1.0, 2.0):
+        wav = await client.audio.speech.create(
+            model="tts-1", voice="alloy", input=text, response_format="wav", speed=speed
+        )
+        durations[speed] = wav_seconds(wav.content)
+    # Piper's length scale: not exactly 1/speed (frames round up), but close
+    assert durations[2.0] / durations[1.0] == pytest.approx(0.5, abs=0.1)
+    assert durations[0.5] / durations[1.0] == pytest.approx(2.0, abs=0.2)
+
+
+async def test_an_engine_without_a_pace_of_its_own_is_resampled() -> None:
+    from orchestrator.api.speech import _paced
+    from services.base import AudioChunk
+
+    async def chunks() -> Any:
+        for _ in range(3):
+            yield AudioChunk(pcm16=np.zeros(16_000, dtype=np.int16).tobytes(), sample_rate=16_000)
+
+    faster = [c async for c in _paced(chunks(), 1.6)]
+    assert [c.sample_rate for c in faster] == [16_000] * 3
+    assert [len(c.pcm16) // 2 for c in faster] == [10_000] * 3  # 1 s each at 1.6x: 0.625 s
+
+
 async def test_speech_round_trips_through_transcription(client: openai.AsyncOpenAI) -> None:
     speech = await client.audio.speech.create(
         model="tts-1", voice="alloy", input="One sentence.", response_format="wav"
@@ -110,7 +239,7 @@ async def test_bad_input_gets_clear_errors(client: openai.AsyncOpenAI, runtime: 
         await client.audio.transcriptions.create(model="whisper-1", file=("x.wav", b"not audio"))
     with pytest.raises(openai.BadRequestError, match="empty"):
         await client.audio.transcriptions.create(model="whisper-1", file=("x.wav", b""))
-    with pytest.raises(openai.NotFoundError, match="unknown asr model 'whisper-9'"):
+    with pytest.raises(openai.NotFoundError, match="The model 'whisper-9' does not exist for asr"):
         await client.audio.transcriptions.create(model="whisper-9", file=("x.wav", wav_bytes()))
     with pytest.raises(openai.BadRequestError, match="at most 4096"):
         await client.audio.speech.create(model="tts-1", voice="alloy", input="a" * 5000)

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from orchestrator.api.chat import add_chat_routes
 from orchestrator.api.duplex import add_duplex_routes
 from orchestrator.api.errors import WireError, error_response, json_errors
+from orchestrator.api.models import add_model_routes
 from orchestrator.api.realtime.route import add_realtime_routes
 from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
@@ -115,6 +116,7 @@ def create_api_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/metrics", metrics)
     add_voice_routes(app)
+    add_model_routes(app)
     add_realtime_routes(app)
     add_chat_routes(app)
     add_duplex_routes(app)

@@ -21,7 +21,11 @@ import functools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
-from openai.types.audio import speech_create_params, transcription_create_params
+from openai.types.audio import (
+    speech_create_params,
+    transcription_create_params,
+    translation_create_params,
+)
 from openai.types.chat import completion_create_params
 from pydantic import (
     BaseModel,
@@ -144,12 +148,25 @@ class TranscriptionForm(_Body):
     temperature: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
+class TranslationForm(_Body):
+    """The text fields of ``POST /v1/audio/translations`` (speech in any language -> English
+    text); OpenAI's form has no ``language``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=False)
+
+    model: str | None = None
+    prompt: str | None = None
+    response_format: Literal["json", "text", "verbose_json"] = "json"
+    temperature: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
 _M = TypeVar("_M", bound=_Body)
 
 OPENAI_PARAMS: dict[type[_Body], Any] = {
     SpeechBody: speech_create_params.SpeechCreateParams,
     ChatBody: completion_create_params.CompletionCreateParamsBase,
     TranscriptionForm: transcription_create_params.TranscriptionCreateParamsBase,
+    TranslationForm: translation_create_params.TranslationCreateParams,
 }
 
 
@@ -177,7 +194,7 @@ def parse(model: type[_M], body: Mapping[str, Any]) -> _M:
             code="unknown_parameter",
             param=unknown[0],
         )
-    if model is TranscriptionForm:
+    if model in (TranscriptionForm, TranslationForm):
         return parsed  # form values are text: OpenAI's JSON types do not apply to them
     try:  # the parameters we ignore still have OpenAI's types
         _openai_adapter(model).validate_python(dict(body))

@@ -17,25 +17,15 @@ from aiohttp import web
 
 from orchestrator.api.bodies import ChatBody, parse
 from orchestrator.api.errors import json_object
-from orchestrator.app.runtime import RUNTIME, Runtime
+from orchestrator.api.models import resolve
+from orchestrator.app.runtime import RUNTIME
 from services.base import ChatModel, Role
-
-ALIASES = {"gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-3.5-turbo"}
-
-
-def _engine_for(runtime: Runtime, model: str | None) -> str:
-    names = runtime.fleet.names_for([Role.LLM])
-    if model in names:
-        return model
-    if names and (not model or model in ALIASES):
-        return max(names, key=lambda n: runtime.config.engines[n].priority)
-    raise web.HTTPNotFound(text=f"unknown chat model {model!r}; known: {', '.join(names)}")
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     body = parse(ChatBody, await json_object(request, runtime.config.api.body_timeout_s))
-    name = _engine_for(runtime, body.model)
+    name = resolve(runtime, Role.LLM, body.model)
     messages = [
         {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
         for m in body.messages

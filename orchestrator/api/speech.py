@@ -1,4 +1,4 @@
-"""OpenAI-compatible speech routes: transcriptions, speech and the model list.
+"""OpenAI-compatible speech routes: transcriptions, translations and speech.
 
 Each request leases the engine it needs; a hibernated engine is loaded while the request waits
 (bounded by ``hibernation.wake_timeout_s``), and the response says it had to wake in the
@@ -8,55 +8,27 @@ Each request leases the engine it needs; a hibernated engine is loaded while the
 from __future__ import annotations
 
 import asyncio
-import time
-from contextlib import AbstractAsyncContextManager
-from typing import Any
+from collections.abc import AsyncGenerator
+from contextlib import AbstractAsyncContextManager, aclosing
+from typing import Any, Literal, TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from orchestrator.api.bodies import SpeechBody, TranscriptionForm, parse
+from orchestrator.api.bodies import SpeechBody, TranscriptionForm, TranslationForm, parse
 from orchestrator.api.errors import BadRequest, json_object
+from orchestrator.api.models import resolve
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.voice import audio
 from services.base import AudioChunk, Engine, Role, SpeechRecognizer, SpeechSynthesizer
 
+_F = TypeVar("_F", TranscriptionForm, TranslationForm)
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024  # a form's text fields (model, language, prompt...)
 ASR_RATE = 16_000
-ALIASES = {
-    Role.ASR: {"whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"},
-    Role.TTS: {"tts-1", "tts-1-hd", "gpt-4o-mini-tts"},
-}
 
 
-def resolve(runtime: Runtime, role: Role, model: str | None) -> str:
-    """The engine that serves ``model`` for ``role``: its name, an OpenAI alias, or the default."""
-    names = runtime.fleet.names_for([role])
-    if model in names:
-        return model
-    if names and (not model or model in ALIASES.get(role, ())):
-        return max(names, key=lambda n: runtime.config.engines[n].priority)
-    known = sorted([*names, *ALIASES.get(role, ())])
-    raise web.HTTPNotFound(text=f"unknown {role} model {model!r}; known: {', '.join(known)}")
-
-
-async def list_models(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    created = int(time.time())
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": created,
-            "owned_by": f"voice-orchestrator:{e.role}",
-        }
-        for name, e in runtime.config.engines.items()
-    ]
-    return web.json_response({"object": "list", "data": data})
-
-
-async def _form(request: web.Request) -> tuple[bytes, TranscriptionForm]:
+async def _form(request: web.Request, form: type[_F]) -> tuple[bytes, _F]:
     """The uploaded file and the typed text fields, read within ``api.body_timeout_s``."""
     if not request.content_type.startswith("multipart/"):
         raise BadRequest(
@@ -74,7 +46,7 @@ async def _form(request: web.Request) -> tuple[bytes, TranscriptionForm]:
         raise BadRequest(
             "the form has no 'file' field", code="missing_required_parameter", param="file"
         )
-    return file, parse(TranscriptionForm, fields)
+    return file, parse(form, fields)
 
 
 async def _read_form(request: web.Request) -> tuple[bytes | None, dict[str, str]]:
@@ -122,8 +94,24 @@ async def _read_limited(part: BodyPartReader, limit: int, what: str) -> bytes:
 
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
+    file, form = await _form(request, TranscriptionForm)
+    return await _recognize(request, file, form, form.language, "transcribe")
+
+
+async def translations(request: web.Request) -> web.StreamResponse:
+    """Speech in any language as English text: Whisper's translate task."""
+    file, form = await _form(request, TranslationForm)
+    return await _recognize(request, file, form, None, "translate")
+
+
+async def _recognize(
+    request: web.Request,
+    file: bytes,
+    form: TranscriptionForm | TranslationForm,
+    language: str | None,
+    task: Literal["transcribe", "translate"],
+) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    file, form = await _form(request)
     fmt = form.response_format
     name = resolve(runtime, Role.ASR, form.model)
     samples = await asyncio.to_thread(audio.decode, file, ASR_RATE, runtime.config.api.max_audio_s)
@@ -131,16 +119,25 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     async with _lease(runtime, name, woke) as engines:
         engine = engines[name]
         assert isinstance(engine, SpeechRecognizer)
-        segments = [s async for s in engine.transcribe(samples, language=form.language)]
+        if task == "translate" and not getattr(engine, "translates", False):
+            raise BadRequest(
+                f"the speech recognizer {name!r} cannot translate; use a Whisper engine",
+                code="unsupported_model",
+                param="model",
+            )
+        options = {"task": task} if task == "translate" else {}
+        stream = engine.transcribe(samples, language=language, **options)
+        segments = [s async for s in stream]
     text = "".join(s.text for s in segments).strip()
     headers = _waking(woke)
     if fmt == "text":
         return web.Response(text=text, headers=headers)
     body: dict[str, Any] = {"text": text}
     if fmt == "verbose_json":
+        detected = next((s.language for s in segments if s.language), None)
         body.update(
-            task="transcribe",
-            language=form.language or "",
+            task=task,
+            language=_language_name(language or detected),
             duration=round(len(samples) / ASR_RATE, 3),
             segments=[
                 {
@@ -156,6 +153,15 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, headers=headers)
 
 
+def _language_name(code: str | None) -> str:
+    """OpenAI's ``verbose_json`` names the language (``english``); Whisper detects a code."""
+    if not code:
+        return ""
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES  # Whisper's table
+
+    return str(LANGUAGES.get(code.lower(), code))
+
+
 async def speech(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     body = parse(SpeechBody, await json_object(request, runtime.config.api.body_timeout_s))
@@ -164,7 +170,11 @@ async def speech(request: web.Request) -> web.StreamResponse:
     async with _lease(runtime, name, woke) as engines:
         engine = engines[name]
         assert isinstance(engine, SpeechSynthesizer)
-        chunks = engine.synthesize(body.input, voice=body.voice or None)
+        native = body.speed != 1.0 and getattr(engine, "native_speed", False)
+        speed = {"speed": body.speed} if native else {}
+        chunks = engine.synthesize(body.input, voice=body.voice or None, **speed)
+        if body.speed != 1.0 and not native:
+            chunks = _paced(chunks, body.speed)
         first = await anext(chunks, None)  # errors before any byte still get a status code
         if first is None:
             raise BadRequest(
@@ -184,6 +194,20 @@ async def speech(request: web.Request) -> web.StreamResponse:
         await response.write(await asyncio.to_thread(encoder.close))
     await response.write_eof()
     return response
+
+
+async def _paced(
+    chunks: AsyncGenerator[AudioChunk, None], speed: float
+) -> AsyncGenerator[AudioChunk, None]:
+    """``speed`` for an engine that has no pace of its own: each chunk resampled as if it had
+    been recorded ``speed`` times faster (shorter by that much; the pitch moves with it)."""
+    async with aclosing(chunks) as stream:
+        async for chunk in stream:
+            rate = chunk.sample_rate
+            faster = await asyncio.to_thread(
+                audio.resample_pcm16, chunk.pcm16, round(rate * speed), rate
+            )
+            yield AudioChunk(pcm16=faster, sample_rate=rate)
 
 
 def _lease(
@@ -206,6 +230,6 @@ async def _write(
 
 
 def add_voice_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    app.router.add_post("/v1/audio/translations", translations)
     app.router.add_post("/v1/audio/speech", speech)

@@ -125,7 +125,9 @@ class StreamEncoder:
             raise InvalidInput(f"response_format must be one of {sorted(CONTENT_TYPES)}")
         self.format = fmt
         self.input_rate = input_rate
-        self.rate = {"opus": OPUS_RATE, "pcm": PCM_RATE}.get(fmt, input_rate)
+        # OpenAI's speech is 24 kHz in every format but Opus (48 kHz, the codec's own): the
+        # same here, whatever rate the engine speaks at (Piper 22.05 kHz, others 16 or 24).
+        self.rate = OPUS_RATE if fmt == "opus" else PCM_RATE
         self.content_type = CONTENT_TYPES[fmt]
         self._started = False
         self._sink = _Sink()
