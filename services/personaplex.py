@@ -20,7 +20,9 @@ to download):
 
 The role call is ``open_session(persona)``: one conversation over the wire protocol
 (``services.duplex_client``). The server holds one conversation at a time; who gets it is the
-orchestrator's decision.
+orchestrator's decision, and the engine makes sure it never has two connections open to its
+server (``ConnectionSlot``): the server would queue the second one and start it with whatever
+persona connected last.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +38,7 @@ import httpx
 from pydantic import Field
 
 from services.base import EngineHealth, EngineState, Persona, Role
-from services.duplex_client import PersonaPlexConnection, connect, make_persona
+from services.duplex_client import ConnectionSlot, PersonaPlexConnection, connect, make_persona
 from services.errors import ModelMissing
 from services.managed import ServerEngine
 from services.process.managed_process import ProcessSpec
@@ -119,6 +122,11 @@ class PersonaPlexEngine(ServerEngine):
             return Path(os.environ["HF_HUB_CACHE"])
         home = os.environ.get("HF_HOME") or "~/.cache/huggingface"
         return Path(home).expanduser() / "hub"
+
+    @cached_property
+    def connection_slot(self) -> ConnectionSlot:
+        """The one connection we may hold to the server (see ``services.duplex_client``)."""
+        return ConnectionSlot(self.base_url)
 
     # -- the server --------------------------------------------------------------------------
 
@@ -253,11 +261,14 @@ class PersonaPlexEngine(ServerEngine):
         )
 
     async def open_session(self, persona: Persona) -> PersonaPlexConnection:
-        """Start one conversation; returns after the server's handshake."""
+        """Start one conversation; returns after the server's handshake. While one is open,
+        ``ConnectionBusy`` at once: a second would wait at the server and could start with the
+        first's persona."""
         self._require_loaded()
         return await connect(
             self.base_url,
             persona,
+            slot=self.connection_slot,
             name=self.name,
             handshake_timeout_s=self.options.handshake_timeout_s,
             connect_timeout_s=self.options.connect_timeout_s,

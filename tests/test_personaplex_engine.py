@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psutil
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from orchestrator.config import EngineConfig
 from orchestrator.gpu.catalog import load_catalog
 from services.base import AudioOut, DuplexModel, EngineSpec, EngineState, Role, Runtime
-from services.duplex_client import SessionEnded
+from services.duplex_client import ConnectionBusy, SessionEnded
 from services.errors import EngineNotLoaded, InvalidInput, ModelMissing
 from services.personaplex import PersonaPlexEngine
 from services.process.supervisor import ProcessState, Supervisor
@@ -166,3 +167,48 @@ async def test_the_token_can_come_from_another_variable(
     assert engine.missing_piece() is None
     assert engine.process_spec().env["HF_TOKEN"] == "hf_secret"
     assert "HF_HUB_OFFLINE" not in engine.process_spec().env
+
+
+async def test_two_sessions_never_meet_at_the_servers_lock(engine: PersonaPlexEngine) -> None:
+    """Two more sessions while one is open: the server would queue both and start the first
+    with the second's persona (the peer does, as PersonaPlex). The engine refuses them before
+    they reach it, whoever asks (the router already gives the engine to one session)."""
+    await engine.load()
+    url = engine.base_url
+    async with httpx.AsyncClient(trust_env=False, timeout=60) as http:
+        before = (await http.get(f"{url}/peer/state")).json()
+        first = await engine.open_session(engine.persona("You are Ann, a tutor.", "NATF2.pt"))
+        others = [
+            asyncio.create_task(engine.open_session(engine.persona(text, voice)))
+            for text, voice in (("You are Bob, a sailor.", "NATM1.pt"), ("You are Cy.", "NATF2.pt"))
+        ]
+        # refused here at once, or (without a slot) both queued at the server: whichever first
+        queued = asyncio.create_task(
+            http.get(f"{url}/peer/wait", params={"connections": before["connections"] + 3})
+        )
+        try:
+            await asyncio.wait(
+                [asyncio.gather(*others, return_exceptions=True), queued],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            await first.close()
+            await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+            state = (await http.get(f"{url}/peer/state")).json()
+            started = state["prefills"][len(before["prefills"]) :]
+            assert all(p["asked"] == p["used"] for p in started), started
+            assert state["wrong_persona"] == before["wrong_persona"]
+            assert state["connections"] == before["connections"] + 1, "only the first reached it"
+            for task in others:
+                assert isinstance(task.exception(), ConnectionBusy)
+        finally:
+            queued.cancel()
+            for task in others:
+                task.cancel()
+            for task in others:
+                connection = await asyncio.gather(task, return_exceptions=True)
+                if not isinstance(connection[0], BaseException):
+                    await connection[0].close()
+        again = await engine.open_session(engine.persona("You are Dee.", "NATM1.pt"))
+        await again.close()
+        last = (await http.get(f"{url}/peer/state")).json()["prefills"][-1]
+        assert last["asked"] == last["used"] == {"voice": "NATM1.pt", "text": "You are Dee."}
