@@ -218,11 +218,13 @@ class PersonaPlexConnection:
         try:
             with contextlib.suppress(ConnectionError, aiohttp.ClientError):
                 await self._ws.close()
-            await self._http.close()
         finally:
-            slot, self._slot = self._slot, None
-            if slot is not None:
-                slot.release()
+            try:
+                await self._http.close()  # closes the socket too if the close was cut short
+            finally:
+                slot, self._slot = self._slot, None
+                if slot is not None:
+                    slot.release()
 
 
 async def connect(
@@ -243,25 +245,25 @@ async def connect(
     server busy with someone else's conversation shows up as a ``HandshakeTimeout``. A server
     that rejects the persona closes without a handshake: ``SessionEnded``."""
     slot.take(name)
+    ws_url = url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://")
+    http = aiohttp.ClientSession(
+        trust_env=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+    )
     try:
-        ws_url = url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://")
-        http = aiohttp.ClientSession(
-            trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s),
+        ws = await http.ws_connect(
+            f"{ws_url}/api/chat",
+            params=persona.query(),
+            headers=headers,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            max_msg_size=1 << 22,
         )
+    except BaseException as exc:  # cancelled too: no socket may outlive the slot
         try:
-            ws = await http.ws_connect(
-                f"{ws_url}/api/chat",
-                params=persona.query(),
-                headers=headers,
-                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-                max_msg_size=1 << 22,
-            )
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await http.close()
+        finally:
+            slot.release()
+        if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
             raise SessionEnded(f"cannot connect to {url}: {exc!r}", engine=name) from exc
-    except BaseException:
-        slot.release()
         raise
     connection = PersonaPlexConnection(ws, http, name=name, tail_s=tail_s, slot=slot)
     try:

@@ -226,6 +226,27 @@ async def test_one_slot_refuses_a_second_connection_before_a_byte_is_sent(peer_u
     assert peer_state(peer_url)["prefills"][-1] == {"asked": as_dict(BOB), "used": as_dict(BOB)}
 
 
+async def test_a_failed_or_cancelled_connect_gives_the_slot_back(peer_url: str) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    slot = ConnectionSlot(nowhere)
+    with pytest.raises(SessionEnded, match="cannot connect"):
+        await connect(nowhere, PERSONA, slot=slot)
+    assert not slot.taken
+    first = await dial(peer_url, PERSONA)  # someone else's: ours will wait for the handshake
+    try:
+        slot = ConnectionSlot(peer_url)
+        before = peer_state(peer_url)["connections"]
+        waiting = asyncio.create_task(connect(peer_url, BOB, slot=slot))
+        await peer_reaches(peer_url, connections=before + 1)
+        assert slot.taken
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not slot.taken
+    finally:
+        await first.close()
+
+
 async def test_the_server_starts_a_queued_client_with_the_last_clients_persona(
     peer_url: str,
 ) -> None:
