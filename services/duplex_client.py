@@ -10,6 +10,13 @@ so the reply to the last frames still arrives. The persona is ``text_prompt`` (r
 non-empty) and ``voice_prompt`` (a file in the server's voice directory); ``seed`` is never sent:
 the server reads it from the wrong place and drops the session.
 
+One server, one connection of ours, also by construction: ``connect()`` takes the server's
+``ConnectionSlot`` before any byte goes out and the connection gives it back on ``close()``; a
+second ``connect()`` meanwhile is refused here (``ConnectionBusy``). The server would instead
+queue it silently, and it reads the persona into state shared by all connections *before* it
+waits for its one-conversation lock: of two connections queued behind a third, the first to get
+the lock starts with the persona of the last to connect.
+
 It implements the duplex role's contract (``services.base.DuplexModel``, ``DuplexConnection``)
 for ``services.personaplex``.
 """
@@ -45,6 +52,43 @@ class SessionEnded(EngineCallError):
     code = "duplex_session_ended"
 
 
+class ConnectionBusy(EngineCallError):
+    """Our one connection to this server is taken: a second is refused before it is opened."""
+
+    code = "duplex_busy"
+    status = 503
+
+
+class ConnectionSlot:
+    """The one connection we may hold to one PersonaPlex server process.
+
+    ``connect()`` takes it before it opens the socket and the connection releases it when it
+    closes (or ``connect()`` does, when it fails). The engine keeps one per server it runs."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self._taken = False
+        self.refused = 0  # connections refused because the slot was taken
+
+    @property
+    def taken(self) -> bool:
+        return self._taken
+
+    def take(self, name: str) -> None:
+        """Claim the slot, or raise ConnectionBusy (nothing has been sent)."""
+        if self._taken:
+            self.refused += 1
+            raise ConnectionBusy(
+                f"{self.server} already has a conversation of ours; a second would queue at the "
+                "server and could start with the first one's persona",
+                engine=name,
+            )
+        self._taken = True
+
+    def release(self) -> None:
+        self._taken = False
+
+
 class HandshakeTimeout(EngineCallError):
     """No 0x00 within the timeout: the server is busy with another conversation, or stuck."""
 
@@ -76,9 +120,11 @@ class PersonaPlexConnection:
         *,
         name: str,
         tail_s: float,
+        slot: ConnectionSlot | None = None,
     ) -> None:
         self._ws = ws
         self._http = http
+        self._slot = slot  # released on close()
         self.name = name
         self.tail_s = tail_s
         self._writer = sphn.OpusStreamWriter(SAMPLE_RATE)
@@ -167,16 +213,25 @@ class PersonaPlexConnection:
                     await self._received.wait()
 
     async def close(self) -> None:
-        """Close the socket and the HTTP session; safe to call twice."""
-        with contextlib.suppress(ConnectionError, aiohttp.ClientError):
-            await self._ws.close()
-        await self._http.close()
+        """Close the socket and the HTTP session, then free the server's slot; safe to call
+        twice."""
+        try:
+            with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+                await self._ws.close()
+        finally:
+            try:
+                await self._http.close()  # closes the socket too if the close was cut short
+            finally:
+                slot, self._slot = self._slot, None
+                if slot is not None:
+                    slot.release()
 
 
 async def connect(
     url: str,
     persona: Persona,
     *,
+    slot: ConnectionSlot,
     name: str = "duplex",
     handshake_timeout_s: float = 30.0,
     connect_timeout_s: float = 5.0,
@@ -185,9 +240,11 @@ async def connect(
 ) -> PersonaPlexConnection:
     """Open ``{url}/api/chat`` for ``persona`` and wait for the 0x00 handshake.
 
-    The server accepts the upgrade at once and then waits on its single-conversation lock, so a
-    busy server shows up as a ``HandshakeTimeout``. A server that rejects the persona closes
-    without a handshake: ``SessionEnded``."""
+    ``slot`` is the server's: while it is taken, ``ConnectionBusy`` and nothing is sent. The
+    server accepts the upgrade at once and then waits on its single-conversation lock, so a
+    server busy with someone else's conversation shows up as a ``HandshakeTimeout``. A server
+    that rejects the persona closes without a handshake: ``SessionEnded``."""
+    slot.take(name)
     ws_url = url.rstrip("/").replace("http://", "ws://").replace("https://", "wss://")
     http = aiohttp.ClientSession(
         trust_env=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
@@ -200,10 +257,15 @@ async def connect(
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
             max_msg_size=1 << 22,
         )
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        await http.close()
-        raise SessionEnded(f"cannot connect to {url}: {exc!r}", engine=name) from exc
-    connection = PersonaPlexConnection(ws, http, name=name, tail_s=tail_s)
+    except BaseException as exc:  # cancelled too: no socket may outlive the slot
+        try:
+            await http.close()
+        finally:
+            slot.release()
+        if isinstance(exc, aiohttp.ClientError | OSError | TimeoutError):
+            raise SessionEnded(f"cannot connect to {url}: {exc!r}", engine=name) from exc
+        raise
+    connection = PersonaPlexConnection(ws, http, name=name, tail_s=tail_s, slot=slot)
     try:
         await _await_handshake(ws, name, handshake_timeout_s)
     except BaseException:
@@ -238,6 +300,8 @@ async def _await_handshake(
 
 __all__ = [
     "FRAME_SAMPLES",
+    "ConnectionBusy",
+    "ConnectionSlot",
     "HandshakeTimeout",
     "PersonaPlexConnection",
     "SessionEnded",

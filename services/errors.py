@@ -10,7 +10,8 @@
     │   │   ├── ServerUnavailable      server_unavailable     503     yes        s.server_errors
     │   │   ├── ServerRejected         server_rejected        502     no         s.server_errors
     │   │   ├── SessionEnded           duplex_session_ended   502     yes        s.duplex_client
-    │   │   └── HandshakeTimeout       duplex_busy            503     yes        s.duplex_client
+    │   │   ├── HandshakeTimeout       duplex_busy            503     yes        s.duplex_client
+    │   │   └── ConnectionBusy         duplex_busy            503     yes        s.duplex_client
     │   ├── InvalidInput               invalid_input          400     no         s.errors
     │   │   ├── InvalidEvent           (OpenAI's, per field)  400     no         o.api.realtime
     │   │   ├── BadRequest             (each case's own)      400     no         o.api.errors

@@ -16,18 +16,26 @@ to download):
     venv           ``options.python`` exists                       install personaplex
     voices         ``voice_prompt_dir`` holds the configured files  install personaplex --weights
     weights        offline: every file in the HF cache              fill the cache online
-    HF token       online: ``HF_TOKEN`` set (the repo is gated)     set it, or go offline
+    HF token       online: a token the server will find             set it, or go offline
+
+The cache and the token are looked for where the server will look: its environment is ours plus
+``hf_home`` (as ``HF_HOME``), ``options.env`` and the token variable, read by huggingface_hub's
+rules (``hub_paths``).
 
 The role call is ``open_session(persona)``: one conversation over the wire protocol
 (``services.duplex_client``). The server holds one conversation at a time; who gets it is the
-orchestrator's decision.
+orchestrator's decision, and the engine makes sure it never has two connections open to its
+server (``ConnectionSlot``): the server would queue the second one and start it with whatever
+persona connected last.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated
 
@@ -35,7 +43,7 @@ import httpx
 from pydantic import Field
 
 from services.base import EngineHealth, EngineState, Persona, Role
-from services.duplex_client import PersonaPlexConnection, connect, make_persona
+from services.duplex_client import ConnectionSlot, PersonaPlexConnection, connect, make_persona
 from services.errors import ModelMissing
 from services.managed import ServerEngine
 from services.process.managed_process import ProcessSpec
@@ -87,6 +95,30 @@ class MissingPiece:
     hint: str
 
 
+@dataclass(frozen=True)
+class HubPaths:
+    """Where a process with a given environment finds the HF cache and token."""
+
+    cache: Path
+    token_file: Path
+    token_set: bool  # HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN) in the environment
+
+
+def hub_paths(env: Mapping[str, str]) -> HubPaths:
+    """huggingface_hub's rules (``constants.py``, the same from the 0.24 the server pins to 1.x)
+    applied to ``env``: HF_HOME defaults to $XDG_CACHE_HOME/huggingface; HF_HUB_CACHE (or the
+    older HUGGINGFACE_HUB_CACHE) wins over HF_HOME/hub; HF_TOKEN_PATH over HF_HOME/token."""
+    xdg = env.get("XDG_CACHE_HOME") or "~/.cache"
+    home = Path(env.get("HF_HOME") or f"{xdg}/huggingface").expanduser()
+    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+    token_file = env.get("HF_TOKEN_PATH")
+    return HubPaths(
+        cache=Path(cache).expanduser() if cache else home / "hub",
+        token_file=Path(token_file).expanduser() if token_file else home / "token",
+        token_set=bool(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN")),
+    )
+
+
 class PersonaPlexEngine(ServerEngine):
     role = Role.DUPLEX
     Options = PersonaPlexOptions
@@ -112,13 +144,17 @@ class PersonaPlexEngine(ServerEngine):
             return self.options.offline
         return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
+    def server_env(self) -> dict[str, str]:
+        """The environment the server runs with: ours plus what ``process_spec`` adds."""
+        return {**os.environ, **self.process_spec().env}
+
     def hub_cache(self) -> Path:
-        if self.options.hf_home is not None:
-            return self.options.hf_home.expanduser() / "hub"
-        if os.environ.get("HF_HUB_CACHE"):
-            return Path(os.environ["HF_HUB_CACHE"])
-        home = os.environ.get("HF_HOME") or "~/.cache/huggingface"
-        return Path(home).expanduser() / "hub"
+        return hub_paths(self.server_env()).cache
+
+    @cached_property
+    def connection_slot(self) -> ConnectionSlot:
+        """The one connection we may hold to the server (see ``services.duplex_client``)."""
+        return ConnectionSlot(self.base_url)
 
     # -- the server --------------------------------------------------------------------------
 
@@ -220,12 +256,16 @@ class PersonaPlexEngine(ServerEngine):
                     f"{install} --weights where the hub is reachable (HF_TOKEN set), "
                     "then copy the cache here",
                 )
-        elif not os.environ.get(self.options.hf_token_env) and not _token_file().is_file():
-            return MissingPiece(
-                f"{self.options.hf_token_env} is not set: {self.hf_repo} is a gated repository",
-                f"accept the licence on huggingface.co/{self.hf_repo} and set "
-                f"{self.options.hf_token_env}, or fill the cache and set offline = true",
-            )
+        else:
+            paths = hub_paths(self.server_env())
+            if not paths.token_set and not paths.token_file.is_file():
+                return MissingPiece(
+                    f"{self.options.hf_token_env} is not set and the server has no token file "
+                    f"({paths.token_file}): {self.hf_repo} is a gated repository",
+                    f"accept the licence on huggingface.co/{self.hf_repo} and set "
+                    f"{self.options.hf_token_env} (or write the token to {paths.token_file}), "
+                    "or fill the cache and set offline = true",
+                )
         return None
 
     def _uncached_files(self) -> list[str]:
@@ -253,19 +293,17 @@ class PersonaPlexEngine(ServerEngine):
         )
 
     async def open_session(self, persona: Persona) -> PersonaPlexConnection:
-        """Start one conversation; returns after the server's handshake."""
+        """Start one conversation; returns after the server's handshake. While one is open,
+        ``ConnectionBusy`` at once: a second would wait at the server and could start with the
+        first's persona."""
         self._require_loaded()
         return await connect(
             self.base_url,
             persona,
+            slot=self.connection_slot,
             name=self.name,
             handshake_timeout_s=self.options.handshake_timeout_s,
             connect_timeout_s=self.options.connect_timeout_s,
             tail_s=self.options.tail_s,
             headers=self.headers(),
         )
-
-
-def _token_file() -> Path:
-    home = os.environ.get("HF_HOME") or "~/.cache/huggingface"
-    return Path(home).expanduser() / "token"

@@ -1,6 +1,6 @@
 """The PersonaPlex wire protocol: our client against tests/peers/personaplex_peer.py (a real
-process with tiny random Moshi models), and a misbehaving raw client to show why the order
-matters."""
+process with tiny random Moshi models), and misbehaving raw clients to show why the order
+matters and why we never hold two connections to one server."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ import sphn
 from services import duplex_protocol as protocol
 from services.base import AudioOut, Persona, TextOut
 from services.duplex_client import (
+    ConnectionBusy,
+    ConnectionSlot,
     HandshakeTimeout,
     PersonaPlexConnection,
     SessionEnded,
@@ -32,6 +34,8 @@ from tests.peers.watch import start_peer, stop_peer
 
 FRAME = protocol.FRAME_SAMPLES
 PERSONA = Persona("You are a patient maths tutor.", "NATF2.pt")
+BOB = Persona("You are Bob, a gruff sailor.", "NATM1.pt")
+CAROL = Persona("You are Carol, a chess coach.", "NATF2.pt")
 SAMPLES: dict[type[Any], Any] = {
     protocol.Handshake: protocol.Handshake(),
     protocol.Audio: protocol.Audio(b"OggS\x00\x02page"),
@@ -59,6 +63,22 @@ def peer_state(url: str) -> dict[str, Any]:
     with httpx.Client(trust_env=False) as client:
         state: dict[str, Any] = client.get(f"{url}/peer/state").json()
     return state
+
+
+async def peer_reaches(url: str, **counters: int) -> None:
+    """Wait until each peer counter has reached its value (the peer answers then)."""
+    async with httpx.AsyncClient(trust_env=False, timeout=30) as client:
+        response = await client.get(f"{url}/peer/wait", params=counters)
+        response.raise_for_status()
+
+
+def as_dict(persona: Persona) -> dict[str, str]:
+    return {"voice": persona.voice_prompt, "text": persona.text_prompt}
+
+
+async def dial(url: str, persona: Persona, **options: Any) -> PersonaPlexConnection:
+    """``connect`` with a slot of its own: a client of its own, as another program would be."""
+    return await connect(url, persona, slot=ConnectionSlot(url), **options)
 
 
 async def converse(connection: PersonaPlexConnection, frames: int) -> tuple[int, list[str]]:
@@ -129,7 +149,7 @@ async def test_plain_get_answers_400_like_the_real_server(peer_url: str) -> None
 
 
 async def test_handshake_then_one_output_frame_per_input_frame(peer_url: str) -> None:
-    connection = await connect(peer_url, PERSONA, handshake_timeout_s=30)
+    connection = await dial(peer_url, PERSONA, handshake_timeout_s=30)
     try:
         received, texts = await converse(connection, 20)
     finally:
@@ -160,7 +180,7 @@ async def test_a_client_that_sends_before_the_handshake_loses_its_session(peer_u
     assert audio_back == 0, "the session ended right after the handshake"
 
     # ours waits for 0x00 before its first page, and is answered
-    connection = await connect(peer_url, PERSONA)
+    connection = await dial(peer_url, PERSONA)
     try:
         received, _texts = await converse(connection, 5)
     finally:
@@ -169,28 +189,126 @@ async def test_a_client_that_sends_before_the_handshake_loses_its_session(peer_u
     assert peer_state(peer_url)["early_messages"] == after["early_messages"]
 
 
-async def test_a_second_conversation_waits_silently_until_the_first_ends(peer_url: str) -> None:
-    first = await connect(peer_url, PERSONA)
+async def test_someone_elses_conversation_waits_silently_until_the_first_ends(
+    peer_url: str,
+) -> None:
+    first = await dial(peer_url, PERSONA)
     try:
         with pytest.raises(HandshakeTimeout, match="busy"):
-            await connect(peer_url, PERSONA, handshake_timeout_s=1.5)
+            await dial(peer_url, PERSONA, handshake_timeout_s=1.5)
         received, _ = await converse(first, 3)
         assert received == 3 * FRAME
     finally:
         await first.close()
-    second = await connect(peer_url, PERSONA, handshake_timeout_s=30)
+    second = await dial(peer_url, PERSONA, handshake_timeout_s=30)
     await second.close()
 
 
-async def test_a_rejected_persona_closes_without_a_handshake(peer_url: str) -> None:
-    with pytest.raises(SessionEnded, match="before the handshake"):
-        await connect(peer_url, Persona("Be kind.", "UNKNOWN.pt"), handshake_timeout_s=30)
-    assert peer_state(peer_url)["rejected"][-1].startswith("FileNotFoundError")
-    async with aiohttp.ClientSession() as http:  # what a client that sends `seed` gets
-        ws = await http.ws_connect(f"{peer_url}/api/chat", params={**PERSONA.query(), "seed": "42"})
-        message = await asyncio.wait_for(ws.receive(), 30)
-        assert message.type is aiohttp.WSMsgType.CLOSE
-    assert peer_state(peer_url)["rejected"][-1] == "KeyError: 'seed'"
+async def test_one_slot_refuses_a_second_connection_before_a_byte_is_sent(peer_url: str) -> None:
+    slot = ConnectionSlot(peer_url)
+    first = await connect(peer_url, PERSONA, slot=slot)
+    try:
+        before = peer_state(peer_url)
+        with pytest.raises(ConnectionBusy):
+            await connect(peer_url, BOB, slot=slot)
+        after = peer_state(peer_url)
+        assert after["connections"] == before["connections"], "nothing reached the server"
+        assert slot.taken and slot.refused == 1
+        received, _ = await converse(first, 3)
+        assert received == 3 * FRAME
+    finally:
+        await first.close()
+    assert not slot.taken
+    with pytest.raises(SessionEnded):  # a failed connect gives the slot back
+        await connect(peer_url, Persona("Be kind.", "UNKNOWN.pt"), slot=slot)
+    second = await connect(peer_url, BOB, slot=slot)
+    await second.close()
+    assert peer_state(peer_url)["prefills"][-1] == {"asked": as_dict(BOB), "used": as_dict(BOB)}
+
+
+async def test_a_failed_or_cancelled_connect_gives_the_slot_back(peer_url: str) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    slot = ConnectionSlot(nowhere)
+    with pytest.raises(SessionEnded, match="cannot connect"):
+        await connect(nowhere, PERSONA, slot=slot)
+    assert not slot.taken
+    first = await dial(peer_url, PERSONA)  # someone else's: ours will wait for the handshake
+    try:
+        slot = ConnectionSlot(peer_url)
+        before = peer_state(peer_url)["connections"]
+        waiting = asyncio.create_task(connect(peer_url, BOB, slot=slot))
+        await peer_reaches(peer_url, connections=before + 1)
+        assert slot.taken
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not slot.taken
+    finally:
+        await first.close()
+
+
+async def test_the_server_starts_a_queued_client_with_the_last_clients_persona(
+    peer_url: str,
+) -> None:
+    """What the slot guards against: PersonaPlex writes the persona before its lock."""
+    before = peer_state(peer_url)
+    chat = f"{peer_url}/api/chat"
+    async with aiohttp.ClientSession() as http:
+        first = await http.ws_connect(chat, params=PERSONA.query())
+        assert (await asyncio.wait_for(first.receive(), 30)).data == b"\x00"
+        bob = await http.ws_connect(chat, params=BOB.query())
+        await peer_reaches(peer_url, connections=before["connections"] + 2)
+        carol = await http.ws_connect(chat, params=CAROL.query())
+        await peer_reaches(peer_url, connections=before["connections"] + 3)
+        await first.close()
+        assert (await asyncio.wait_for(bob.receive(), 30)).data == b"\x00"
+        started = peer_state(peer_url)["prefills"][-1]
+        assert started == {"asked": as_dict(BOB), "used": as_dict(CAROL)}
+        await bob.close()
+        assert (await asyncio.wait_for(carol.receive(), 30)).data == b"\x00"
+        await carol.close()
+    after = peer_state(peer_url)
+    assert after["prefills"][-1] == {"asked": as_dict(CAROL), "used": as_dict(CAROL)}
+    assert after["wrong_persona"] == before["wrong_persona"] + 1
+
+
+async def test_a_refused_seed_still_leaves_its_persona_to_the_next_in_line(peer_url: str) -> None:
+    """The server reads ``seed`` after writing the persona (we never send it)."""
+    before = peer_state(peer_url)
+    chat = f"{peer_url}/api/chat"
+    async with aiohttp.ClientSession() as http:
+        first = await http.ws_connect(chat, params=PERSONA.query())
+        assert (await asyncio.wait_for(first.receive(), 30)).data == b"\x00"
+        bob = await http.ws_connect(chat, params=BOB.query())
+        await peer_reaches(peer_url, connections=before["connections"] + 2)
+        seeded = await http.ws_connect(chat, params={**CAROL.query(), "seed": "42"})
+        closing = await asyncio.wait_for(seeded.receive(), 30)  # at once, though busy
+        assert closing.type is aiohttp.WSMsgType.CLOSE
+        await first.close()
+        assert (await asyncio.wait_for(bob.receive(), 30)).data == b"\x00"
+        await bob.close()
+    state = peer_state(peer_url)
+    assert state["rejected"][-1] == "KeyError: 'seed'"
+    assert state["prefills"][-1] == {"asked": as_dict(BOB), "used": as_dict(CAROL)}
+
+
+async def test_a_rejected_persona_closes_without_a_handshake_even_while_busy(
+    peer_url: str,
+) -> None:
+    """The server checks the voice and reads ``seed`` before its lock: no waiting in line."""
+    first = await dial(peer_url, PERSONA)
+    try:
+        with pytest.raises(SessionEnded, match="before the handshake"):
+            await dial(peer_url, Persona("Be kind.", "UNKNOWN.pt"), handshake_timeout_s=10)
+        assert peer_state(peer_url)["rejected"][-1].startswith("FileNotFoundError")
+        async with aiohttp.ClientSession() as http:  # what a client that sends `seed` gets
+            params = {**PERSONA.query(), "seed": "42"}
+            ws = await http.ws_connect(f"{peer_url}/api/chat", params=params)
+            message = await asyncio.wait_for(ws.receive(), 10)
+            assert message.type is aiohttp.WSMsgType.CLOSE
+        assert peer_state(peer_url)["rejected"][-1] == "KeyError: 'seed'"
+    finally:
+        await first.close()
 
 
 async def test_bad_frames_from_a_client_are_skipped_and_the_session_goes_on(peer_url: str) -> None:

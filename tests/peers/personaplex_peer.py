@@ -1,27 +1,44 @@
 """A stand-in for NVIDIA PersonaPlex's server, ``python -m moshi.server`` (NVIDIA/personaplex).
 
-It takes the real server's command line and speaks its protocol as described in
-``shared/reference/personaplex.md`` (checked against the real handler):
+It follows ``moshi-personaplex`` 0.1.0 at NVIDIA/personaplex@3428dfd (2026-03-02; the server
+last changed in 9949e7b): ``moshi/moshi/server.py`` (``main``, ``ServerState.handle_chat``) and
+``moshi/moshi/models/lm.py`` (``LMGen.step_system_prompts_async``), as described in
+``shared/reference/personaplex.md``:
 
 - it listens on every interface whatever ``--host`` says, and refuses to start without
   ``--voice-prompt-dir`` or with ``--static`` other than ``none`` (the real one would fetch
   ``voices.tgz``/``dist.tgz`` from the hub); it prints "Access the Web UI directly at" when ready;
 - a plain ``GET /api/chat`` answers 400 (no upgrade) without touching the model lock;
-- ``/api/chat?text_prompt=..&voice_prompt=..`` upgrades at once, then waits silently on one
-  global lock (one conversation at a time); ``seed`` in the query, a missing or unknown voice, or
-  an empty text prompt close the socket with no handshake and no error frame;
-- prefill: voice-prompt frames, 6 silence frames, one step per text-prompt token, 6 silence
-  frames, each step polling the socket for 10 ms and throwing away what the client sent; then
-  the single byte 0x00;
+- ``/api/chat?text_prompt=..&voice_prompt=..`` upgrades at once and, *before* taking its one
+  global lock, reads the persona into state that every connection shares (the generator's voice
+  prompt and text-prompt tokens, the text wrapped in ``<system>`` tags); only then does it wait,
+  silently, on the lock (one conversation at a time). So a connection queued behind another
+  starts with the persona of whoever connected *last*, and one that connects during another's
+  prefill changes the rest of that prefill; ``prefills`` in ``GET /peer/state`` records, for
+  each conversation that started, the persona asked for and the one used (``wrong_persona``
+  counts those that differ);
+- refusals, each closing the socket with no handshake and no error frame (the real handler
+  raises): a missing ``voice_prompt`` (KeyError) or an unknown one (FileNotFoundError) before
+  the persona is written and before the lock; a missing ``text_prompt`` (KeyError) after the
+  voice is written; ``seed`` in the query (KeyError: it reads ``request["seed"]``) *after* the
+  whole persona is written, still before the lock; an empty text
+  prompt (``None`` tokens: TypeError) inside the lock, once the voice prompt and the first
+  silence have been stepped;
+- prefill under the lock: voice-prompt frames, 6 silence frames, one step per text-prompt
+  token, 6 silence frames, each step first polling the socket for 10 ms and throwing away what
+  the client sent (a closed socket ends the prefill); then the single byte 0x00 if the client
+  is still there;
 - only 0x01 Ogg Opus is read (other kinds are logged as unknown); a stream whose first page is
   not the OpusHead BOS page ends the session (the real Ogg reader dies);
 - one 80 ms output frame per 80 ms input frame, Ogg Opus pages as separate 0x01 messages, and
   0x02 text pieces (SentencePiece, "▁" as a space; ids 0 and 3 never sent).
 
 The model is a tiny random Moshi LM + Mimi codec built by the PyPI ``moshi`` package (no weights),
-and a tiny SentencePiece model trained at start. Test knobs: ``--hang-after N`` stops answering
-(the socket stays open) after N output frames of a session, like a stuck GPU step.
-``GET /peer/state`` reports counters for the tests.
+and a tiny SentencePiece model trained at start; audio is Ogg Opus by sphn 0.2 (ours), where
+the real server pins sphn<0.2 (tests/test_personaplex_opus.py checks the two interoperate).
+Test knobs: ``--hang-after N`` stops answering (the socket stays open) after N output frames of
+a session, like a stuck GPU step. ``GET /peer/state`` reports counters for the tests and
+``GET /peer/wait?NAME=N`` answers once counter NAME has reached N (so tests wait on an event).
 
 Run: ``python -m tests.peers.personaplex_peer --port 8998 --static none --voice-prompt-dir DIR``.
 """
@@ -79,6 +96,7 @@ class TinyMoshi:
             model_writer=model,
             vocab_size=60,
             hard_vocab_limit=False,
+            user_defined_symbols=["<system>"],  # prompts come wrapped in it: one piece each
             minloglevel=2,
         )
         self.tokenizer = sentencepiece.SentencePieceProcessor(model_proto=model.getvalue())
@@ -153,6 +171,25 @@ class TinyMoshi:
         return list(self.tokenizer.encode(text))
 
 
+def wrap_with_system_tags(text: str) -> str:
+    """The real server's wrapping of a text prompt (``server.py``)."""
+    cleaned = text.strip()
+    if cleaned.startswith("<system>") and cleaned.endswith("<system>"):
+        return cleaned
+    return f"<system> {cleaned} <system>"
+
+
+@dataclass
+class SharedPersona:
+    """The generator's prompt state, one for all connections (``lm_gen.voice_prompt`` and
+    ``lm_gen.text_prompt_tokens`` upstream): written by each connection before the lock, read
+    by the prefill under it. ``text`` is kept beside the tokens to report what was used."""
+
+    voice: str | None = None
+    text: str | None = None
+    tokens: list[int] | None = None
+
+
 @dataclass
 class Counters:
     sessions: int = 0
@@ -167,6 +204,13 @@ class Counters:
     waiting: int = 0
     active: bool = False
     reader_died: int = 0
+    connections: int = 0  # upgrades accepted
+    wrong_persona: int = 0  # prefills that used another connection's persona
+    prefills: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Rejected(Exception):
+    """What the real handler would raise (the socket then closes without a handshake)."""
 
 
 class Peer:
@@ -176,38 +220,85 @@ class Peer:
         self.model = TinyMoshi(args.seed)
         self.lock = asyncio.Lock()
         self.counters = Counters()
+        self.persona = SharedPersona()
+        self._watchers: list[asyncio.Future[None]] = []
+
+    def changed(self) -> None:
+        """Wake ``/peer/wait`` (synchronous: no await may come between the persona write and
+        the lock, as upstream)."""
+        watchers, self._watchers = self._watchers, []
+        for watcher in watchers:
+            if not watcher.done():
+                watcher.set_result(None)
+
+    async def until(self, name: str, value: int) -> None:
+        while int(getattr(self.counters, name)) < value:
+            watcher = asyncio.get_running_loop().create_future()
+            self._watchers.append(watcher)
+            await watcher
 
     async def run(self, pcm: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.model.pool, self.model.step, pcm)
 
-    def check_query(self, query: Any) -> str:
-        """Reproduce the real handler's failures: the reason, or "" when the persona is fine."""
-        if "seed" in query:
-            return "KeyError: 'seed'"  # the real code reads request["seed"]
+    def read_persona(self, query: Any) -> None:
+        """``handle_chat`` before its lock: check the voice, then write voice and text into the
+        shared state, then read ``seed`` (raising after the write). Raises Rejected."""
         if "voice_prompt" not in query:
-            return "KeyError: 'voice_prompt'"
+            raise Rejected("KeyError: 'voice_prompt'")
         voice = self.voices / query["voice_prompt"]
         if not voice.is_file():
-            return f"FileNotFoundError: {voice}"
-        if not query.get("text_prompt", ""):
-            return "TypeError: empty text prompt"
-        return ""
+            raise Rejected(f"FileNotFoundError: {voice}")
+        self.persona.voice = query["voice_prompt"]
+        if "text_prompt" not in query:
+            raise Rejected("KeyError: 'text_prompt'")  # after the voice was written
+        text = query["text_prompt"]
+        self.persona.text = text or None
+        tokens = self.model.prompt_tokens(wrap_with_system_tags(text)) if text else None
+        self.persona.tokens = tokens
+        if "seed" in query:
+            raise Rejected("KeyError: 'seed'")  # the real code reads request["seed"]
 
-    async def prefill(self, ws: web.WebSocketResponse, text: str) -> None:
-        steps = self.args.voice_frames + SILENCE_STEPS
-        steps += len(self.model.prompt_tokens(text)) + SILENCE_STEPS
-        for _ in range(steps):
+    async def poll(self, ws: web.WebSocketResponse) -> bool:
+        """The prefill's ``is_alive``: read (and throw away) one message for up to 10 ms."""
+        if ws.closed:
+            return False
+        try:
+            early = await ws.receive(timeout=0.01)
+        except TimeoutError:
+            return True
+        if early.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+            return False
+        self.counters.early_messages += 1
+        if early.type is WSMsgType.BINARY and early.data[:1] == b"\x01":
+            self.counters.early_audio += 1
+        return True
+
+    async def prefill(self, ws: web.WebSocketResponse, used: dict[str, str | None]) -> bool:
+        """``step_system_prompts_async``: each phase reads the shared persona when it starts (into
+        ``used``) and stops at the first failed poll. False when the client left."""
+        used["voice"] = self.persona.voice
+        alive = True
+        for _ in range(self.args.voice_frames):
+            if not (alive := await self.poll(ws)):
+                break
             await self.run(None)
-            try:
-                early = await ws.receive(timeout=0.01)  # the real prefill's poll: thrown away
-            except TimeoutError:
-                continue
-            if early.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-                return
-            self.counters.early_messages += 1
-            if early.type is WSMsgType.BINARY and early.data[:1] == b"\x01":
-                self.counters.early_audio += 1
+        for _ in range(SILENCE_STEPS):
+            if not (alive := await self.poll(ws)):
+                break
+            await self.run(None)
+        used["text"], tokens = self.persona.text, self.persona.tokens
+        if tokens is None:
+            raise Rejected("TypeError: 'NoneType' object is not iterable")  # empty text prompt
+        for _ in tokens:
+            if not (alive := await self.poll(ws)):
+                break
+            await self.run(None)
+        for _ in range(SILENCE_STEPS):
+            if not (alive := await self.poll(ws)):
+                break
+            await self.run(None)
+        return alive and await self.poll(ws)
 
 
 PEER = web.AppKey("peer", Peer)
@@ -218,7 +309,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(max_msg_size=1 << 22)
     await ws.prepare(request)  # a plain GET (no upgrade) is answered 400 right here
     counters = peer.counters
+    counters.connections += 1
+    peer.changed()
+    try:
+        peer.read_persona(request.query)  # before the lock, as upstream
+    except Rejected as exc:
+        await reject(peer, ws, str(exc))
+        return ws
     counters.waiting += 1
+    peer.changed()
     acquired = False
     try:
         async with peer.lock:  # a second client waits here, silently, as upstream
@@ -227,29 +326,38 @@ async def chat(request: web.Request) -> web.StreamResponse:
             counters.active = True
             try:
                 await converse(peer, ws, request.query)
+            except Rejected as exc:
+                await reject(peer, ws, str(exc))
             finally:
                 counters.active = False
     finally:
         if not acquired:
             counters.waiting -= 1
+        peer.changed()
     return ws
+
+
+async def reject(peer: Peer, ws: web.WebSocketResponse, problem: str) -> None:
+    log.error("session rejected: %s", problem)
+    peer.counters.rejected.append(problem)
+    peer.changed()
+    await ws.close()
 
 
 async def converse(peer: Peer, ws: web.WebSocketResponse, query: Any) -> None:
     counters = peer.counters
     counters.sessions += 1
-    problem = peer.check_query(query)
-    if problem:
-        log.error("session rejected: %s", problem)
-        counters.rejected.append(problem)
-        await ws.close()
-        return
     await asyncio.get_running_loop().run_in_executor(peer.model.pool, peer.model.reset)
-    await peer.prefill(ws, query["text_prompt"])
-    if ws.closed:
+    asked = {"voice": query["voice_prompt"], "text": query["text_prompt"]}
+    used: dict[str, str | None] = {}
+    if not await peer.prefill(ws, used):
         return
+    counters.prefills.append({"asked": asked, "used": used})  # each conversation that starts
+    if used != asked:
+        counters.wrong_persona += 1
     await ws.send_bytes(Handshake().encode())
     counters.handshakes += 1
+    peer.changed()
     reader = sphn.OpusStreamReader(SAMPLE_RATE)
     writer = sphn.OpusStreamWriter(SAMPLE_RATE)
     pending = np.zeros(0, dtype=np.float32)
@@ -299,11 +407,22 @@ async def peer_state(request: web.Request) -> web.Response:
     return web.json_response(counters.__dict__)
 
 
+async def peer_wait(request: web.Request) -> web.Response:
+    """Answer once every ``NAME=N`` of the query holds (counter NAME >= N): a test's event."""
+    peer = request.app[PEER]
+    for name, value in request.query.items():
+        if not isinstance(getattr(peer.counters, name, None), int):
+            raise web.HTTPBadRequest(text=f"no counter {name!r}")
+        await peer.until(name, int(value))
+    return await peer_state(request)
+
+
 def create_app(args: argparse.Namespace) -> web.Application:
     app = web.Application()
     app[PEER] = Peer(args)
     app.router.add_get("/api/chat", chat)
     app.router.add_get("/peer/state", peer_state)
+    app.router.add_get("/peer/wait", peer_wait)
     return app
 
 
