@@ -127,19 +127,23 @@ class OpenAITranscriber(OpenAIServer):
             segments = body.get("segments") or []
             if not segments:
                 return [Segment(0.0, duration, str(body["text"]).strip())]
-            return [
-                Segment(
-                    start=float(s.get("start", 0.0)),  # absent when the server has no_timestamps
-                    end=float(s.get("end", duration)),
-                    text=str(s["text"]),
-                    no_speech_prob=float(s.get("no_speech_prob", 0.0)),
-                )
-                for s in segments
-            ]
+            return [self._segment(s, duration) for s in segments]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EngineCallError(
                 f"transcribe: unexpected answer {reply.text[:120]!r}", engine=self.name
             ) from exc
+
+    @staticmethod
+    def _segment(item: dict[str, Any], duration: float) -> Segment:
+        """One segment, its times kept within the audio (whisper.cpp's can run past its end)."""
+        start = min(float(item.get("start", 0.0)), duration)  # absent with no_timestamps
+        end = min(max(float(item.get("end", duration)), start), duration)
+        return Segment(
+            start=start,
+            end=end,
+            text=str(item["text"]),
+            no_speech_prob=float(item.get("no_speech_prob", 0.0)),
+        )
 
 
 class WhisperCppTranscriber(OpenAITranscriber):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,12 +17,16 @@ import pytest
 from services.base import EngineSpec, EngineState, Role, Runtime
 from services.errors import EngineCallError
 from services.openai_asr import OpenAITranscriber, WhisperCppTranscriber
+from services.process.supervisor import Supervisor
 from services.registry import create_engine
 from services.server_errors import ServerRejected
 from tests.conftest import free_port
+from tests.fixtures.tiny_ggml_whisper import build_tiny_ggml_whisper
 from tests.peers.watch import start_peer, stop_peer
 
 AUDIO = np.random.default_rng(0).uniform(-0.3, 0.3, 32_000).astype(np.float32)
+# A whisper-server binary (built from whisper.cpp: neither PyPI nor Debian bookworm ships one).
+REAL_SERVER = os.environ.get("VO_TEST_WHISPER_SERVER")
 
 
 def spec(url: str, **options: Any) -> EngineSpec:
@@ -202,8 +207,11 @@ async def test_while_it_loads_a_model_it_is_loading_and_load_waits(
             running.gate.touch()
             assert (await swap).text == "Load was successful!"
             await loading
-        assert second.state is EngineState.LOADED
-        assert (await first.health()).state is EngineState.LOADED
+            assert second.state is EngineState.LOADED
+            assert (await first.health()).state is EngineState.LOADED
+            refused = await client.post(f"{running.root}/load", data={"model": "/nonexistent"})
+            assert (refused.status_code, refused.text) == (400, "Invalid request")
+            assert (await first.health()).state is EngineState.LOADING  # it stays so: its bug
     finally:
         await first.unload()
         await second.unload()
@@ -237,6 +245,21 @@ async def test_a_503_loading_model_is_loading_too() -> None:
     assert health.state is EngineState.LOADING and "loading its model" in health.detail
 
 
+async def test_segment_times_stay_within_the_audio() -> None:
+    """whisper.cpp's segment ends can run past the audio (seen from the real server)."""
+    segments = [{"id": 0, "text": " hi", "start": 0.76, "end": 14.66, "no_speech_prob": 0.1}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        return httpx.Response(200, json={"text": " hi\n", "segments": segments})
+
+    engine = mock_engine(handler)
+    await engine.load()
+    [segment] = [s async for s in engine.transcribe(AUDIO)]
+    assert (segment.start, segment.end, segment.text) == (0.76, 2.0, " hi")
+
+
 async def test_an_error_in_a_200_answer_is_an_error() -> None:
     """Before v1.8.4 the server answered its errors with HTTP 200."""
 
@@ -249,3 +272,33 @@ async def test_an_error_in_a_200_answer_is_an_error() -> None:
     await engine.load()
     with pytest.raises(EngineCallError, match="transcribe: failed to process audio"):
         [_ async for _ in engine.transcribe(AUDIO)]
+
+
+@pytest.mark.skipif(REAL_SERVER is None, reason="VO_TEST_WHISPER_SERVER names no whisper-server")
+async def test_the_real_whisper_server(tmp_path: Path) -> None:
+    """What the peer stands for, for real: supervised, ready, transcribing with "auto", loading
+    (as its 404) after a refused /load until a /load succeeds."""
+    assert REAL_SERVER is not None
+    model = build_tiny_ggml_whisper(tmp_path)
+    port = free_port()
+    command = [REAL_SERVER, "--model", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    supervisor = Supervisor(tmp_path / "pids")
+    engine = WhisperCppTranscriber(
+        spec(f"http://127.0.0.1:{port}", supervise=True, command=command, timeout_s=300)
+    )
+    engine.use_supervisor(supervisor)
+    try:
+        await engine.load()
+        assert (await engine.health()).state is EngineState.LOADED
+        segments = [s async for s in engine.transcribe(AUDIO)]
+        assert segments and all(0 <= s.start <= s.end <= 2.0 for s in segments)
+        async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+            root = f"http://127.0.0.1:{port}"
+            assert (await client.post(f"{root}/load", data={})).text == "Invalid request"
+            assert (await engine.health()).state is EngineState.LOADING
+            reload = await client.post(f"{root}/load", files={"model": (None, str(model))})
+            assert reload.text == "Load was successful!"
+        assert (await engine.health()).state is EngineState.LOADED
+        await engine.unload()
+    finally:
+        await supervisor.stop_all()

@@ -14,7 +14,9 @@ What it does, as that source does it:
   One request at a time (a mutex it shares with ``/load``).
 - ``POST {request_path}/load`` (field ``model``: a path) swaps the model; meanwhile
   ``GET {request_path}/health`` is *set* to 503 ``{"status": "loading model"}``; otherwise it is
-  200 ``{"status": "ok"}``. There is no ``/v1/models`` and no ``/v1/audio/transcriptions``.
+  200 ``{"status": "ok"}``. A ``/load`` refused (no ``model``, no such file) leaves it loading
+  until a ``/load`` succeeds; a model that fails to load ends the process. There is no
+  ``/v1/models`` and no ``/v1/audio/transcriptions``.
 - Its error handler (``set_error_handler``) runs on every answer of status 400 or more: a 400
   body becomes ``Invalid request`` (text/plain), a 500 keeps its body (``{"error": "failed to
   process audio"}``), and every other status becomes 404 ``File Not Found (<path>)``. So the
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import time
 import wave
 from pathlib import Path
@@ -183,18 +186,19 @@ async def inference(request: web.Request) -> web.Response:
 async def load(request: web.Request) -> web.Response:
     server = request.app[SERVER]
     async with server.lock:
-        server.loading = True
+        server.loading = True  # and it stays so after a refused /load, as in the server
+        form = await request.post()
+        model = form.get("model")
+        if not isinstance(model, str):
+            return web.json_response({"error": "no 'model' field in the request"}, status=400)
+        if not Path(model).exists():
+            return web.json_response({"error": "model not found!"}, status=400)
         try:
-            form = await request.post()
-            model = form.get("model")
-            if not isinstance(model, str):
-                return web.json_response({"error": "no 'model' field in the request"}, status=400)
-            if not Path(model).exists():
-                return web.json_response({"error": "model not found!"}, status=400)
-            gate = server.args.load_gate
-            server.model = await asyncio.to_thread(load_after, gate, model)
-        finally:
-            server.loading = False
+            server.model = await asyncio.to_thread(load_after, server.args.load_gate, model)
+        except (RuntimeError, ValueError, OSError):
+            print("error: model init  failed, no model loaded must exit", flush=True)
+            os._exit(1)
+        server.loading = False
     return web.Response(text="Load was successful!", content_type="application/text")
 
 
