@@ -82,6 +82,7 @@ async def test_every_adapter_is_registered_for_its_role() -> None:
         "ollama": Role.LLM,
         "openai-llm": Role.LLM,
         "openai-asr": Role.ASR,
+        "whisper-cpp": Role.ASR,
         "openai-tts": Role.TTS,
         "vibevoice": Role.TTS,
     }
