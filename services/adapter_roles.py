@@ -18,6 +18,7 @@ ADAPTER_ROLES: dict[str, Role] = {
     "ollama": Role.LLM,
     "openai-llm": Role.LLM,
     "openai-asr": Role.ASR,
+    "whisper-cpp": Role.ASR,
     "openai-tts": Role.TTS,
     "vibevoice": Role.TTS,
     "personaplex": Role.DUPLEX,

@@ -74,7 +74,7 @@ class ServerEngine(ABC):
         self._lock = asyncio.Lock()
         self._generation = 0  # the process start the model was attached in
         self._client: httpx.AsyncClient | None = None
-        self._probed: tuple[float, str | None] | None = None
+        self._probed: tuple[float, str | EngineHealth | None] | None = None
         self._tasks = TaskSet(f"engine-{self.name}")
         # Told the engine's state after each re-attach to a restarted server (loaded or failed).
         self.state_listeners: list[Callable[[EngineState], object]] = []
@@ -90,8 +90,10 @@ class ServerEngine(ABC):
         return None
 
     @abstractmethod
-    async def _probe(self) -> str | None:
-        """Ask the server whether it answers: None when it does, else what is wrong."""
+    async def _probe(self) -> str | EngineHealth | None:
+        """Ask the server whether it answers: None when it does, else what is wrong; or the
+        engine's health as is when the server answers that it is not ready yet (loading its
+        model) or cannot answer now for a known, harmless reason (busy with our request)."""
 
     def default_command(self) -> tuple[str, ...]:
         return ()
@@ -320,6 +322,8 @@ class ServerEngine(ABC):
             detail = self._last_error or "server process stopped; it starts on load"
             return EngineHealth(self.state, detail, self._hint)
         problem = await self._cached_probe()
+        if isinstance(problem, EngineHealth):
+            return problem
         if problem is not None:
             return EngineHealth(EngineState.FAILED, problem, f"is {self.base_url} running?")
         await self._check_residency()
@@ -341,7 +345,7 @@ class ServerEngine(ABC):
         self._state, self._last_error, self._hint = EngineState.FAILED, message, hint
         log.warning("%s: %s", self.name, message)
 
-    async def _cached_probe(self) -> str | None:
+    async def _cached_probe(self) -> str | EngineHealth | None:
         now = time.monotonic()
         if self._probed is None or now - self._probed[0] >= self.options.health_cache_s:
             self._probed = (now, await self._probe())

@@ -4,22 +4,34 @@ vLLM, llama.cpp's server, whisper.cpp's server, Groq, Kokoro and the VibeVoice w
 some of OpenAI's REST API. Such a server holds its model for as long as it runs, so ``load``
 only checks that it answers (after starting it, when supervised), and ``unload`` stops the
 process we supervise and does nothing to a server someone else runs.
+
+Health is read the way each server means it: a server that says it is loading its model
+(``_loading_note``) is ``loading``, not down, and ``load`` waits for it; a server that answers
+nothing else while it works on a request (``stalls_while_busy``: the VibeVoice wrapper blocks its
+event loop while it synthesises) is busy, not dead, while we have a request in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import Field
 
+from services.base import EngineHealth, EngineSpec, EngineState
 from services.errors import EngineError, ModelMissing
 from services.managed import ServerEngine
 from services.process.probes import HttpProbe, Probe
-from services.server_errors import ServerUnavailable, from_status, translate
-from services.server_options import ServerOptions
+from services.process.supervisor import Supervisor
+from services.server_errors import ServerLoading, ServerUnavailable, from_status, translate
+from services.server_options import Seconds, ServerOptions
+
+LOADING_POLL_S = 0.25  # how often ``load`` asks again a server that says it is loading
 
 
 class OpenAIOptions(ServerOptions):
@@ -27,6 +39,8 @@ class OpenAIOptions(ServerOptions):
     served_model: str | None = None  # the name the server knows (default: the engine's model)
     health_url: str | None = None  # default: GET {url}/models
     health_json_true: str | None = None  # a JSON field of the health answer that must be true
+    health_timeout_s: Seconds = 5.0  # a health probe's own limit (calls keep timeout_s)
+    stalls_while_busy: bool = False  # the server answers nothing else while it works on a call
     check_model: bool = False  # at load, require the model in GET {url}/models
     extra_body: dict[str, object] = Field(default_factory=dict)  # server-specific request keys
 
@@ -34,6 +48,21 @@ class OpenAIOptions(ServerOptions):
 class OpenAIServer(ServerEngine):
     Options: ClassVar[type[ServerOptions]] = OpenAIOptions
     options: OpenAIOptions
+
+    def __init__(self, spec: EngineSpec, *, supervisor: Supervisor | None = None) -> None:
+        super().__init__(spec, supervisor=supervisor)
+        self._in_flight = 0  # our requests the server is working on now
+        self._calls = 0  # our requests ever started (a probe notes it to see one begin)
+
+    @contextmanager
+    def _working(self) -> Iterator[None]:
+        """Count one request to the server while it runs; health reads the count."""
+        self._in_flight += 1
+        self._calls += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
 
     @property
     def model_name(self) -> str:
@@ -48,19 +77,45 @@ class OpenAIServer(ServerEngine):
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         return HttpProbe(path or "/", json_true=self.options.health_json_true)
 
-    async def _probe(self) -> str | None:
+    async def _probe(self) -> str | EngineHealth | None:
+        stalls = self.options.stalls_while_busy
+        if stalls and self._in_flight:
+            return self._busy()  # asking now would only wait for our own request to end
+        calls = self._calls
         try:
             await self._check_health()
+        except ServerLoading as exc:
+            return EngineHealth(EngineState.LOADING, exc.message, "it serves again once loaded")
         except EngineError as exc:
+            timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
+            if stalls and timed_out and (self._in_flight or self._calls != calls):
+                return self._busy()  # a request of ours began while the probe waited
             return str(exc)
         return None
 
+    def _busy(self) -> EngineHealth:
+        detail = "busy with our request; the server answers health only between requests"
+        return EngineHealth(self.state, detail, "")
+
+    async def _loading_note(self, response: httpx.Response) -> str | None:
+        """What a health answer says if it means "up, but loading its model", else None."""
+        return None
+
     async def _check_health(self) -> None:
+        """Return when the server says it is ready; else raise (``ServerLoading`` if loading)."""
+        url = self.health_url
         try:
-            response = await self.client().get(self.health_url, headers=self.headers())
-            response.raise_for_status()
+            response = await self.client().get(
+                url, headers=self.headers(), timeout=self.options.health_timeout_s
+            )
         except httpx.HTTPError as exc:
-            raise translate(exc, engine=self.name, what=f"GET {self.health_url}") from exc
+            raise translate(exc, engine=self.name, what=f"GET {url}") from exc
+        loading = await self._loading_note(response)
+        if loading is not None:
+            raise ServerLoading(f"GET {url}: {loading}", engine=self.name)
+        if response.status_code >= 400:
+            status, text = response.status_code, response.text
+            raise from_status(status, text, engine=self.name, what=f"GET {url}")
         field = self.options.health_json_true
         if field is not None:
             try:
@@ -68,12 +123,23 @@ class OpenAIServer(ServerEngine):
             except (ValueError, AttributeError):
                 ready = False
             if not ready:
-                raise ServerUnavailable(
-                    f"{self.health_url} says {field} is not true", engine=self.name
-                )
+                raise ServerUnavailable(f"{url} says {field} is not true", engine=self.name)
+
+    async def _until_ready(self) -> None:
+        """Check health, waiting (up to ``ready_timeout_s``) while the server says it loads."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.ready_timeout_s
+        while True:
+            try:
+                await self._check_health()
+                return
+            except ServerLoading:
+                if loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(LOADING_POLL_S)
 
     async def _attach(self) -> None:
-        await self._check_health()
+        await self._until_ready()
         if self.options.check_model:
             await self._require_served_model()
 

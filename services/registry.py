@@ -8,7 +8,7 @@ from services.adapter_roles import ADAPTER_ROLES
 from services.base import Engine, EngineSpec, Role
 from services.managed import ServerEngine
 from services.ollama_llm import OllamaChat
-from services.openai_asr import OpenAITranscriber
+from services.openai_asr import OpenAITranscriber, WhisperCppTranscriber
 from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
 from services.personaplex import PersonaPlexEngine
@@ -28,6 +28,7 @@ _FACTORIES: dict[str, EngineFactory] = {
     "ollama": OllamaChat,
     "openai-llm": OpenAIChat,
     "openai-asr": OpenAITranscriber,
+    "whisper-cpp": WhisperCppTranscriber,
     "openai-tts": OpenAISpeech,
     "vibevoice": VibeVoiceSpeech,
     "personaplex": PersonaPlexEngine,

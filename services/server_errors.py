@@ -2,6 +2,7 @@
 
     EngineCallError
     ├── ServerUnavailable   transient, 503: refused, timed out, dropped mid-answer, 5xx, 429
+    │   └── ServerLoading   transient, 503: it answers, but is (re)loading its model right now
     └── ServerRejected      permanent, 502: the server understood and said no (bad key, bad request)
 
 ``translate`` maps httpx's exception tree onto these at the adapter boundary, so fallback chains
@@ -23,22 +24,41 @@ class ServerUnavailable(EngineCallError):
     transient = True
 
 
+class ServerLoading(ServerUnavailable):
+    """The server answers but says it is loading its model (whisper.cpp's ``/health`` answers
+    503 ``{"status": "loading model"}`` while ``POST /load`` runs): wait, it is not down."""
+
+    code = "server_loading"
+
+
 class ServerRejected(EngineCallError):
     code = "server_rejected"
     transient = False
 
 
 def error_text(body: str) -> str:
-    """The message inside an error body (Ollama's ``{"error": "..."}`` or OpenAI's
-    ``{"error": {"message": "..."}}``), else the body itself, cut short."""
+    """The message inside an error body (Ollama's and whisper.cpp's ``{"error": "..."}``,
+    OpenAI's ``{"error": {"message": "..."}}``, FastAPI's ``{"detail": "..."}`` or its
+    validation list ``{"detail": [{"msg": ...}]}``), else the body itself, cut short."""
     try:
         data = json.loads(body)
     except ValueError:
         return body.strip()[:300]
-    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return body.strip()[:300]
+    error = data.get("error") or data.get("detail")
     if isinstance(error, dict):
         error = error.get("message")
+    elif isinstance(error, list):  # FastAPI: one entry per invalid field
+        error = "; ".join(_field_error(item) for item in error)
     return str(error)[:300] if error else body.strip()[:300]
+
+
+def _field_error(item: object) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    where = ".".join(str(part) for part in item.get("loc") or () if part != "body")
+    return f"{where}: {item.get('msg')}" if where else str(item.get("msg"))
 
 
 def from_status(status: int, body: str, *, engine: str, what: str) -> EngineCallError:

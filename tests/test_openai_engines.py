@@ -1,12 +1,9 @@
-"""OpenAI-compatible LLM, ASR and TTS adapters against tests/peers/openai_peer.py, and VibeVoice
-supervised as a real process."""
+"""OpenAI-compatible LLM, ASR and TTS adapters against tests/peers/openai_peer.py (whisper.cpp's
+server and the VibeVoice wrapper have their own peers and tests)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
@@ -24,11 +21,10 @@ from services.managed import ServerEngine
 from services.openai_asr import OpenAITranscriber
 from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
-from services.process.supervisor import ProcessState, Supervisor
 from services.registry import ADAPTERS
 from services.server_errors import ServerRejected, ServerUnavailable
 from tests.conftest import free_port
-from tests.peers.watch import StateLog, alive, next_engine_state, start_peer, stop_peer
+from tests.peers.watch import start_peer, stop_peer
 
 KEY_ENV = "TEST_PEER_API_KEY"
 KEY = "sk-peer-0123"
@@ -86,6 +82,7 @@ async def test_every_adapter_is_registered_for_its_role() -> None:
         "ollama": Role.LLM,
         "openai-llm": Role.LLM,
         "openai-asr": Role.ASR,
+        "whisper-cpp": Role.ASR,
         "openai-tts": Role.TTS,
         "vibevoice": Role.TTS,
     }
@@ -184,56 +181,6 @@ async def test_speech_reads_a_wav_answer_for_its_rate() -> None:
     chunks = [c async for c in tts.synthesize("hello")]
     assert {c.sample_rate for c in chunks} == {16_000}
     assert b"".join(c.pcm16 for c in chunks) == pcm
-
-
-async def test_vibevoice_is_supervised_ready_on_model_loaded_and_unloads_by_stopping(
-    tiny_piper_onnx: Path, tmp_path: Path
-) -> None:
-    port = free_port()
-    command = [sys.executable, "-m", "tests.peers.openai_peer", "--port", str(port)]
-    command += ["--piper", str(tiny_piper_onnx), "--load-delay", "0.5"]
-    supervisor = Supervisor(tmp_path / "pids")
-    tts: VibeVoiceSpeech = build(
-        VibeVoiceSpeech,
-        Role.TTS,
-        f"http://127.0.0.1:{port}/v1",
-        "vibevoice-realtime-0.5b",
-        command=command,
-        cwd=str(ROOT),
-        api_key_env=None,
-        restart={"initial_delay_s": 0.05},
-    )
-    tts.use_supervisor(supervisor)
-    assert tts.runtime is Runtime.MANAGED
-    try:
-        report = await tts.load()
-        assert report.seconds >= 0.5  # ready only once /health said model_loaded
-        assert report.ram_delta_bytes > 0  # the server process's RSS
-        assert tts.memory().measured_ram_bytes
-        assert [c async for c in tts.synthesize("Hello.")]
-        process = tts.process
-        assert process is not None
-        first = process.pid
-        assert first is not None
-        states = StateLog(process)
-        reattached = next_engine_state(tts)
-        os.kill(first, signal.SIGKILL)
-        await states.reach(ProcessState.CRASHED)
-        health = await tts.health()
-        assert health.state is EngineState.LOADING and "SIGKILL" in health.detail
-        await states.reach(ProcessState.READY)
-        assert await asyncio.wait_for(reattached, 60) is EngineState.LOADED
-        assert tts.state is EngineState.LOADED
-        second = process.pid
-        assert second is not None and second != first
-        await tts.unload()
-        assert process.state is ProcessState.STOPPED and not alive(second)
-        health = await tts.health()
-        assert health.state is EngineState.UNLOADED and "starts on load" in health.detail
-        again = await tts.load()
-        assert again.seconds >= 0.5 and tts.state is EngineState.LOADED
-    finally:
-        await supervisor.stop_all()
 
 
 def test_a_supervised_engine_needs_a_command() -> None:

@@ -1,12 +1,14 @@
 """A stand-in for OpenAI-compatible engine servers, backed by the tiny test models.
 
 It stands for a vLLM or llama.cpp server (``POST /v1/chat/completions``, SSE: ``data: {chunk}``
-events with ``choices[].delta.content``, ended by ``data: [DONE]``), a whisper.cpp server or
-Groq (``POST /v1/audio/transcriptions``, multipart, ``json``/``text``/``verbose_json``), and
-Kokoro or the VibeVoice-Realtime wrapper (``POST /v1/audio/speech``, PCM16 24 kHz streamed as it
-is made; ``GET /health`` answering ``{"status": "ok", "model_loaded": ...}``, false until its
+events with ``choices[].delta.content``, ended by ``data: [DONE]``), Groq or speaches
+(``POST /v1/audio/transcriptions``, multipart, ``json``/``text``/``verbose_json``), and an
+OpenAI-style speech server such as Kokoro (``POST /v1/audio/speech``, PCM16 24 kHz streamed as
+it is made; ``GET /health`` answering ``{"status": "ok", "model_loaded": ...}``, false until its
 models are loaded). Errors use OpenAI's body ``{"error": {"message", "type", "code"}}``; with
-``--api-key`` every ``/v1`` call needs ``Authorization: Bearer <key>``.
+``--api-key`` every ``/v1`` call needs ``Authorization: Bearer <key>``. It is the lenient,
+idealised server: whisper.cpp's server and the VibeVoice wrapper, which differ from it, have
+strict peers of their own (``whisper_cpp_peer.py``, ``vibevoice_peer.py``).
 
 Each API is served only when its model is given: ``--llm`` (tests/fixtures/tiny_llm.py's
 folder), ``--whisper`` (tiny_whisper) and ``--piper`` (tiny_piper's .onnx), through the project's
