@@ -20,6 +20,7 @@ takes the same form on other paths and reads health its own way:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import wave
@@ -71,10 +72,17 @@ class OpenAITranscriber(OpenAIServer):
     Options = TranscriptionOptions
     options: TranscriptionOptions
 
+    translates = True  # POST {url}/audio/translations (whisper.cpp: translate=true)
+
     async def transcribe(
-        self, audio: npt.NDArray[np.float32], *, language: str | None = None
+        self,
+        audio: npt.NDArray[np.float32],
+        *,
+        language: str | None = None,
+        task: Literal["transcribe", "translate"] = "transcribe",
     ) -> AsyncGenerator[Segment, None]:
-        """Transcribe mono 16 kHz float32 audio; the server answers once, segments follow."""
+        """Transcribe (or translate into English) mono 16 kHz float32 audio; the server
+        answers once, segments follow, each with the language the server names."""
         self._require_loaded()
         wav = to_wav(audio)
         duration = (len(wav) - 44) / 2 / SAMPLE_RATE
@@ -85,12 +93,14 @@ class OpenAITranscriber(OpenAIServer):
             **self._form_extras(),
         }
         spoken = self._language(language)
-        if spoken:
+        if spoken and task == "transcribe":  # OpenAI's translation form has no language
             form["language"] = spoken
         if options.prompt:
             form["prompt"] = options.prompt
         form.update({k: str(v) for k, v in options.extra_body.items()})
         url = self.transcription_url
+        if task == "translate":
+            url = self._translation(form)
         try:
             with self._working():
                 reply = await self.client().post(
@@ -110,6 +120,10 @@ class OpenAITranscriber(OpenAIServer):
     def transcription_url(self) -> str:
         return f"{self.base_url}/audio/transcriptions"
 
+    def _translation(self, form: dict[str, Any]) -> str:
+        """Where a translation goes (``form`` may gain the field that asks for one)."""
+        return f"{self.base_url}/audio/translations"
+
     def _language(self, language: str | None) -> str | None:
         """The ``language`` form field: the caller's, else the configured one, else none."""
         return language or self.options.language
@@ -125,9 +139,12 @@ class OpenAITranscriber(OpenAIServer):
             if "error" in body and "text" not in body:  # whisper.cpp before v1.8.4: HTTP 200
                 raise EngineCallError(f"transcribe: {body['error']}", engine=self.name)
             segments = body.get("segments") or []
+            language = body.get("language") or None
             if not segments:
-                return [Segment(0.0, duration, str(body["text"]).strip())]
-            return [self._segment(s, duration) for s in segments]
+                return [Segment(0.0, duration, str(body["text"]).strip(), language=language)]
+            return [
+                dataclasses.replace(self._segment(s, duration), language=language) for s in segments
+            ]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EngineCallError(
                 f"transcribe: unexpected answer {reply.text[:120]!r}", engine=self.name
@@ -164,6 +181,13 @@ class WhisperCppTranscriber(OpenAITranscriber):
     def _language(self, language: str | None) -> str:
         """Never empty: without a ``language`` field the server decodes as its ``-l`` ("en")."""
         return language or self.options.language or "auto"
+
+    def _translation(self, form: dict[str, Any]) -> str:
+        """The same path, with its ``translate`` field (server.cpp reads it as a bool) and a
+        source language ("auto" unless configured: else it would assume its ``-l``)."""
+        form["translate"] = "true"
+        form.setdefault("language", self.options.language or "auto")
+        return self.transcription_url
 
     def _form_extras(self) -> dict[str, str]:
         # verbose_json would otherwise run the encoder again for language probabilities

@@ -57,9 +57,12 @@ class OpenAISpeech(OpenAIServer):
     options: SpeechOptions
     voices: tuple[str, ...] | None = None  # what the server offers, read at load (if it lists)
 
+    native_speed = True  # OpenAI's ``speed``, which such servers read
+
     async def synthesize(
-        self, text: str, *, voice: str | None = None
+        self, text: str, *, voice: str | None = None, speed: float | None = None
     ) -> AsyncGenerator[AudioChunk, None]:
+        """Stream the server's PCM; ``speed`` (0.25-4) overrides ``options.speed``."""
         self._require_loaded()
         options = self.options
         if not text.strip():
@@ -79,8 +82,9 @@ class OpenAISpeech(OpenAIServer):
             "voice": speaker,
             "response_format": "pcm",
         }
-        if options.speed is not None:
-            body["speed"] = options.speed
+        pace = speed if speed is not None else options.speed
+        if pace is not None:
+            body["speed"] = pace
         url = f"{self.base_url}/audio/speech"
         try:
             with self._working():
@@ -151,6 +155,7 @@ class VibeVoiceSpeech(OpenAISpeech):
 
     Options = VibeVoiceOptions
     options: VibeVoiceOptions
+    native_speed = False  # the community wrapper ignores ``speed``: the API resamples
 
     @property
     def health_url(self) -> str:

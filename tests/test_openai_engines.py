@@ -4,6 +4,7 @@ server and the VibeVoice wrapper have their own peers and tests)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
@@ -159,6 +160,27 @@ async def test_transcription_segments(peer_url: str) -> None:
         await anext(asr.transcribe(np.zeros((2, 2), dtype=np.float32)))
 
 
+async def test_translation_goes_to_the_translations_route_without_a_language(
+    peer_url: str,
+) -> None:
+    asr: OpenAITranscriber = build(OpenAITranscriber, Role.ASR, peer_url, "whisper-1")
+    await asr.load()
+    assert asr.translates
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, 32_000).astype(np.float32)
+    before = len(peer_requests(peer_url))
+    segments = [s async for s in asr.transcribe(audio, language="de", task="translate")]
+    assert segments  # the peer refuses a translation form that carries a language
+    assert [r["path"] for r in peer_requests(peer_url)[before:]] == ["/v1/audio/translations"]
+    named = [s async for s in asr.transcribe(audio)]
+    assert named[0].language and named[0].language.isalpha()  # the server's "english"
+
+
+def peer_requests(peer_url: str) -> list[dict[str, Any]]:
+    state_url = peer_url.removesuffix("/v1") + "/peer/state"
+    requests: list[dict[str, Any]] = httpx.get(state_url).json()["requests"]
+    return requests
+
+
 async def test_speech_streams_pcm_in_fixed_chunks(peer_url: str) -> None:
     tts: OpenAISpeech = build(OpenAISpeech, Role.TTS, peer_url, "tts-1", chunk_ms=50)
     await tts.load()
@@ -166,6 +188,21 @@ async def test_speech_streams_pcm_in_fixed_chunks(peer_url: str) -> None:
     assert chunks and all(c.sample_rate == 24_000 for c in chunks)
     assert all(len(c.pcm16) == 2400 for c in chunks[:-1])  # 50 ms of 24 kHz PCM16
     assert 0 < len(chunks[-1].pcm16) <= 2400 and len(chunks[-1].pcm16) % 2 == 0
+
+
+async def test_speech_sends_the_speed_asked_else_the_configured_one() -> None:
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content).get("speed"))
+        return httpx.Response(200, headers={"Content-Type": "audio/pcm"}, content=b"\0\0" * 240)
+
+    tts: OpenAISpeech = build(OpenAISpeech, Role.TTS, "http://peer.invalid/v1", "tts-1", speed=1.2)
+    tts._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    tts._state = EngineState.LOADED
+    [_ async for _ in tts.synthesize("Hi.", speed=2.0)]
+    [_ async for _ in tts.synthesize("Hi.")]
+    assert sent == [2.0, 1.2]
 
 
 async def test_speech_reads_a_wav_answer_for_its_rate() -> None:

@@ -109,6 +109,17 @@ async def test_an_unset_language_is_sent_as_auto_not_left_to_its_en(
     await configured.unload()
 
 
+async def test_translation_is_its_translate_field_with_a_source_language(
+    asr: WhisperCppTranscriber, peer: Peer
+) -> None:
+    await asr.load()
+    segments = [s async for s in asr.transcribe(AUDIO, task="translate")]
+    assert segments and segments[0].language  # the code the server names
+    fields = peer.last_fields()
+    assert (fields["translate"], fields["language"]) == ("true", "auto")
+    assert peer.state()["requests"][-1]["path"] == "/inference"
+
+
 async def test_json_and_text_answers_are_one_segment(peer: Peer) -> None:
     for fmt in ("json", "text"):
         engine = WhisperCppTranscriber(spec(peer.root, response_format=fmt))

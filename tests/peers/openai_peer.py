@@ -2,7 +2,9 @@
 
 It stands for a vLLM or llama.cpp server (``POST /v1/chat/completions``, SSE: ``data: {chunk}``
 events with ``choices[].delta.content``, ended by ``data: [DONE]``), Groq or speaches
-(``POST /v1/audio/transcriptions``, multipart, ``json``/``text``/``verbose_json``), and an
+(``POST /v1/audio/transcriptions``, multipart, ``json``/``text``/``verbose_json`` naming the
+language as OpenAI does, ``english``; ``POST /v1/audio/translations``, the same less
+``language``), and an
 OpenAI-style speech server such as Kokoro (``POST /v1/audio/speech``, PCM16 24 kHz streamed as
 it is made; ``GET /health`` answering ``{"status": "ok", "model_loaded": ...}``, false until its
 models are loaded). Errors use OpenAI's body ``{"error": {"message", "type", "code"}}``; with
@@ -27,10 +29,11 @@ import time
 import uuid
 import wave
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from aiohttp import web
+from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
 from orchestrator.voice.audio import resample_pcm16, wav_header
 from services.base import EngineSpec, Role
@@ -148,6 +151,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
 
 
 async def transcriptions(request: web.Request) -> web.Response:
+    return await _recognize(request, "transcribe")
+
+
+async def translations(request: web.Request) -> web.Response:
+    """OpenAI's translations: the same form less ``language``; English text comes back."""
+    return await _recognize(request, "translate")
+
+
+async def _recognize(
+    request: web.Request, task: Literal["transcribe", "translate"]
+) -> web.Response:
     peer = request.app[PEER]
     if peer.asr is None:
         return error(404, "no transcription model", "invalid_request_error")
@@ -159,8 +173,14 @@ async def transcriptions(request: web.Request) -> web.Response:
         rate, pcm = wav.getframerate(), wav.readframes(wav.getnframes())
     pcm = resample_pcm16(pcm, rate, 16_000) if rate != 16_000 else pcm
     audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    if task == "translate" and "language" in form:  # OpenAI's translation form has none
+        return error(
+            400, "Unrecognized request argument supplied: language", "invalid_request_error"
+        )
     language = str(form["language"]) if "language" in form else None
-    segments = [s async for s in peer.asr.transcribe(audio, language=language)]
+    options = {"task": task} if task == "translate" else {}
+    segments = [s async for s in peer.asr.transcribe(audio, language=language, **options)]
+    spoken = next((s.language for s in segments if s.language), None)
     text = "".join(s.text for s in segments)
     fmt = form.get("response_format", "json")
     if fmt == "text":
@@ -177,7 +197,13 @@ async def transcriptions(request: web.Request) -> web.Response:
             for i, s in enumerate(segments)
         ]
         return web.json_response(
-            {"task": "transcribe", "duration": len(audio) / 16_000, "text": text, "segments": items}
+            {
+                "task": task,
+                "language": LANGUAGES.get(spoken or "", spoken or ""),  # OpenAI: "english"
+                "duration": len(audio) / 16_000,
+                "text": text,
+                "segments": items,
+            }
         )
     return web.json_response({"text": text})
 
@@ -213,6 +239,7 @@ def create_app(args: argparse.Namespace) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/audio/transcriptions", transcriptions)
+    app.router.add_post("/v1/audio/translations", translations)
     app.router.add_post("/v1/audio/speech", speech)
     app.router.add_get("/peer/state", peer_state)
 

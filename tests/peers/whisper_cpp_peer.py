@@ -9,6 +9,7 @@ What it does, as that source does it:
   multipart fields ``file`` (WAV; any rate, resampled to 16 kHz), ``language`` (default: the
   ``-l`` it was started with, ``en``; ``auto`` detects), ``detect_language``,
   ``response_format`` (``json`` by default, ``text``, ``srt``, ``vtt``, ``verbose_json``),
+  ``translate`` (Whisper's translate task into English; ``verbose_json``'s ``task`` says it),
   ``no_timestamps``, ``no_language_probabilities`` and more it ignores here; ``model`` is not
   one of them (the server holds one model). A model that is not multilingual decodes as ``en``.
   One request at a time (a mutex it shares with ``/load``).
@@ -113,8 +114,12 @@ def read_audio(data: bytes) -> np.ndarray | None:
     return audio if audio.size else None
 
 
-def decode(model: Any, audio: np.ndarray, language: str | None) -> tuple[list[Any], str]:
-    segments, info = model.transcribe(audio, language=language, beam_size=1, vad_filter=False)
+def decode(
+    model: Any, audio: np.ndarray, language: str | None, task: str = "transcribe"
+) -> tuple[list[Any], str]:
+    segments, info = model.transcribe(
+        audio, language=language, task=task, beam_size=1, vad_filter=False
+    )
     return list(segments), str(info.language)
 
 
@@ -142,8 +147,9 @@ async def inference(request: web.Request) -> web.Response:
         if truthy(fields.get("detect_language", "false")):
             language = "auto"
         try:
+            task = "translate" if truthy(fields.get("translate", "false")) else "transcribe"
             segments, spoken = await asyncio.to_thread(
-                decode, server.model, audio, None if language == "auto" else language
+                decode, server.model, audio, None if language == "auto" else language, task
             )
         except (RuntimeError, ValueError):
             return web.json_response({"error": "failed to process audio"}, status=500)
@@ -164,7 +170,7 @@ async def inference(request: web.Request) -> web.Response:
     if fmt != "verbose_json":
         return web.json_response({"text": text})
     body: dict[str, Any] = {
-        "task": "transcribe",
+        "task": task,
         "language": spoken,
         "duration": len(audio) / RATE,
         "text": text,
