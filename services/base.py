@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -195,12 +195,30 @@ class SpeechRecognizer(Engine, Protocol):
         ...
 
 
+@dataclass
+class ChatUsage:
+    """What one reply cost, filled in by an engine that counts (``reports_usage``): the API
+    reports it as OpenAI's ``usage`` and ``finish_reason``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: Literal["stop", "length"] = "stop"  # "length": max_new_tokens was reached
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
 @runtime_checkable
 class ChatModel(Engine, Protocol):
     def chat(
         self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
     ) -> AsyncGenerator[str, None]:
-        """Stream the reply's text deltas; closing the iterator stops generation."""
+        """Stream the reply's text deltas; closing the iterator stops generation.
+
+        ``options``: ``max_new_tokens``, ``temperature``, ``top_p``, ``seed``. An engine that
+        counts tokens sets ``reports_usage = True`` and takes ``usage: ChatUsage``, which it
+        fills by the time the stream ends."""
         ...
 
 

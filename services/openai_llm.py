@@ -2,7 +2,8 @@
 
 ``POST {url}/chat/completions`` with ``stream: true``; each ``data:`` event carries a delta, and
 ``data: [DONE]`` ends the reply. Closing the stream closes the connection, which is how these
-servers learn to stop generating.
+servers learn to stop generating. ``stream_options.include_usage`` (vLLM, llama.cpp's server,
+OpenAI) adds a last event with ``usage`` and no choices: the tokens the reply cost.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from services.base import Role
+from services.base import ChatUsage, Role
 from services.errors import EngineCallError, InvalidInput
 from services.openai_base import OpenAIServer
 from services.server_errors import translate
@@ -25,10 +26,17 @@ _PASSED = {"max_tokens", "temperature", "top_p", "stop", "seed", "frequency_pena
 class OpenAIChat(OpenAIServer):
     role = Role.LLM
 
+    reports_usage = True
+
     async def chat(
-        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+        self,
+        messages: list[dict[str, str]],
+        *,
+        options: dict[str, Any] | None = None,
+        usage: ChatUsage | None = None,
     ) -> AsyncGenerator[str, None]:
         self._require_loaded()
+        counted = usage if usage is not None else ChatUsage()
         if not messages:
             raise InvalidInput("no messages", engine=self.name)
         body: dict[str, Any] = {**self.options.extra_body, "model": self.model_name}
@@ -36,7 +44,7 @@ class OpenAIChat(OpenAIServer):
             key = _ALIASES.get(key, key)
             if key in _PASSED:
                 body[key] = value
-        body.update(messages=messages, stream=True)
+        body.update(messages=messages, stream=True, stream_options={"include_usage": True})
         url = f"{self.base_url}/chat/completions"
         try:
             async with self.client().stream(
@@ -50,12 +58,12 @@ class OpenAIChat(OpenAIServer):
                     data = line[5:].strip()
                     if data == "[DONE]":
                         return
-                    for delta in self._deltas(data):
+                    for delta in self._deltas(data, counted):
                         yield delta
         except httpx.HTTPError as exc:
             raise translate(exc, engine=self.name, what="chat") from exc
 
-    def _deltas(self, data: str) -> list[str]:
+    def _deltas(self, data: str, usage: ChatUsage) -> list[str]:
         try:
             event = json.loads(data)
         except ValueError as exc:
@@ -67,4 +75,10 @@ class OpenAIChat(OpenAIServer):
             content = (choice.get("delta") or {}).get("content")
             if content:
                 texts.append(str(content))
+            if choice.get("finish_reason") == "length":
+                usage.finish_reason = "length"
+        counts = event.get("usage")
+        if isinstance(counts, dict):
+            usage.prompt_tokens = int(counts.get("prompt_tokens") or 0)
+            usage.completion_tokens = int(counts.get("completion_tokens") or 0)
         return texts

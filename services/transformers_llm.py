@@ -14,7 +14,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from services.base import EngineSpec, ModelArtifact, Role
+from services.base import ChatUsage, EngineSpec, ModelArtifact, Role
 from services.errors import EngineCallError, InvalidInput
 from services.in_process import InProcessEngine
 from services.model_ref import local_path
@@ -60,10 +60,17 @@ class TransformersChat(InProcessEngine):
     def _is_loaded(self) -> bool:
         return self._model is not None
 
+    reports_usage = True
+
     async def chat(
-        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+        self,
+        messages: list[dict[str, str]],
+        *,
+        options: dict[str, Any] | None = None,
+        usage: ChatUsage | None = None,
     ) -> AsyncGenerator[str, None]:
         self._require_loaded()
+        counted = usage if usage is not None else ChatUsage()
         if not messages:
             raise InvalidInput("no messages")
         settings = {**self.spec.options, **(options or {})}
@@ -75,7 +82,10 @@ class TransformersChat(InProcessEngine):
             from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
             class Stop(StoppingCriteria):
+                """Stops on the caller's close; called once per new token, so it counts them."""
+
                 def __call__(self, *args: Any, **kwargs: Any) -> bool:
+                    counted.completion_tokens += 1
                     return stop.is_set()
 
             try:
@@ -88,6 +98,7 @@ class TransformersChat(InProcessEngine):
                 ) from exc
             max_new = int(settings.get("max_new_tokens", 128))
             inputs = _fit_context(inputs, _context_limit(model) - max_new)
+            counted.prompt_tokens = int(inputs["input_ids"].shape[1])
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
             failure: list[BaseException] = []
 
@@ -113,6 +124,8 @@ class TransformersChat(InProcessEngine):
             }
             if kwargs["do_sample"]:
                 kwargs["temperature"] = float(settings["temperature"])
+                if settings.get("top_p") is not None:
+                    kwargs["top_p"] = float(settings["top_p"])
             worker = threading.Thread(
                 target=run, kwargs=kwargs, name=f"generate-{self.name}", daemon=True
             )
@@ -124,6 +137,8 @@ class TransformersChat(InProcessEngine):
             finally:
                 stop.set()
                 worker.join()
+            if counted.completion_tokens >= max_new:
+                counted.finish_reason = "length"
             if failure:
                 raise EngineCallError(f"generation failed: {failure[0]}", engine=self.name) from (
                     failure[0]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from orchestrator.voice.audio import wav_header
-from services.base import EngineSpec, EngineState, Role, Runtime
+from services.base import ChatUsage, EngineSpec, EngineState, Role, Runtime
 from services.errors import EngineLoadError, InvalidInput, ModelMissing
 from services.managed import ServerEngine
 from services.openai_asr import OpenAITranscriber
@@ -102,6 +102,10 @@ async def test_chat_streams_over_sse_with_the_key_from_the_environment(
     assert (await llm.health()).state is EngineState.LOADED
     assert llm.memory().measured_vram_bytes is None  # someone else's server: nothing to measure
     assert KEY not in repr(llm.options)  # the config names the variable, never the key
+    usage = ChatUsage()
+    counted = [d async for d in llm.chat(messages, options={"max_new_tokens": 3}, usage=usage)]
+    assert usage.prompt_tokens > 0 and usage.completion_tokens == len(counted) == 3
+    assert usage.finish_reason == "length"  # the server's, from its last choice
 
 
 async def test_closing_the_chat_stream_stops_the_server(llm: OpenAIChat, peer_url: str) -> None:

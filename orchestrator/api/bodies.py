@@ -12,6 +12,7 @@ failure is a ``BadRequest`` (400, ``invalid_request_error``) naming the paramete
     invalid_value                 out of range, not one of the allowed values, empty
     string_above_max_length       text longer than its limit
     unknown_parameter             a name neither OpenAI nor we define
+    unsupported_parameter         an OpenAI parameter we do not do, given (``tools``...)
     invalid_text                  text with a NUL or a lone surrogate (no engine can speak it)
 """
 
@@ -42,6 +43,7 @@ from pydantic_core import PydanticCustomError
 from orchestrator.api.errors import BadRequest
 
 MAX_SPEECH_CHARS = 4096
+MAX_CHOICES = 8  # ``n``: each choice is a whole reply, made one after another
 
 _CODES = {
     "missing": "missing_required_parameter",
@@ -110,16 +112,27 @@ class Message(_Body):
         return " ".join(part.text for part in self.content if isinstance(part, TextPart))
 
 
+class StreamOptions(_Body):
+    include_usage: bool = False
+
+
 class ChatBody(_Body):
     """``POST /v1/chat/completions``."""
 
     model: str | None = None
     messages: Annotated[list[Message], Field(min_length=1)]
     stream: bool = False
+    stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     top_p: Annotated[float, Field(ge=0, le=1)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES)] = 1
+    stop: (
+        Annotated[str, Field(min_length=1)]
+        | Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=4)]
+        | None
+    ) = None
     seed: int | None = None
 
     def options(self) -> dict[str, Any]:
@@ -130,9 +143,52 @@ class ChatBody(_Body):
             options["max_new_tokens"] = limit
         if self.temperature is not None:
             options["temperature"] = self.temperature
+        if self.top_p is not None:
+            options["top_p"] = self.top_p
         if self.seed is not None:  # OpenAI's best-effort determinism for sampled replies
             options["seed"] = self.seed
         return options
+
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+
+def _given(value: Any) -> bool:
+    return value not in (None, False, 0, "", [], {})
+
+
+# OpenAI parameters the chat route does not do: given (not at their "off" value), each is a 400
+# naming it, never silently ignored. Why, for the message.
+UNSERVED_CHAT: dict[str, tuple[str, Any]] = {
+    "tools": ("tool calls are not served by the voice engines", _given),
+    "tool_choice": ("tool calls are not served", lambda v: v not in (None, "none")),
+    "functions": ("function calls are not served", _given),
+    "function_call": ("function calls are not served", lambda v: v not in (None, "none")),
+    "logprobs": ("log probabilities are not reported", _given),
+    "top_logprobs": ("log probabilities are not reported", lambda v: v is not None),
+    "logit_bias": ("logit bias is not applied", _given),
+    "response_format": (
+        "only plain text replies are made",
+        lambda v: isinstance(v, dict) and v.get("type") not in (None, "text"),
+    ),
+    "audio": ("audio replies come from /v1/audio/speech or /v1/realtime", _given),
+    "modalities": ("only text replies are made", lambda v: _given(v) and list(v) != ["text"]),
+    "prediction": ("predicted outputs are not used", _given),
+    "web_search_options": ("there is no web search", lambda v: v is not None),
+    "presence_penalty": ("penalties are not applied", _given),
+    "frequency_penalty": ("penalties are not applied", _given),
+}
+
+
+def refuse_unserved(body: Mapping[str, Any], unserved: Mapping[str, tuple[str, Any]]) -> None:
+    """A ``BadRequest`` for the first parameter ``body`` gives that the route does not do."""
+    for name, (why, given) in unserved.items():
+        if name in body and given(body[name]):
+            raise BadRequest(
+                f"'{name}' is not supported by this server: {why}",
+                code="unsupported_parameter",
+                param=name,
+            )
 
 
 class TranscriptionForm(_Body):

@@ -127,22 +127,40 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return f"data: {json.dumps(event)}\n\n".encode()
 
     tokens = peer.lm.generate(ids, max_new=limit, temperature=float(body.get("temperature", 0.8)))
+    made = 0
+
+    def usage() -> dict[str, int]:
+        return {
+            "prompt_tokens": len(ids),
+            "completion_tokens": made,
+            "total_tokens": len(ids) + made,
+        }
+
     if not body.get("stream"):
-        text = "".join([delta async for delta, _ in tokens])
+        parts = []
+        async for delta, _ in tokens:
+            parts.append(delta)
+            made += 1
         choice = {
             "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "".join(parts)},
+            "finish_reason": "length" if made >= limit else "stop",
         }
-        return web.json_response({"id": ident, "object": "chat.completion", "choices": [choice]})
+        reply = {"id": ident, "object": "chat.completion", "choices": [choice], "usage": usage()}
+        return web.json_response(reply)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     try:
         await response.write(chunk({"role": "assistant", "content": ""}))
         async for delta, _token in tokens:
+            made += 1
             await response.write(chunk({"content": delta}))
             await asyncio.sleep(peer.args.token_delay)
-        await response.write(chunk({}, "stop") + b"data: [DONE]\n\n")
+        await response.write(chunk({}, "length" if made >= limit else "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):  # a last chunk, no choices
+            last = {"id": ident, "object": "chat.completion.chunk", "choices": [], "usage": usage()}
+            await response.write(f"data: {json.dumps(last)}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
     except (ConnectionResetError, asyncio.CancelledError):
         peer.cut_short += 1
         raise
