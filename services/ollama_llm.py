@@ -4,8 +4,17 @@ Ollama keeps a model for ``keep_alive`` after each request (5 min by default) an
 its own timer. Here the hibernation ladder decides, so every request sets ``keep_alive``
 explicitly (default -1: until we unload it). Load is ``POST /api/generate`` without a prompt;
 unload is the same with ``keep_alive: 0``, confirmed on ``/api/ps`` (Ollama expires the runner
-after answering). ``num_ctx`` goes with every request and never varies: another value makes
-Ollama reload the model. Residency and measured VRAM come from ``/api/ps`` (``size_vram``).
+after answering). Residency and measured VRAM come from ``/api/ps`` (``size_vram``).
+
+What Ollama does that this adapter keeps in step with (ollama v0.32, server/sched.go,
+envconfig/config.go, types/model/name.go):
+
+- Runner options (``num_ctx``, ``num_batch``, ``num_gpu``, ``main_gpu``, ``use_mmap``,
+  ``num_thread``): any difference from the loaded runner's makes Ollama reload the model. The
+  load and every chat send the same ones (``num_ctx`` and those in ``model_options``); a
+  caller's runner options are dropped.
+- Names: ``/api/ps`` shows the shortest display name in the case the model was stored in
+  (``mistral:latest`` for ``library/Mistral``); names are compared as Ollama parses them.
 """
 
 from __future__ import annotations
@@ -41,7 +50,12 @@ log = logging.getLogger(__name__)
 _GO_DURATION = re.compile(r"^-?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+$")
 # Our generic option names, as the cascade and the chat API pass them, in Ollama's words.
 _ALIASES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
-_IGNORED = {"min_new_tokens", "num_ctx"}
+_IGNORED = {"min_new_tokens"}
+# api.Runner: a value other than the loaded runner's makes Ollama reload the model.
+RUNNER_OPTIONS = frozenset(
+    {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict"}
+)
+DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
 
 
 class OllamaOptions(ServerOptions):
@@ -52,7 +66,15 @@ class OllamaOptions(ServerOptions):
     pull: bool = False  # pull a model the server lacks (progress in the log and health)
     unload_timeout_s: Seconds = 30.0
     ready_timeout_s: Seconds = 60.0
-    model_options: dict[str, Any] = Field(default_factory=dict)  # temperature, top_p, seed...
+    # temperature, top_p, seed...; runner options here (num_thread...) also go with the load
+    model_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_options")
+    @classmethod
+    def _num_ctx_once(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "num_ctx" in value:
+            raise ValueError("num_ctx is set as options.num_ctx, not in model_options")
+        return value
 
     @field_validator("keep_alive")
     @classmethod
@@ -62,9 +84,23 @@ class OllamaOptions(ServerOptions):
         return value
 
 
-def canonical(name: str) -> str:
-    """Ollama's form of a model name: ``mistral`` is ``mistral:latest``."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+def model_key(name: str) -> tuple[str, str, str, str]:
+    """A model name as Ollama tells names apart: ``ParseName`` splits ``host/namespace/model:tag``
+    and fills what is missing (registry.ollama.ai, library, latest); ``EqualFold`` ignores case.
+    So ``Mistral``, ``library/mistral`` and ``registry.ollama.ai/library/mistral:latest`` are
+    the model ``/api/ps`` shows as ``mistral:latest``."""
+    rest, tag = name.strip(), ""
+    if rest.rfind(":") > rest.rfind("/"):
+        rest, _, tag = rest.rpartition(":")
+    rest, _, model = rest.rpartition("/")
+    host, _, namespace = rest.rpartition("/")
+    host = host.split("://", 1)[-1]
+    return (
+        (host or DEFAULT_HOST).lower(),
+        (namespace or DEFAULT_NAMESPACE).lower(),
+        model.lower(),
+        (tag or DEFAULT_TAG).lower(),
+    )
 
 
 class OllamaChat(ServerEngine):
@@ -140,7 +176,7 @@ class OllamaChat(ServerEngine):
             await self._ollama().generate(
                 model=self.spec.model,
                 keep_alive=self.options.keep_alive,
-                options={"num_ctx": self.options.num_ctx},
+                options=self._runner_options(),
             )
         except ollama.ResponseError:
             raise
@@ -199,9 +235,9 @@ class OllamaChat(ServerEngine):
             running = await self._ollama().ps()
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc, "ps") from exc
-        wanted = canonical(self.spec.model)
+        wanted = model_key(self.spec.model)
         self._resident = next(
-            (m for m in running.models if canonical(m.model or m.name or "") == wanted), None
+            (m for m in running.models if model_key(m.model or m.name or "") == wanted), None
         )
 
     async def _check_residency(self) -> None:
@@ -253,13 +289,20 @@ class OllamaChat(ServerEngine):
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc, "chat") from exc
 
+    def _runner_options(self) -> dict[str, Any]:
+        """The load's runner options; every chat sends the same, or Ollama would reload."""
+        runner = {k: v for k, v in self.options.model_options.items() if k in RUNNER_OPTIONS}
+        return {"num_ctx": self.options.num_ctx, **runner}
+
     def _request_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
         merged = dict(self.options.model_options)
         for key, value in (options or {}).items():
-            if key not in _IGNORED:
-                merged[_ALIASES.get(key, key)] = value
-        merged["num_ctx"] = self.options.num_ctx  # constant: a change would reload the model
-        return merged
+            key = _ALIASES.get(key, key)
+            if key in RUNNER_OPTIONS:
+                log.debug("%s: a caller's %s is dropped: it would reload the model", self.name, key)
+            elif key not in _IGNORED:
+                merged[key] = value
+        return {**merged, **self._runner_options()}
 
     def _translate(self, exc: Exception, what: str) -> EngineError:
         if isinstance(exc, ollama.ResponseError):
