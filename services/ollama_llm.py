@@ -13,6 +13,11 @@ envconfig/config.go, types/model/name.go):
   ``num_thread``): any difference from the loaded runner's makes Ollama reload the model. The
   load and every chat send the same ones (``num_ctx`` and those in ``model_options``); a
   caller's runner options are dropped.
+- Parallelism: a runner serves ``OLLAMA_NUM_PARALLEL`` requests at once (default 1); a second
+  session's reply waits for the first's whole reply. A supervised ``ollama serve`` is started
+  with the number of sessions the VRAM plan budgeted (``EngineSpec.sessions``; ``options.env``
+  may override it), and the value the server read is taken from its ``server config`` log line
+  and reported by ``concurrency()``. A server someone else runs cannot be checked.
 - Names: ``/api/ps`` shows the shortest display name in the case the model was stored in
   (``mistral:latest`` for ``library/Mistral``); names are compared as Ollama parses them.
 """
@@ -32,7 +37,7 @@ import httpx
 import ollama
 from pydantic import Field, field_validator
 
-from services.base import EngineState, Role
+from services.base import Concurrency, EngineState, Role
 from services.errors import (
     EngineCallError,
     EngineError,
@@ -55,6 +60,9 @@ _IGNORED = {"min_new_tokens"}
 RUNNER_OPTIONS = frozenset(
     {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict"}
 )
+# Serve logs its environment before it listens: msg="server config" env="map[... K:V ...]"
+_SERVER_CONFIG = re.compile(r'msg="server config".*?\bOLLAMA_NUM_PARALLEL:(\d+)')
+CONFIG_LINE_WAIT_S = 2.0  # how long to wait for that line once the server answers
 DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
 
 
@@ -103,6 +111,16 @@ def model_key(name: str) -> tuple[str, str, str, str]:
     )
 
 
+def server_parallelism(lines: list[str]) -> int | None:
+    """OLLAMA_NUM_PARALLEL from the last ``server config`` line Ollama logged (0 counts as 1,
+    as its scheduler takes it), or None when there is none."""
+    for line in reversed(lines):
+        found = _SERVER_CONFIG.search(line)
+        if found:
+            return max(int(found.group(1)), 1)
+    return None
+
+
 class OllamaChat(ServerEngine):
     role = Role.LLM
     Options = OllamaOptions
@@ -113,6 +131,8 @@ class OllamaChat(ServerEngine):
         super().__init__(*args, **kwargs)
         self._api: ollama.AsyncClient | None = None
         self._resident: ollama.ProcessResponse.Model | None = None
+        self._serving: int | None = None  # OLLAMA_NUM_PARALLEL as the supervised server read it
+        self._attached = False
 
     # -- server and model --------------------------------------------------------------------
 
@@ -126,7 +146,11 @@ class OllamaChat(ServerEngine):
 
     def default_env(self) -> dict[str, str]:
         parts = urlsplit(self.base_url)
-        return {"OLLAMA_HOST": f"{parts.hostname}:{parts.port or 11434}"}
+        return {
+            "OLLAMA_HOST": f"{parts.hostname}:{parts.port or 11434}",
+            # as many replies at once as the plan has sessions (Ollama's default is one)
+            "OLLAMA_NUM_PARALLEL": str(self.spec.sessions),
+        }
 
     def readiness_probe(self) -> Probe:
         return HttpProbe("/api/version")
@@ -170,6 +194,7 @@ class OllamaChat(ServerEngine):
             raise EngineLoadError(
                 f"Ollama answered the load but /api/ps lacks {model}", engine=self.name
             )
+        await self._check_parallelism()
 
     async def _generate_load(self) -> None:
         try:
@@ -239,6 +264,60 @@ class OllamaChat(ServerEngine):
         self._resident = next(
             (m for m in running.models if model_key(m.model or m.name or "") == wanted), None
         )
+
+    # -- parallelism -------------------------------------------------------------------------
+
+    async def _check_parallelism(self) -> None:
+        """Read what the supervised server runs with and say so when it is not the plan."""
+        first, self._attached = not self._attached, True
+        process = self._process
+        if process is None:
+            if first and self.spec.sessions > 1:
+                log.warning("%s: %s", self.name, self.concurrency().detail)
+            return
+        self._serving = server_parallelism(process.log.texts())
+        if self._serving is None:  # logged before it listened: normally read already
+            try:
+                async with (
+                    asyncio.timeout(CONFIG_LINE_WAIT_S),
+                    aclosing(process.log.follow(backlog=0)) as lines,
+                ):
+                    async for line in lines:
+                        if (found := server_parallelism([line.text])) is not None:
+                            self._serving = found
+                            break
+            except TimeoutError:
+                pass
+        if self._serving != self.spec.sessions:
+            log.warning("%s: %s", self.name, self.concurrency().detail)
+
+    def concurrency(self) -> Concurrency:
+        planned, serving = self.spec.sessions, self._serving
+        wanted = f"OLLAMA_NUM_PARALLEL={planned}"
+        if not self.options.supervise:
+            detail = (
+                f"Ollama at {self.base_url} is not run by us: its parallelism is unknown; "
+                f"start it with {wanted} for the {planned} session(s) the plan budgets"
+            )
+        elif not self._attached:
+            given = self.process_spec().env.get("OLLAMA_NUM_PARALLEL", "1")
+            detail = f"starts with OLLAMA_NUM_PARALLEL={given}"
+        elif serving is None:
+            detail = "ollama serve did not log its server config: parallelism not confirmed"
+        elif serving < planned:
+            detail = (
+                f"Ollama serves {serving} at a time but the plan budgets {planned} "
+                f"sessions: a session's reply waits for another's (set {wanted}, or remove "
+                "OLLAMA_NUM_PARALLEL from options.env)"
+            )
+        elif serving > planned:
+            detail = (
+                f"Ollama serves {serving} replies at once but the VRAM plan budgets {planned}: "
+                "it may hold more VRAM than planned"
+            )
+        else:
+            detail = f"OLLAMA_NUM_PARALLEL={serving}, as planned"
+        return Concurrency(planned=planned, serving=serving, detail=detail)
 
     async def _check_residency(self) -> None:
         if self._state is not EngineState.LOADED:

@@ -1,9 +1,11 @@
 """What Ollama does that a lenient peer hid, against tests/peers/ollama_peer.py (v0.32.15):
-names shown in their shortest stored form, a reload on any change of runner options, no cap on a
-reply's length, and errors in the middle of a stream."""
+one reply at a time unless OLLAMA_NUM_PARALLEL says more, names shown in their shortest stored
+form, a reload on any change of runner options, no cap on a reply's length, and errors in the
+middle of a stream."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from pathlib import Path
@@ -12,11 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from services.base import EngineSpec, EngineState, Role
+from orchestrator.config import load_config
+from orchestrator.core.metrics import Metrics
+from orchestrator.fleet.fleet import Fleet
+from orchestrator.fleet.health import engine_entry
+from services.base import ChatModel, EngineSpec, EngineState, Role
 from services.errors import EngineCallError
-from services.ollama_llm import OllamaChat, model_key
+from services.ollama_llm import OllamaChat, model_key, server_parallelism
+from services.process.supervisor import Supervisor
 from services.server_errors import ServerUnavailable
-from tests.conftest import free_port
+from tests.conftest import free_port, tiny_profile_toml
 from tests.peers.ollama_peer import RUNNER_STOPPED
 from tests.peers.watch import start_peer, stop_peer
 
@@ -47,13 +54,14 @@ def ollama_url(peer_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     stop_peer(process)
 
 
-def engine_for(url: str, model: str = "tiny", **options: Any) -> OllamaChat:
+def engine_for(url: str, model: str = "tiny", sessions: int = 1, **options: Any) -> OllamaChat:
     spec = EngineSpec(
         name="llm",
         role=Role.LLM,
         model=model,
         models_dir=Path("/nonexistent"),
         options={"url": url, "num_ctx": NUM_CTX, **options},
+        sessions=sessions,
     )
     return OllamaChat(spec)
 
@@ -77,6 +85,108 @@ async def peer_post(url: str, path: str, body: dict[str, Any]) -> httpx.Response
 
 def shown(ps: dict[str, Any]) -> list[str]:
     return [m["model"] for m in ps["models"]]
+
+
+# -- parallelism ---------------------------------------------------------------------------
+
+
+def supervised_toml(
+    tmp_path: Path, whisper: Path, piper: Path, peer_env: dict[str, str], port: int
+) -> Path:
+    """An Ollama LLM named like the catalog's Mistral (2 sessions), supervised, its server
+    left to its defaults: nothing in options.env about parallelism."""
+    env = ", ".join(f'{k} = "{v}"' for k, v in peer_env.items())
+    command = f'["{sys.executable}", "-m", "tests.peers.ollama_peer", "serve"]'
+    text = tiny_profile_toml(whisper, piper, tmp_path, preload=False).split("[engines.llm]")[0]
+    text += (
+        f'[engines.llm]\nrole = "llm"\nadapter = "ollama"\nmodel = "mistral"\npreload = false\n'
+        f"[engines.llm.options]\n"
+        f'url = "http://127.0.0.1:{port}"\nnum_ctx = {NUM_CTX}\nsupervise = true\n'
+        f'command = {command}\ncwd = "{ROOT}"\nenv = {{ {env} }}\n'
+    )
+    path = tmp_path / "ollama.toml"
+    path.write_text(text)
+    return path
+
+
+async def test_two_sessions_get_replies_at_once_and_health_says_how_many(
+    peer_env: dict[str, str], tmp_path: Path, tiny_whisper_dir: Path, tiny_piper_onnx: Path
+) -> None:
+    """Ollama answers one request at a time by default: the second session's reply would wait
+    for the first's whole reply. The adapter starts it with the plan's session count."""
+    port = free_port()
+    path = supervised_toml(tmp_path, tiny_whisper_dir, tiny_piper_onnx, peer_env, port)
+    supervisor = Supervisor(tmp_path / "pids")
+    fleet = Fleet(load_config(config_file=path, environ={}), Metrics(), supervisor=supervisor)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with fleet.lease(["llm"], timeout_s=60) as first_session:
+            first = first_session["llm"]
+            assert isinstance(first, ChatModel)
+            long_reply = first.chat(HELLO, options={**GREEDY, "max_new_tokens": 400})
+            async with aclosing(long_reply) as replying:
+                assert await anext(replying)  # the first session's reply is under way
+                async with fleet.lease(["llm"], timeout_s=60) as second_session:
+                    second = second_session["llm"]
+                    assert isinstance(second, ChatModel)
+                    options = {**GREEDY, "max_new_tokens": 5}
+                    assert [d async for d in second.chat(HELLO, options=options)]
+                assert await anext(replying)  # and goes on after the second one ended
+            state = await peer_get(url, "/peer/state")
+        assert state["waited_for_slot"] == 0 and state["most_at_once"] == 2
+        assert state["parallel"] == 2  # OLLAMA_NUM_PARALLEL, as the server read it
+        entry = engine_entry(await fleet.status("llm"))["concurrent_sessions"]
+        assert entry["planned"] == entry["serving"] == 2
+        assert "OLLAMA_NUM_PARALLEL=2" in entry["detail"]
+    finally:
+        await fleet.stop()
+        await supervisor.stop_all()
+
+
+async def test_an_override_below_the_plan_is_read_back_and_reported(
+    peer_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    engine = engine_for(
+        f"http://127.0.0.1:{port}",
+        sessions=2,
+        supervise=True,
+        command=[sys.executable, "-m", "tests.peers.ollama_peer", "serve"],
+        cwd=str(ROOT),
+        env={**peer_env, "OLLAMA_NUM_PARALLEL": "1"},  # the operator's word wins...
+    )
+    engine.use_supervisor(Supervisor(tmp_path / "pids"))
+    assert engine.concurrency().detail == "starts with OLLAMA_NUM_PARALLEL=1"
+    try:
+        await engine.load()
+        assert (await peer_get(f"http://127.0.0.1:{port}", "/peer/state"))["parallel"] == 1
+        report = engine.concurrency()  # ...and health says what it costs
+        assert (report.planned, report.serving) == (2, 1)
+        assert "waits" in report.detail
+    finally:
+        await engine.stop_process()
+
+
+async def test_a_server_we_do_not_run_has_unknown_parallelism(ollama_url: str) -> None:
+    engine = engine_for(ollama_url, sessions=2)
+    try:
+        await engine.load()
+        report = engine.concurrency()
+        assert report.planned == 2 and report.serving is None
+        assert "not run by us" in report.detail and "OLLAMA_NUM_PARALLEL=2" in report.detail
+    finally:
+        await engine.unload()
+
+
+def test_the_server_config_line_is_read_as_ollama_logs_it() -> None:
+    line = (
+        'time=2026-01-01T00:00:00.000Z level=INFO source=routes.go:1951 msg="server config" '
+        'env="map[HTTPS_PROXY: OLLAMA_HOST:http://127.0.0.1:11434 OLLAMA_NUM_PARALLEL:4 '
+        'OLLAMA_ORIGINS:[http://localhost app://*]]"'
+    )
+    assert server_parallelism(["Listening on 127.0.0.1:11434", line]) == 4
+    assert server_parallelism([line.replace(":4 ", ":0 ")]) == 1  # sched.go: at least one
+    assert server_parallelism(["OLLAMA_NUM_PARALLEL:3 in some other line"]) is None
 
 
 # -- names -----------------------------------------------------------------------------------
