@@ -85,6 +85,19 @@ class EngineSpec:
     options: dict[str, Any] = field(default_factory=dict)
     estimated_vram_bytes: int | None = None
     estimated_ram_bytes: int | None = None
+    # Sessions at once the VRAM plan budgeted this engine for (the catalog entry's ``sessions``):
+    # a server that queues requests should be told to serve this many in parallel.
+    sessions: int = 1
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """How many requests an engine serves at once: the sessions the VRAM plan budgeted for, and
+    what the server was seen to run with (None: not known, e.g. a server someone else runs)."""
+
+    planned: int
+    serving: int | None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -250,6 +263,15 @@ class ProcessBacked(Engine, Protocol):
     @property
     def state_listeners(self) -> list[Callable[[EngineState], object]]:
         """Told the engine's state when it changes on its own (a re-attach after a restart)."""
+        ...
+
+
+@runtime_checkable
+class ServesConcurrently(Engine, Protocol):
+    """An engine whose server queues requests beyond a number it is configured with."""
+
+    def concurrency(self) -> Concurrency:
+        """Planned and observed parallelism, for health; never blocks or calls the server."""
         ...
 
 

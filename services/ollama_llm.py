@@ -4,8 +4,22 @@ Ollama keeps a model for ``keep_alive`` after each request (5 min by default) an
 its own timer. Here the hibernation ladder decides, so every request sets ``keep_alive``
 explicitly (default -1: until we unload it). Load is ``POST /api/generate`` without a prompt;
 unload is the same with ``keep_alive: 0``, confirmed on ``/api/ps`` (Ollama expires the runner
-after answering). ``num_ctx`` goes with every request and never varies: another value makes
-Ollama reload the model. Residency and measured VRAM come from ``/api/ps`` (``size_vram``).
+after answering). Residency and measured VRAM come from ``/api/ps`` (``size_vram``).
+
+What Ollama does that this adapter keeps in step with (ollama v0.32, server/sched.go,
+envconfig/config.go, types/model/name.go):
+
+- Runner options (``num_ctx``, ``num_batch``, ``num_gpu``, ``main_gpu``, ``use_mmap``,
+  ``num_thread``): any difference from the loaded runner's makes Ollama reload the model. The
+  load and every chat send the same ones (``num_ctx`` and those in ``model_options``); a
+  caller's runner options are dropped.
+- Parallelism: a runner serves ``OLLAMA_NUM_PARALLEL`` requests at once (default 1); a second
+  session's reply waits for the first's whole reply. A supervised ``ollama serve`` is started
+  with the number of sessions the VRAM plan budgeted (``EngineSpec.sessions``; ``options.env``
+  may override it), and the value the server read is taken from its ``server config`` log line
+  and reported by ``concurrency()``. A server someone else runs cannot be checked.
+- Names: ``/api/ps`` shows the shortest display name in the case the model was stored in
+  (``mistral:latest`` for ``library/Mistral``); names are compared as Ollama parses them.
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import httpx
 import ollama
 from pydantic import Field, field_validator
 
-from services.base import EngineState, Role
+from services.base import Concurrency, EngineState, Role
 from services.errors import (
     EngineCallError,
     EngineError,
@@ -41,7 +55,15 @@ log = logging.getLogger(__name__)
 _GO_DURATION = re.compile(r"^-?(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+$")
 # Our generic option names, as the cascade and the chat API pass them, in Ollama's words.
 _ALIASES = {"max_new_tokens": "num_predict", "max_tokens": "num_predict"}
-_IGNORED = {"min_new_tokens", "num_ctx"}
+_IGNORED = {"min_new_tokens"}
+# api.Runner: a value other than the loaded runner's makes Ollama reload the model.
+RUNNER_OPTIONS = frozenset(
+    {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict"}
+)
+# Serve logs its environment before it listens: msg="server config" env="map[... K:V ...]"
+_SERVER_CONFIG = re.compile(r'msg="server config".*?\bOLLAMA_NUM_PARALLEL:(\d+)')
+CONFIG_LINE_WAIT_S = 2.0  # how long to wait for that line once the server answers
+DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
 
 
 class OllamaOptions(ServerOptions):
@@ -52,7 +74,15 @@ class OllamaOptions(ServerOptions):
     pull: bool = False  # pull a model the server lacks (progress in the log and health)
     unload_timeout_s: Seconds = 30.0
     ready_timeout_s: Seconds = 60.0
-    model_options: dict[str, Any] = Field(default_factory=dict)  # temperature, top_p, seed...
+    # temperature, top_p, seed...; runner options here (num_thread...) also go with the load
+    model_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_options")
+    @classmethod
+    def _num_ctx_once(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "num_ctx" in value:
+            raise ValueError("num_ctx is set as options.num_ctx, not in model_options")
+        return value
 
     @field_validator("keep_alive")
     @classmethod
@@ -62,9 +92,33 @@ class OllamaOptions(ServerOptions):
         return value
 
 
-def canonical(name: str) -> str:
-    """Ollama's form of a model name: ``mistral`` is ``mistral:latest``."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+def model_key(name: str) -> tuple[str, str, str, str]:
+    """A model name as Ollama tells names apart: ``ParseName`` splits ``host/namespace/model:tag``
+    and fills what is missing (registry.ollama.ai, library, latest); ``EqualFold`` ignores case.
+    So ``Mistral``, ``library/mistral`` and ``registry.ollama.ai/library/mistral:latest`` are
+    the model ``/api/ps`` shows as ``mistral:latest``."""
+    rest, tag = name.strip(), ""
+    if rest.rfind(":") > rest.rfind("/"):
+        rest, _, tag = rest.rpartition(":")
+    rest, _, model = rest.rpartition("/")
+    host, _, namespace = rest.rpartition("/")
+    host = host.split("://", 1)[-1]
+    return (
+        (host or DEFAULT_HOST).lower(),
+        (namespace or DEFAULT_NAMESPACE).lower(),
+        model.lower(),
+        (tag or DEFAULT_TAG).lower(),
+    )
+
+
+def server_parallelism(lines: list[str]) -> int | None:
+    """OLLAMA_NUM_PARALLEL from the last ``server config`` line Ollama logged (0 counts as 1,
+    as its scheduler takes it), or None when there is none."""
+    for line in reversed(lines):
+        found = _SERVER_CONFIG.search(line)
+        if found:
+            return max(int(found.group(1)), 1)
+    return None
 
 
 class OllamaChat(ServerEngine):
@@ -77,6 +131,8 @@ class OllamaChat(ServerEngine):
         super().__init__(*args, **kwargs)
         self._api: ollama.AsyncClient | None = None
         self._resident: ollama.ProcessResponse.Model | None = None
+        self._serving: int | None = None  # OLLAMA_NUM_PARALLEL as the supervised server read it
+        self._attached = False
 
     # -- server and model --------------------------------------------------------------------
 
@@ -90,7 +146,11 @@ class OllamaChat(ServerEngine):
 
     def default_env(self) -> dict[str, str]:
         parts = urlsplit(self.base_url)
-        return {"OLLAMA_HOST": f"{parts.hostname}:{parts.port or 11434}"}
+        return {
+            "OLLAMA_HOST": f"{parts.hostname}:{parts.port or 11434}",
+            # as many replies at once as the plan has sessions (Ollama's default is one)
+            "OLLAMA_NUM_PARALLEL": str(self.spec.sessions),
+        }
 
     def readiness_probe(self) -> Probe:
         return HttpProbe("/api/version")
@@ -134,13 +194,14 @@ class OllamaChat(ServerEngine):
             raise EngineLoadError(
                 f"Ollama answered the load but /api/ps lacks {model}", engine=self.name
             )
+        await self._check_parallelism()
 
     async def _generate_load(self) -> None:
         try:
             await self._ollama().generate(
                 model=self.spec.model,
                 keep_alive=self.options.keep_alive,
-                options={"num_ctx": self.options.num_ctx},
+                options=self._runner_options(),
             )
         except ollama.ResponseError:
             raise
@@ -199,10 +260,64 @@ class OllamaChat(ServerEngine):
             running = await self._ollama().ps()
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc, "ps") from exc
-        wanted = canonical(self.spec.model)
+        wanted = model_key(self.spec.model)
         self._resident = next(
-            (m for m in running.models if canonical(m.model or m.name or "") == wanted), None
+            (m for m in running.models if model_key(m.model or m.name or "") == wanted), None
         )
+
+    # -- parallelism -------------------------------------------------------------------------
+
+    async def _check_parallelism(self) -> None:
+        """Read what the supervised server runs with and say so when it is not the plan."""
+        first, self._attached = not self._attached, True
+        process = self._process
+        if process is None:
+            if first and self.spec.sessions > 1:
+                log.warning("%s: %s", self.name, self.concurrency().detail)
+            return
+        self._serving = server_parallelism(process.log.texts())
+        if self._serving is None:  # logged before it listened: normally read already
+            try:
+                async with (
+                    asyncio.timeout(CONFIG_LINE_WAIT_S),
+                    aclosing(process.log.follow(backlog=0)) as lines,
+                ):
+                    async for line in lines:
+                        if (found := server_parallelism([line.text])) is not None:
+                            self._serving = found
+                            break
+            except TimeoutError:
+                pass
+        if self._serving != self.spec.sessions:
+            log.warning("%s: %s", self.name, self.concurrency().detail)
+
+    def concurrency(self) -> Concurrency:
+        planned, serving = self.spec.sessions, self._serving
+        wanted = f"OLLAMA_NUM_PARALLEL={planned}"
+        if not self.options.supervise:
+            detail = (
+                f"Ollama at {self.base_url} is not run by us: its parallelism is unknown; "
+                f"start it with {wanted} for the {planned} session(s) the plan budgets"
+            )
+        elif not self._attached:
+            given = self.process_spec().env.get("OLLAMA_NUM_PARALLEL", "1")
+            detail = f"starts with OLLAMA_NUM_PARALLEL={given}"
+        elif serving is None:
+            detail = "ollama serve did not log its server config: parallelism not confirmed"
+        elif serving < planned:
+            detail = (
+                f"Ollama serves {serving} at a time but the plan budgets {planned} "
+                f"sessions: a session's reply waits for another's (set {wanted}, or remove "
+                "OLLAMA_NUM_PARALLEL from options.env)"
+            )
+        elif serving > planned:
+            detail = (
+                f"Ollama serves {serving} replies at once but the VRAM plan budgets {planned}: "
+                "it may hold more VRAM than planned"
+            )
+        else:
+            detail = f"OLLAMA_NUM_PARALLEL={serving}, as planned"
+        return Concurrency(planned=planned, serving=serving, detail=detail)
 
     async def _check_residency(self) -> None:
         if self._state is not EngineState.LOADED:
@@ -253,13 +368,20 @@ class OllamaChat(ServerEngine):
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc, "chat") from exc
 
+    def _runner_options(self) -> dict[str, Any]:
+        """The load's runner options; every chat sends the same, or Ollama would reload."""
+        runner = {k: v for k, v in self.options.model_options.items() if k in RUNNER_OPTIONS}
+        return {"num_ctx": self.options.num_ctx, **runner}
+
     def _request_options(self, options: dict[str, Any] | None) -> dict[str, Any]:
         merged = dict(self.options.model_options)
         for key, value in (options or {}).items():
-            if key not in _IGNORED:
-                merged[_ALIASES.get(key, key)] = value
-        merged["num_ctx"] = self.options.num_ctx  # constant: a change would reload the model
-        return merged
+            key = _ALIASES.get(key, key)
+            if key in RUNNER_OPTIONS:
+                log.debug("%s: a caller's %s is dropped: it would reload the model", self.name, key)
+            elif key not in _IGNORED:
+                merged[key] = value
+        return {**merged, **self._runner_options()}
 
     def _translate(self, exc: Exception, what: str) -> EngineError:
         if isinstance(exc, ollama.ResponseError):

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import ConfigError, EngineConfig, list_profiles, load_config
-from orchestrator.gpu.catalog import CATALOG_FILE, engine_key, engine_view, estimate, load_catalog
+from orchestrator.gpu.catalog import (
+    CATALOG_FILE,
+    engine_key,
+    engine_view,
+    estimate,
+    load_catalog,
+    planned_sessions,
+)
 from orchestrator.gpu.measurements import FILE_NAME, MeasurementStore
 from orchestrator.gpu.placement import GIB, MIB, Device, RunsOn
 
@@ -135,6 +142,16 @@ def test_every_shipped_profile_can_be_planned(profile: str) -> None:
     for name, engine in config.engines.items():
         view = engine_view(name, engine, estimate(engine, catalog))
         assert view.vram_bytes > 0 or not view.wants_gpu, name
+
+
+@pytest.mark.parametrize("profile", ["t4-16gb", "l4-24gb", "a100-40gb", "a100-80gb"])
+def test_the_gpu_profiles_plan_their_llm_for_the_catalogs_sessions(profile: str) -> None:
+    """The sessions the VRAM plan counts are the ones the LLM server is told to serve at once
+    (Ollama's OLLAMA_NUM_PARALLEL), so the profiles no longer set that variable themselves."""
+    llm = load_config(profile=profile, environ={}).engines["llm"]
+    assert planned_sessions(llm, load_catalog()) == 2  # the catalog's Mistral 7B
+    assert "OLLAMA_NUM_PARALLEL" not in llm.options.get("env", {})
+    assert planned_sessions(whisper("my-own-finetune"), load_catalog()) == 1  # no entry
 
 
 def write(tmp_path: Path, text: str) -> Path:

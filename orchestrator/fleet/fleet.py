@@ -28,6 +28,7 @@ from orchestrator.fleet.records import EngineRecord, LoadSpan, UnloadOutcome, sp
 from orchestrator.fleet.status import EngineStatus, engine_status, memory_snapshot
 from orchestrator.fleet.vram import VramAdmission
 from orchestrator.gpu.admission import Admission
+from orchestrator.gpu.catalog import Catalog, catalog_files, load_catalog, planned_sessions
 from services.base import (
     Engine,
     EngineState,
@@ -71,13 +72,22 @@ class Fleet:
         self.on_state: Callable[[str, str], object] = lambda _name, _state: None
         # Told ``(engine, role)`` when a load completes (the hibernator may unload it again).
         self.on_loaded: Callable[[str, Role], object] = lambda _name, _role: None
+        # The catalog the VRAM plan sizes engines by; adapters are told its session counts.
+        self._catalog: Catalog = (
+            admission.catalog
+            if admission is not None
+            else load_catalog(catalog_files(config.gpu.catalog))
+        )
         for name, engine_config in config.engines.items():
             engine = (engines or {}).get(name) or self._create(name, engine_config)
             self._records[name] = EngineRecord(engine_config, engine)
             self._adopt(name, engine)
 
     def _create(self, name: str, config: EngineConfig) -> Engine:
-        return create_engine(config.adapter, spec_for(name, config, self._config.models.dir))
+        sessions = planned_sessions(config, self._catalog)
+        return create_engine(
+            config.adapter, spec_for(name, config, self._config.models.dir, sessions)
+        )
 
     def _adopt(self, name: str, engine: Engine) -> None:
         """Wire an engine into the fleet: its server process under the shared supervisor, and

@@ -51,6 +51,8 @@ def engine_entry(status: EngineStatus) -> dict[str, Any]:
         "last_error": status.detail or None,
         "hint": status.hint or None,
         "process": _process_entry(status.process),
+        # how many sessions it serves at once (an LLM server queues the rest): planned, serving
+        "concurrent_sessions": asdict(status.concurrency) if status.concurrency else None,
     }
 
 

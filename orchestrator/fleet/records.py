@@ -69,7 +69,8 @@ class EngineRecord:
         return self.config
 
 
-def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
+def spec_for(name: str, engine: EngineConfig, models_dir: Path, sessions: int = 1) -> EngineSpec:
+    """What the adapter is told; ``sessions``: how many at once the VRAM plan budgets for."""
     mb = 1024 * 1024
     return EngineSpec(
         name=name,
@@ -81,4 +82,5 @@ def spec_for(name: str, engine: EngineConfig, models_dir: Path) -> EngineSpec:
         options=dict(engine.options),
         estimated_vram_bytes=int(engine.estimate_vram_mb * mb) if engine.estimate_vram_mb else None,
         estimated_ram_bytes=int(engine.estimate_ram_mb * mb) if engine.estimate_ram_mb else None,
+        sessions=sessions,
     )

@@ -14,7 +14,15 @@ from typing import Any
 
 from orchestrator.fleet.records import EngineRecord
 from services import measure
-from services.base import Engine, EngineMemory, EngineState, ProcessBacked, ProcessView
+from services.base import (
+    Concurrency,
+    Engine,
+    EngineMemory,
+    EngineState,
+    ProcessBacked,
+    ProcessView,
+    ServesConcurrently,
+)
 
 DOWNLOADING = "downloading"
 
@@ -40,6 +48,7 @@ class EngineStatus:
     leases: int
     pinned: bool
     process: ProcessView | None = None  # the server process of a managed engine
+    concurrency: Concurrency | None = None  # requests served at once, where the engine says
 
     @property
     def usable(self) -> bool:
@@ -73,6 +82,9 @@ async def engine_status(name: str, record: EngineRecord) -> EngineStatus:
         leases=record.leases,
         pinned=record.pinned,
         process=_process_view(record.engine),
+        concurrency=(
+            record.engine.concurrency() if isinstance(record.engine, ServesConcurrently) else None
+        ),
     )
 
 

@@ -216,6 +216,13 @@ def estimate(
     return Estimate(None, "none", "no catalog entry and no estimate_vram_mb", runs_on)
 
 
+def planned_sessions(engine: EngineConfig, catalog: Catalog) -> int:
+    """Sessions at once the plan budgets the engine's memory for: its catalog entry's
+    ``sessions``, else one (an operator's ``estimate_vram_mb`` says nothing of sessions)."""
+    found = catalog.find(engine.adapter, engine.model)
+    return 1 if found is None else found[1].sessions
+
+
 def _runs_on(engine: EngineConfig, match: CatalogMatch | None) -> RunsOn:
     """The operator's device decides; the catalog can only narrow it (a CPU-only model)."""
     if engine.device == "cpu":
