@@ -37,7 +37,7 @@ import httpx
 import ollama
 from pydantic import Field, field_validator
 
-from services.base import Concurrency, EngineState, Role
+from services.base import ChatUsage, Concurrency, EngineState, Role
 from services.errors import (
     EngineCallError,
     EngineError,
@@ -346,11 +346,18 @@ class OllamaChat(ServerEngine):
 
     # -- the role call -----------------------------------------------------------------------
 
+    reports_usage = True  # the last part's prompt_eval_count, eval_count and done_reason
+
     async def chat(
-        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+        self,
+        messages: list[dict[str, str]],
+        *,
+        options: dict[str, Any] | None = None,
+        usage: ChatUsage | None = None,
     ) -> AsyncGenerator[str, None]:
         """Stream the reply's text; closing the stream closes the request, and Ollama stops."""
         self._require_loaded()
+        counted = usage if usage is not None else ChatUsage()
         if not messages:
             raise InvalidInput("no messages", engine=self.name)
         try:
@@ -365,6 +372,10 @@ class OllamaChat(ServerEngine):
                 async for part in parts:
                     if part.message.content:
                         yield part.message.content
+                    if part.done:
+                        counted.prompt_tokens = part.prompt_eval_count or 0
+                        counted.completion_tokens = part.eval_count or 0
+                        counted.finish_reason = "length" if part.done_reason == "length" else "stop"
         except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc, "chat") from exc
 

@@ -20,7 +20,7 @@ from orchestrator.config import load_config
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.fleet import Fleet
 from orchestrator.fleet.health import engine_entry
-from services.base import ChatModel, EngineSpec, EngineState, Role, Runtime
+from services.base import ChatModel, ChatUsage, EngineSpec, EngineState, Role, Runtime
 from services.errors import EngineNotLoaded, ModelMissing
 from services.ollama_llm import OllamaChat
 from services.process.supervisor import ProcessState, Supervisor
@@ -108,8 +108,12 @@ async def test_chat_streams_deltas_and_every_request_pins_keep_alive_and_num_ctx
     await engine.load()
     messages = [{"role": "user", "content": "hello"}]
     options = {"max_new_tokens": 6, "num_ctx": 99, "temperature": 0.0}
-    deltas = [d async for d in engine.chat(messages, options=options)]
+    usage = ChatUsage()
+    deltas = [d async for d in engine.chat(messages, options=options, usage=usage)]
     assert deltas and all(isinstance(d, str) and d for d in deltas)
+    # Ollama's last part: prompt_eval_count, eval_count and done_reason
+    assert usage.prompt_tokens > 0 and 1 <= usage.completion_tokens <= 6
+    assert usage.finish_reason == ("length" if usage.completion_tokens == 6 else "stop")
     await engine.unload()
     state = await peer_get(ollama_url, "/peer/state")
     ours = [r for r in state["requests"][len(before["requests"]) :] if r["path"] != "/api/pull"]
