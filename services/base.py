@@ -31,6 +31,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from services.model_ref import missing_weights
+
 
 class Role(StrEnum):
     ASR = "asr"
@@ -63,13 +65,16 @@ class ModelArtifact:
     allow_patterns: tuple[str, ...]
     required_files: tuple[str, ...]
     revision: str | None = None
+    # The weights, by pattern (their names vary: one file, or shards an index lists).
+    weight_globs: tuple[str, ...] = ()
 
     def local_dir(self, models_dir: Path) -> Path:
         return models_dir / self.repo_id.replace("/", "--")
 
     def missing_files(self, models_dir: Path) -> list[str]:
         base = self.local_dir(models_dir)
-        return [name for name in self.required_files if not (base / name).is_file()]
+        named = [name for name in self.required_files if not (base / name).is_file()]
+        return named + missing_weights(base, self.weight_globs)
 
 
 @dataclass(frozen=True)

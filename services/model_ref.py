@@ -1,8 +1,12 @@
-"""Tell a local model path from a hub reference in an engine's ``model`` setting."""
+"""Tell a local model path from a hub reference in an engine's ``model`` setting, and say which
+weight files a model folder still lacks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def local_path(model: str) -> Path | None:
@@ -14,3 +18,22 @@ def local_path(model: str) -> Path | None:
     if model.startswith(("/", "./", "../", "~")) or Path(model).exists():
         return Path(model).expanduser()
     return None
+
+
+def missing_weights(folder: Path, globs: tuple[str, ...]) -> list[str]:
+    """The weight files ``folder`` lacks: every shard its index lists (``model.safetensors.
+    index.json``, as transformers writes sharded checkpoints), or, with no index, ``globs``
+    themselves when no file matches any of them (``*.safetensors``)."""
+    if not globs:
+        return []
+    for index_name in SHARD_INDEXES:
+        index = folder / index_name
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                return [f"{index_name} (unreadable)"]
+            return [name for name in shards if not (folder / name).is_file()]
+    if any(next(folder.glob(pattern), None) is not None for pattern in globs):
+        return []
+    return [" or ".join(globs) + " (the weights)"]

@@ -46,6 +46,7 @@ from services.errors import (
     ModelMissing,
 )
 from services.managed import ServerEngine
+from services.ollama_wire import model_key, server_parallelism
 from services.process.probes import HttpProbe, Probe
 from services.server_errors import from_status, translate
 from services.server_options import Seconds, ServerOptions
@@ -61,9 +62,7 @@ RUNNER_OPTIONS = frozenset(
     {"num_ctx", "num_batch", "num_gpu", "main_gpu", "use_mmap", "num_thread", "draft_num_predict"}
 )
 # Serve logs its environment before it listens: msg="server config" env="map[... K:V ...]"
-_SERVER_CONFIG = re.compile(r'msg="server config".*?\bOLLAMA_NUM_PARALLEL:(\d+)')
 CONFIG_LINE_WAIT_S = 2.0  # how long to wait for that line once the server answers
-DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG = "registry.ollama.ai", "library", "latest"
 
 
 class OllamaOptions(ServerOptions):
@@ -90,35 +89,6 @@ class OllamaOptions(ServerOptions):
         if isinstance(value, str) and value != "0" and not _GO_DURATION.match(value):
             raise ValueError("a number of seconds or a duration with a unit, like '30m' or '-1m'")
         return value
-
-
-def model_key(name: str) -> tuple[str, str, str, str]:
-    """A model name as Ollama tells names apart: ``ParseName`` splits ``host/namespace/model:tag``
-    and fills what is missing (registry.ollama.ai, library, latest); ``EqualFold`` ignores case.
-    So ``Mistral``, ``library/mistral`` and ``registry.ollama.ai/library/mistral:latest`` are
-    the model ``/api/ps`` shows as ``mistral:latest``."""
-    rest, tag = name.strip(), ""
-    if rest.rfind(":") > rest.rfind("/"):
-        rest, _, tag = rest.rpartition(":")
-    rest, _, model = rest.rpartition("/")
-    host, _, namespace = rest.rpartition("/")
-    host = host.split("://", 1)[-1]
-    return (
-        (host or DEFAULT_HOST).lower(),
-        (namespace or DEFAULT_NAMESPACE).lower(),
-        model.lower(),
-        (tag or DEFAULT_TAG).lower(),
-    )
-
-
-def server_parallelism(lines: list[str]) -> int | None:
-    """OLLAMA_NUM_PARALLEL from the last ``server config`` line Ollama logged (0 counts as 1,
-    as its scheduler takes it), or None when there is none."""
-    for line in reversed(lines):
-        found = _SERVER_CONFIG.search(line)
-        if found:
-            return max(int(found.group(1)), 1)
-    return None
 
 
 class OllamaChat(ServerEngine):

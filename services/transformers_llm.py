@@ -17,11 +17,12 @@ from typing import Any
 from services.base import ChatUsage, EngineSpec, ModelArtifact, Role
 from services.errors import EngineCallError, InvalidInput
 from services.in_process import InProcessEngine
-from services.model_ref import local_path
+from services.model_ref import local_path, missing_weights
 from services.threads import iterate_in_thread
 
 _REQUIRED = ("config.json", "tokenizer.json")
 _PATTERNS = ("*.json", "*.safetensors", "tokenizer.model", "*.txt")
+_WEIGHTS = ("*.safetensors",)
 
 
 class TransformersChat(InProcessEngine):
@@ -35,7 +36,7 @@ class TransformersChat(InProcessEngine):
     def artifacts(self) -> list[ModelArtifact]:
         if local_path(self.spec.model) is not None:
             return []
-        return [ModelArtifact(self.spec.model, _PATTERNS, _REQUIRED)]
+        return [ModelArtifact(self.spec.model, _PATTERNS, _REQUIRED, weight_globs=_WEIGHTS)]
 
     def _folder(self) -> Path:
         path = local_path(self.spec.model)
@@ -43,6 +44,11 @@ class TransformersChat(InProcessEngine):
 
     def _model_paths(self) -> list[Path]:
         return [self._folder() / name for name in _REQUIRED]
+
+    def _missing(self) -> list[str]:
+        folder = self._folder()
+        weights = missing_weights(folder, _WEIGHTS) if folder.is_dir() else []
+        return super()._missing() + [str(folder / name) for name in weights]
 
     def _load_model(self) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -20,7 +20,8 @@ from orchestrator.fleet.fleet import Fleet
 from orchestrator.fleet.health import engine_entry
 from services.base import ChatModel, EngineSpec, EngineState, Role
 from services.errors import EngineCallError
-from services.ollama_llm import OllamaChat, model_key, server_parallelism
+from services.ollama_llm import OllamaChat
+from services.ollama_wire import model_key, server_parallelism
 from services.process.supervisor import Supervisor
 from services.server_errors import ServerUnavailable
 from tests.conftest import free_port, tiny_profile_toml

@@ -7,6 +7,7 @@ behind loses its oldest events (and is told how many) rather than slowing the pu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -66,3 +67,11 @@ class EventBus:
 
     def recent(self, type_: str | None = None) -> list[Event]:
         return [e for e in self._recent if type_ is None or e.type == type_]
+
+
+async def wait_for_event(event: asyncio.Event, timeout_s: float | None) -> None:
+    """Wait for ``event`` up to ``timeout_s``. ``asyncio.timeout``, not ``wait_for``: on 3.11
+    ``wait_for`` can swallow a cancellation that lands as its timeout fires."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()

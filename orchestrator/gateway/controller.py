@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Iterator
 
-from orchestrator.core.events import Subscription
+from orchestrator.core.events import Subscription, wait_for_event
 from orchestrator.gateway.errors import HostStartFailed, HostWaking
 from orchestrator.gateway.gate import UseKind
 from orchestrator.gateway.lifecycle import (
@@ -22,7 +22,7 @@ from orchestrator.gateway.lifecycle import (
     HostState,
 )
 from orchestrator.gateway.store import HostTransition
-from orchestrator.gateway.writer import HostWriter, wait_for_event
+from orchestrator.gateway.writer import HostWriter
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.gateway.store import HostTransition
 from services.errors import VoiceOrchestratorError
 
 
@@ -107,3 +108,14 @@ def eta(state: HostState, waking_for_s: float, p50_s: float) -> tuple[float | No
     total = waking_for_s + remaining
     progress = min(0.99, waking_for_s / total) if total > 0 else 0.0
     return remaining, progress
+
+
+def start_asked_at(history: list[HostTransition]) -> float | None:
+    """When the start now under way was asked, if the history shows one (the gateway died
+    while the host was starting or booting)."""
+    for record in reversed(history):
+        if record.target == S.STARTING.value:
+            return record.at
+        if record.target != S.BOOTING.value:
+            return None
+    return None

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 
 from orchestrator.config.gateway import GatewayConfig
-from orchestrator.core.events import EventBus
+from orchestrator.core.events import EventBus, wait_for_event
 from orchestrator.gateway.errors import HostStartFailed, ProviderError
 from orchestrator.gateway.lifecycle import (
     UP,
@@ -31,6 +31,7 @@ from orchestrator.gateway.lifecycle import (
     check_move,
     eta,
     expected_start_s,
+    start_asked_at,
 )
 from orchestrator.gateway.policy import Decision, Usage, decide
 from orchestrator.gateway.providers.base import HostProvider, HostView, PowerState
@@ -138,7 +139,7 @@ class HostWriter:
         history = await asyncio.to_thread(self._store.transitions, limit=20)
         last = history[-1] if history else None
         if view.state in (PowerState.RUNNING, PowerState.STARTING):
-            self._waking_since = _start_asked_at(history) or self._clock()
+            self._waking_since = start_asked_at(history) or self._clock()
             ready = view.state is PowerState.RUNNING and await self._ready()
             if ready:
                 await self._move(S.READY, f"gateway started: {view.instance or 'host'} is ready")
@@ -392,22 +393,3 @@ class HostWriter:
         self.bus.publish("host", **self.snapshot().to_json())
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
-
-
-async def wait_for_event(event: asyncio.Event, timeout_s: float | None) -> None:
-    """Wait for ``event`` up to ``timeout_s``. ``asyncio.timeout``, not ``wait_for``: on 3.11
-    ``wait_for`` can swallow a cancellation that lands as its timeout fires."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            await event.wait()
-
-
-def _start_asked_at(history: list[HostTransition]) -> float | None:
-    """When the start now under way was asked, if the history shows one (the gateway died
-    while the host was starting or booting)."""
-    for record in reversed(history):
-        if record.target == S.STARTING.value:
-            return record.at
-        if record.target != S.BOOTING.value:
-            return None
-    return None
