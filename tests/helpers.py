@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.personaplex import MIMI_WEIGHT, MOSHI_WEIGHT, TOKENIZER
 
@@ -44,3 +45,21 @@ def hold_load(engine: Any, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
 
     monkeypatch.setattr(engine, "load", held_load)
     return release
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def samples(page: str) -> Samples:
+    """Every sample of a Prometheus text page, by its name and labels."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(page)
+        for s in family.samples
+    }
+
+
+def sample(page: str | Samples, name: str, **labels: str) -> float | None:
+    """One sample's value (None when the page has no such series)."""
+    found = samples(page) if isinstance(page, str) else page
+    return found.get((name, frozenset(labels.items())))

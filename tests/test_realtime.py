@@ -22,6 +22,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig
 from orchestrator.core.idle import IdleState
 from tests.conftest import API_KEY, RuntimeFactory
+from tests.helpers import sample, samples
 from tests.realtime_client import connect
 from tests.speech import silence, speak
 
@@ -81,6 +82,17 @@ async def test_a_spoken_turn_gets_a_spoken_reply(server: TestServer, runtime: Ru
         assert 0 < last["transcript_s"] <= last["first_token_s"] <= last["first_audio_s"]
         assert last["first_audio_s"] <= last["turn_total_s"]
         assert last["tts_first_byte_s"] >= 0
+        metrics = await http.get(
+            f"http://{server.host}:{server.port}/metrics",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        page = samples(await metrics.text())
+        assert sample(page, "vo_sessions_open", protocol="realtime", backend="cascade") == 1
+        # the first audio was sent after the engine made it, before the turn ended
+        assert sample(page, "vo_time_to_first_audio_seconds_count") == 1
+        first_sent = sample(page, "vo_time_to_first_audio_seconds_sum")
+        assert first_sent is not None
+        assert last["first_audio_s"] <= first_sent <= last["turn_total_s"]
         await socket.ws.close()
     messages = runtime.fleet  # the session is closed: its leases are gone
     assert all(s.leases == 0 for s in await messages.statuses())
@@ -184,6 +196,8 @@ async def test_a_session_wakes_hibernated_engines(server: TestServer, runtime: R
         await runtime.hibernator.settled()
         assert runtime.hibernator.state is IdleState.ACTIVE
         assert runtime.hibernator.ladder.open_sessions
+        page = runtime.metrics.render().decode()
+        assert sample(page, "vo_hibernation_wake_seconds_count", source="cold") == 1
         await socket.ws.close()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -26,6 +27,33 @@ from services.base import EngineState
 log = logging.getLogger(__name__)
 
 _STATES = [*(s.value for s in EngineState), "downloading"]
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"  # the route label of every path no route serves (bounded cardinality)
+
+
+@web.middleware
+async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by its route's template, never the raw path; outermost,
+    so refusals (401, 404) and rendered errors are counted with the status the client saw."""
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else UNMATCHED
+    method = request.method if request.method in _METHODS else "other"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away before an answer (nginx's code for it)
+        raise
+    finally:
+        upgraded = status == 101  # a WebSocket: its time is a session's, not a request's
+        seconds = None if upgraded else time.perf_counter() - started
+        request.app[RUNTIME].metrics.request_finished(route, method, status, seconds)
 
 
 @web.middleware
@@ -101,6 +129,12 @@ async def metrics(request: web.Request) -> web.Response:
             status.name, "vram", "estimated", mem.estimated_vram_bytes
         )
         runtime.metrics.set_engine_memory(status.name, "vram", "measured", mem.measured_vram_bytes)
+    runtime.metrics.set_time_in_state(runtime.clock())
+    runtime.metrics.set_sessions(
+        (summary.get("protocol", "realtime"), summary["backend"])
+        for summary in runtime.session_summaries()
+    )
+    runtime.metrics.set_credits(await asyncio.to_thread(runtime.credits))
     return web.Response(
         body=runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -108,7 +142,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_api_app(runtime: Runtime) -> web.Application:
     app = web.Application(
-        middlewares=[json_errors, require_api_key], client_max_size=MAX_UPLOAD_BYTES + 2**20
+        middlewares=[count_requests, json_errors, require_api_key],
+        client_max_size=MAX_UPLOAD_BYTES + 2**20,
     )
     app[RUNTIME] = runtime
     app.router.add_get("/health", health_summary)

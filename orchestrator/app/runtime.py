@@ -20,7 +20,7 @@ from orchestrator.config import AppConfig
 from orchestrator.config.secrets import Secrets
 from orchestrator.core.events import EventBus
 from orchestrator.core.idle import IdleState
-from orchestrator.core.metrics import Metrics
+from orchestrator.core.metrics import Metrics, WakeTimer
 from orchestrator.core.store import StateStore
 from orchestrator.credits.ledger import Ledger
 from orchestrator.fleet.fleet import Fleet
@@ -77,7 +77,13 @@ class Runtime:
             config, metrics, clock=clock, admission=admission, supervisor=supervisor, **fleet_kwargs
         )
         fleet.pin_all(store.get("pins", []))
-        fleet.on_state = lambda name, state: bus.publish("engine.state", engine=name, state=state)
+        wakes = WakeTimer(metrics.wake_finished, clock)
+
+        def engine_state(name: str, state: str) -> None:
+            wakes.engine_state(name, state)
+            bus.publish("engine.state", engine=name, state=state)
+
+        fleet.on_state = engine_state
         supervisor.listeners.append(
             lambda name, state: bus.publish("process.state", process=name, state=state.value)
         )
@@ -106,7 +112,12 @@ class Runtime:
             lambda _state, acts: sampler.set_interval(acts.telemetry_interval_s)
         )
         ledger = Ledger(config.state.dir / "orchestrator.db", config.costs)
-        hibernator.record_listeners.append(ledger.note_transition)
+        hibernator.record_listeners += [
+            ledger.note_transition,
+            metrics.hibernation_transition,
+            wakes.transition,
+        ]
+        metrics.hibernation_restored(hibernator.state, _state_since(store, hibernator, clock))
         runtime = cls(
             config, secrets, metrics, fleet, store, bus, hibernator, ledger, sampler, clock=clock
         )
@@ -224,6 +235,14 @@ class Runtime:
             "keep_awake_until": ladder.keep_awake_until if ladder.keep_awake_until > now else None,
             "pinned": self.fleet.pinned(),
         }
+
+
+def _state_since(store: StateStore, hibernator: Hibernator, clock: Callable[[], float]) -> float:
+    """When the restored idle state began: its stored transition, else now."""
+    last = store.transitions(limit=1)
+    if last and last[0].target == hibernator.state:
+        return last[0].at
+    return clock()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -43,6 +43,7 @@ class ReplyTimings:
     first_token: float | None = None
     first_sentence: float | None = None
     first_audio: float | None = None
+    first_sent: float | None = None  # the first audio handed to the client (``reply.py``)
 
 
 async def reply(

@@ -216,6 +216,7 @@ class Responder:
                             )
                         current.audio_ms += len(pcm) * 1000 // (2 * OUT_RATE)
                         await self.emit(_reply_event("reply_audio", ids, audio=pcm))
+                        timings.first_sent = timings.first_sent or time.perf_counter()
             if pending:
                 current.sentences.append((pending, current.audio_ms))
             current.status = "completed"
@@ -264,6 +265,8 @@ class Responder:
         self.turn_metrics = [*self.turn_metrics[-99:], record]
         for stage, seconds in record.items():
             self._metrics.turn_stage(stage, seconds)
+        if timings.first_sent is not None:
+            self._metrics.first_audio_sent(timings.first_sent - turn_started)
 
 
 def _reply_event(kind: str, ids: tuple[str, str], **fields: Any) -> SessionEvent:
