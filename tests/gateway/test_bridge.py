@@ -33,6 +33,7 @@ from tests.gateway.cable import Cable
 from tests.gateway.clients import AUTH
 from tests.gateway.conftest import Stack, StackFactory
 from tests.gateway.test_realtime import dial, spoken
+from tests.gateway.test_streaming import hold_chat
 from tests.realtime_client import Socket
 
 TUTOR = "You are a patient maths tutor."
@@ -389,3 +390,46 @@ async def test_a_bridge_that_dies_under_a_session_is_bridge_lost_not_the_host(
     await stack.gate.until(lambda: stack.gate.open["session"] == 0)
     assert stack.gate.lost == []
 
+
+async def test_a_bridged_stream_that_breaks_off_is_cut_without_blaming_the_host(
+    bridged: BridgedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, bridge_runtime = await bridged()
+    release = hold_chat(bridge_runtime, monkeypatch)
+    body = {"model": "llm", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(stack.url + "/v1/chat/completions", json=body, headers=AUTH) as response,
+        ):
+            assert response.status == 200 and response.headers["X-Voice-Bridge"] == "1"
+            async with asyncio.timeout(60):
+                while b'"Two"' not in await response.content.readline():
+                    pass
+            cable = fixed_bridge(stack).cable
+            assert cable is not None
+            cable.cut()
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.content.read()  # never a clean end of a cut reply
+            assert stack.gate.lost == []  # the gateway cut the client after it judged
+    finally:
+        release.set()
+    await stack.gate.until(lambda: stack.gate.open["request"] == 0)
+    assert stack.gate.lost == []
+
+
+async def test_a_rest_request_the_bridge_cannot_take_waits_for_the_host(
+    bridged: BridgedStack,
+) -> None:
+    stack, _bridge_runtime = await bridged()
+    fixed_bridge(stack).address = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    gate = stack.gate
+    async with aiohttp.ClientSession() as http:
+        asked = asyncio.ensure_future(http.get(stack.url + "/v1/models", headers=AUTH))
+        await gate.until(lambda: gate.ready_calls == 2 and gate.waiting == 1)  # after the bridge
+        gate.become_ready()
+        async with await asked as reply:
+            assert reply.status == 200
+            assert "X-Voice-Bridge" not in reply.headers
+            assert reply.headers["X-Voice-Waking"].split(",")[0] == "host"
+    assert gate.lost == []
