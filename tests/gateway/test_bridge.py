@@ -433,3 +433,23 @@ async def test_a_rest_request_the_bridge_cannot_take_waits_for_the_host(
             assert "X-Voice-Bridge" not in reply.headers
             assert reply.headers["X-Voice-Waking"].split(",")[0] == "host"
     assert gate.lost == []
+
+
+async def test_a_host_whose_session_cannot_be_opened_is_reported_and_the_bridge_goes_on(
+    bridged: BridgedStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack, bridge_runtime = await bridged()
+    on_bridge = record_llm(bridge_runtime, monkeypatch)
+    async with aiohttp.ClientSession() as http:
+        socket = await dial(stack, http)
+        await first_turn_on_the_bridge(socket)
+        stack.cable.cut()  # the host is "ready" but cannot be reached
+        stack.gate.become_ready()
+        await stack.gate.until(lambda: len(stack.gate.lost) == 1)
+        assert "opening its session" in stack.gate.lost[0]
+        await socket.say("And what about halves?")
+        await socket.send("response.create")
+        assert (await socket.until("response.done"))["response"]["status"] == "completed"
+        await socket.ws.close()
+    assert len(on_bridge) == 2  # still the bridge's session
+    assert "session.backend_changed" not in socket.types()

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from orchestrator.api.realtime.render import render, user_item
 from orchestrator.api.realtime.wire import error_event, ga_named, server_event
 from orchestrator.gateway.conversation import TAIL_S, Conversation
+from orchestrator.gateway.handover import Handover
 from orchestrator.voice.boundary import SessionEvent
 
 TUTOR = "You are a patient maths tutor."
@@ -360,3 +361,38 @@ def _typed(role: str, text: str) -> dict[str, Any]:
 
 def _created(item: dict[str, Any]) -> dict[str, Any]:
     return server_event("conversation.item.created", previous_item_id=None, item=item)
+
+
+class Held:
+    """The passage as the hand-over sees it, reduced to what ``check`` calls."""
+
+    def __init__(self) -> None:
+        self.held = 0
+
+    def hold_messages(self) -> None:
+        self.held += 1
+
+
+async def test_the_move_begins_only_at_a_boundary_never_mid_reply() -> None:
+    passage = Held()
+    handover = Handover(cast(Any, passage), "http://bridge")
+    talk = Talk()
+    talk.c = handover.conversation
+    talk.client("session.update", session={"turn_detection": None})
+    talk.server(server_event("session.updated", session={}))
+    talk.client("response.create")
+    ids = {"item_id": "item_a1", "response_id": "resp_1"}
+    talk.session("reply_started", **ids)
+    handover.host = cast(Any, object())  # the host's session is open: only the turn holds it
+    for event in render(SessionEvent("reply_text", text="Half a reply. ", **ids)):
+        talk.server(event)
+        handover.check()
+    audio = talk.append(100)  # the student starts the next turn while the reply plays
+    handover.check()
+    assert passage.held == 0
+    talk.session("reply_done", status="completed", text="Half a reply.", **ids)
+    handover.check()
+    assert passage.held == 1 and handover.boundary_at is not None
+    assert handover.carried == [audio]  # sent to the host before what comes next
+    handover.check()
+    assert passage.held == 1  # once
