@@ -7,8 +7,9 @@ each a real ``python -m orchestrator serve`` on the tiny test engines (built off
 figures measure plumbing and start-up, not a real model's speed), the host run by the
 ``local`` provider and stopped at the start. Printed:
 
-- bridge_ready_s: the gateway started -> its bridge answers ``/health/ready`` (it is started
-  with the gateway, so this is paid once, before any student comes);
+- bridge_ready_s: the gateway started -> its bridge is ready: ``/health/ready`` answers and a
+  warm-up session opened, so every engine a session uses is loaded (it is started with the
+  gateway, so this is paid once, before any student comes);
 - bridge_first_audio_s: host stopped, bridge warm -> a Realtime session opened at once, a
   spoken push-to-talk turn sent at once -> the first audio delta (the bridge's);
 - host_ready_s: that session's opening (which woke the host) -> the host READY;

@@ -193,8 +193,9 @@ class Passage:
     def observe(self, observer: Handover | None) -> None:
         """``observer`` sees every client message from now on, and those kept so far."""
         self._observer = observer
-        for message in self.kept if observer is not None else ():
-            observer.seen(message)
+        if observer is not None:
+            for message in self.kept:
+                observer.seen(message)
 
     def host_failed(self, reason: str) -> None:
         """The host failed a bridged session's move: the session stays on the bridge."""
