@@ -54,6 +54,7 @@ from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.serve import GatewayServer
 
 AUDIO = ("response.audio.delta", "response.output_audio.delta")
+MOVE_WAIT_S = 180.0  # turns on the bridge after READY, at most, before the move must be done
 CHANGES: list[dict[str, object]] = []  # every session.backend_changed the client got
 
 
@@ -125,9 +126,11 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             on_bridge = await typed_turn(ws, "What is a fraction?")
             await host_ready(server)
             host_ready_s = time.perf_counter() - opened
-            # the move happens at the first turn boundary after the host's session is open; on
-            # a loaded machine that may be a turn or two after READY
-            for _ in range(5):
+            # the move happens at the first turn boundary after the host's session is open:
+            # READY comes while the host's engines may still load (its session opens once they
+            # did), and a warm bridge answers a turn in a second, so turns go on until then
+            deadline = time.perf_counter() + MOVE_WAIT_S
+            while time.perf_counter() < deadline:
                 moved = await typed_turn(ws, "And what is a half of a half?")
                 if CHANGES:
                     break
