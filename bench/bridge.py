@@ -7,8 +7,9 @@ each a real ``python -m orchestrator serve`` on the tiny test engines (built off
 figures measure plumbing and start-up, not a real model's speed), the host run by the
 ``local`` provider and stopped at the start. Printed:
 
-- bridge_ready_s: the gateway started -> its bridge answers ``/health/ready`` (it is started
-  with the gateway, so this is paid once, before any student comes);
+- bridge_ready_s: the gateway started -> its bridge is ready: ``/health/ready`` answers and a
+  warm-up session opened, so every engine a session uses is loaded (it is started with the
+  gateway, so this is paid once, before any student comes);
 - bridge_first_audio_s: host stopped, bridge warm -> a Realtime session opened at once, a
   spoken push-to-talk turn sent at once -> the first audio delta (the bridge's);
 - host_ready_s: that session's opening (which woke the host) -> the host READY;
@@ -53,6 +54,7 @@ from orchestrator.gateway.lifecycle import HostState
 from orchestrator.gateway.serve import GatewayServer
 
 AUDIO = ("response.audio.delta", "response.output_audio.delta")
+MOVE_WAIT_S = 180.0  # turns on the bridge after READY, at most, before the move must be done
 CHANGES: list[dict[str, object]] = []  # every session.backend_changed the client got
 
 
@@ -124,9 +126,11 @@ async def main(args: argparse.Namespace) -> dict[str, float]:
             on_bridge = await typed_turn(ws, "What is a fraction?")
             await host_ready(server)
             host_ready_s = time.perf_counter() - opened
-            # the move happens at the first turn boundary after the host's session is open; on
-            # a loaded machine that may be a turn or two after READY
-            for _ in range(5):
+            # the move happens at the first turn boundary after the host's session is open:
+            # READY comes while the host's engines may still load (its session opens once they
+            # did), and a warm bridge answers a turn in a second, so turns go on until then
+            deadline = time.perf_counter() + MOVE_WAIT_S
+            while time.perf_counter() < deadline:
                 moved = await typed_turn(ws, "And what is a half of a half?")
                 if CHANGES:
                     break

@@ -12,15 +12,21 @@ Once the host is ready, the session moves at the first turn boundary, never mid-
 2. the host's session, opened as soon as the host was ready (its engines leased then, not in
    the gap), is sent the client's ``session.update`` messages and the conversation so far
    as ``conversation.item.create``; what it answers to them (``session.created``,
-   ``session.updated``, ``conversation.item.created``, errors) is the gateway's to read,
-   never the client's: the client already heard this conversation;
-3. the bridge's socket is closed, the client gets ``session.backend_changed`` (source
+   ``session.updated``, ``conversation.item.created`` or GA ``...added``, errors) is the
+   gateway's to read, never the client's: the client already heard this conversation;
+3. the client's audio the bridge held uncommitted at the boundary (``Conversation.carry``:
+   a push-to-talk turn not committed yet, or the latest second under server VAD) is sent to
+   the host, so a word begun at the boundary is not lost;
+4. the bridge's socket is closed, the client gets ``session.backend_changed`` (source
    ``bridge``, target ``host``, reason ``host_ready``, ``gap_s``: from the boundary to the
-   host taking the client's messages; the duplex failover's event), then the kept messages go
-   to the host and the passage relays the host from there on.
+   host taking the client's messages; the duplex failover's event), then the messages kept
+   since the boundary go to the host and the passage relays the host from there on.
 
-If the bridge's socket ends before that, the session ends as it would with the host's
-(``BridgeEnded``); a host that fails to start leaves the session on the bridge.
+Who failed is said: a bridge that cannot be reached or refuses the session leaves it held for
+the host as if there were no bridge (``BridgeUnavailable``); a bridge's socket that ends before
+the move ends the session as the host's would (``BridgeEnded``: never the host's fault); a host
+that fails to start, or whose session cannot be opened, leaves the session on the bridge and is
+tried again (a host that does not answer is reported lost: the controller looks at it).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import WSMessage, WSMsgType
 
-from orchestrator.gateway.conversation import Conversation
+from orchestrator.gateway.conversation import CARRY_BYTES, Conversation
 from orchestrator.gateway.errors import HostStartFailed
 from orchestrator.gateway.wire import server_event
 from services.tasks import TaskSet
@@ -42,13 +48,17 @@ from services.tasks import TaskSet
 log = logging.getLogger(__name__)
 
 SEED_TIMEOUT_S = 30.0  # the host answers each seeded event at once; this bounds a wedged one
-SEED_ANSWERS = frozenset({"session.updated", "conversation.item.created", "error"})
+SEED_ANSWERS = frozenset(
+    {"session.updated", "conversation.item.created", "conversation.item.added", "error"}
+)
+HOST_RETRY_S = 5.0  # a host whose session could not be opened is tried again after this
 
 
 class Way(Protocol):
     """What the hand-over needs of the client's passage (``passage.py``)."""
 
     def observe(self, observer: Handover | None) -> None: ...
+    def host_failed(self, reason: str) -> None: ...
     def hold_messages(self) -> None: ...
     async def hold(self) -> str: ...
     async def connect(self, base: str) -> aiohttp.ClientWebSocketResponse: ...
@@ -64,24 +74,42 @@ class BridgeEnded:
     closing: WSMessage | None
 
 
+@dataclass(frozen=True)
+class BridgeUnavailable:
+    """The bridge could not take the session (unreachable, or it refused it): nothing was sent
+    to it, and the session is held for the host as without a bridge."""
+
+    reason: str
+
+
 class Handover:
-    def __init__(self, passage: Way, bridge_url: str) -> None:
+    def __init__(self, passage: Way, bridge_url: str, *, carry_bytes: int = CARRY_BYTES) -> None:
         self.passage = passage
         self.bridge_url = bridge_url
-        self.conversation = Conversation()
+        self.conversation = Conversation(carry_bytes=carry_bytes)
         self.host_url: str | None = None
         self.host: aiohttp.ClientWebSocketResponse | None = None  # opened before the boundary
         self.boundary_at: float | None = None  # when the move began (the client's pause)
+        self.carried: list[str] = []  # the client's audio the bridge held at the boundary
         self._go = asyncio.Event()
         self._tasks = TaskSet("gateway-handover")
 
-    async def run(self) -> aiohttp.ClientWebSocketResponse | BridgeEnded:
+    async def run(self) -> aiohttp.ClientWebSocketResponse | BridgeEnded | BridgeUnavailable:
         """The host's socket, relaying the client's messages, once the session moved."""
         passage = self.passage
         passage.observe(self)
-        bridge = await passage.connect(self.bridge_url)
         try:
-            await passage.replay(bridge)  # what came before the bridge answered, in order
+            bridge = await passage.connect(self.bridge_url)
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            passage.observe(None)
+            log.warning("the bridge did not take a session (%s: %s)", type(exc).__name__, exc)
+            return BridgeUnavailable(f"{type(exc).__name__}: {exc}")
+        try:
+            try:
+                await passage.replay(bridge)  # what came before the bridge answered, in order
+            except (aiohttp.ClientError, ConnectionError) as exc:
+                log.warning("the bridge's socket broke as it was opened: %s", exc)
+                return BridgeEnded(None)
             relay = self._tasks.spawn("bridge", self._relay(bridge))
             self._tasks.spawn("host", self._await_host())
             go = self._tasks.spawn("go", self._go.wait())
@@ -105,6 +133,7 @@ class Handover:
         if self.host is None or self._go.is_set() or not self.conversation.at_boundary:
             return
         self.passage.hold_messages()
+        self.carried = self.conversation.carry()
         self.boundary_at = asyncio.get_running_loop().time()
         self._go.set()
 
@@ -123,31 +152,49 @@ class Handover:
     async def _await_host(self) -> None:
         """Wake the host (the client hears ``waking`` meanwhile) and open its session before
         the boundary: the host leases its engines then, not in the conversation's gap. A
-        failed start leaves the session on the bridge and is tried again when the gate
-        allows."""
+        failed start, or a session the host did not open, leaves the session on the bridge
+        and is tried again (the start when the gate allows)."""
         while True:
             try:
                 self.host_url = await self.passage.hold()
             except HostStartFailed as exc:
                 log.warning("host start failed under a bridged session: %s", exc)
-                await asyncio.sleep(exc.retry_after_s or 5)
+                await asyncio.sleep(exc.retry_after_s or HOST_RETRY_S)
                 continue
-            break
-        host = await self.passage.connect(self.host_url)
-        async with asyncio.timeout(SEED_TIMEOUT_S):
-            while True:  # its waking events and session.created are the gateway's to read
-                message = await host.receive()
-                if message.type is not WSMsgType.TEXT:
-                    raise ConnectionError(f"the host's socket ended at its start ({message.type})")
-                if json.loads(message.data).get("type") == "session.created":
-                    break
-        self.host = host
+            try:
+                self.host = await self._open_host(self.host_url)
+            except aiohttp.WSServerHandshakeError as exc:  # an answer, not a lost host
+                log.error("the host refused a bridged session's move (%s): tried again", exc.status)
+            except (aiohttp.ClientError, ConnectionError, TimeoutError, ValueError) as exc:
+                self.passage.host_failed(f"opening its session: {type(exc).__name__}: {exc}")
+            else:
+                break
+            await asyncio.sleep(HOST_RETRY_S)
         self.check()
+
+    async def _open_host(self, url: str) -> aiohttp.ClientWebSocketResponse:
+        """The host's session, once it said ``session.created``; closed if it did not."""
+        host = await self.passage.connect(url)
+        try:
+            async with asyncio.timeout(SEED_TIMEOUT_S):
+                while True:  # its waking events and session.created are the gateway's to read
+                    message = await host.receive()
+                    if message.type is not WSMsgType.TEXT:
+                        raise ConnectionError(
+                            f"the host's socket ended at its start ({message.type})"
+                        )
+                    if json.loads(message.data).get("type") == "session.created":
+                        return host
+        except Exception:
+            await host.close()
+            raise
 
     async def _move(self) -> aiohttp.ClientWebSocketResponse:
         host, passage = self.host, self.passage
         assert host is not None and self.boundary_at is not None
         await self._seed(host)
+        for raw in self.carried:  # the audio the bridge held, before what came since
+            await host.send_str(raw)
         gap_s = asyncio.get_running_loop().time() - self.boundary_at
         changed = server_event(
             "session.backend_changed",

@@ -13,7 +13,9 @@ found empty, so the host sees the client's messages in the order they were sent.
 With a bridge (``[gateway.bridge]``: CPU engines beside the gateway) ready and the host not up,
 a Realtime session is relayed to the bridge instead of held, and handed to the host between
 two turns once it is ready (``handover.py``); the hand-over sees each client message before
-it is routed (``seen``) and looks for the boundary after (``check``).
+it is routed (``seen``) and looks for the boundary after (``check``). A bridge that does not
+take the session leaves it held for the host; one that fails under it ends it as
+``bridge_lost``, never blaming the host.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from orchestrator.api.errors import WireError
 from orchestrator.core.events import Subscription
 from orchestrator.gateway.errors import HostLost, HostStartFailed, HostWaking
-from orchestrator.gateway.handover import BridgeEnded, Handover
+from orchestrator.gateway.handover import BridgeEnded, BridgeUnavailable, Handover
 from orchestrator.gateway.keys import BRIDGE, CONFIG, GATE, HTTP, SOCKETS
 from orchestrator.gateway.lifecycle import UP
 from orchestrator.gateway.sockets import Dialect, accept, refusal, sendable
@@ -124,15 +126,18 @@ class Passage:
         """Hold, connect, replay, relay; then close the client's socket, saying why."""
         try:
             bridge = self._bridge_url()
-            if bridge is None:
+            moved: aiohttp.ClientWebSocketResponse | BridgeEnded | BridgeUnavailable | None = None
+            if bridge is not None:
+                carry_bytes = self.config.realtime_buffer_bytes
+                moved = await Handover(self, bridge, carry_bytes=carry_bytes).run()
+            if isinstance(moved, BridgeEnded):
+                await self._bridge_ended(moved.closing)
+                return
+            if isinstance(moved, aiohttp.ClientWebSocketResponse):
+                host = moved
+            else:  # no bridge, or it did not take the session: held for the host
                 host = await self.connect(await self.hold())
                 await self.replay(host)
-            else:
-                moved = await Handover(self, bridge).run()
-                if isinstance(moved, BridgeEnded):
-                    await self._bridge_ended(moved.closing)
-                    return
-                host = moved
             closing = await self._relay(host)
         except HostStartFailed as exc:
             await self._end(exc, WSCloseCode.TRY_AGAIN_LATER, "host start failed; try again later")
@@ -186,7 +191,17 @@ class Passage:
     # -- what the hand-over uses -----------------------------------------------------------------
 
     def observe(self, observer: Handover | None) -> None:
+        """``observer`` sees every client message from now on, and those kept so far."""
         self._observer = observer
+        if observer is not None:
+            for message in self.kept:
+                observer.seen(message)
+
+    def host_failed(self, reason: str) -> None:
+        """The host failed a bridged session's move: the session stays on the bridge."""
+        detail = f"{self.dialect.name} session on {self.request.path}: {reason}"
+        log.warning("host lost under a bridged session: %s", detail)
+        self.gate.host_lost(detail)
 
     def hold_messages(self) -> None:
         """From now on the client's messages are kept (until ``replay``)."""

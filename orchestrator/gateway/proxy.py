@@ -11,14 +11,16 @@ when the request came, before what the host itself had to load (``host,tts``).
 
 With a bridge (``[gateway.bridge]``), a request that came while the host was not up and is
 still waiting after ``bridge_after_s`` (or meets a failed start) is served by the bridge
-instead, with ``X-Voice-Waking: host`` and ``X-Voice-Bridge: 1``; a bridge not ready yet
-leaves it waiting for the host.
+instead, with ``X-Voice-Waking: host`` and ``X-Voice-Bridge: 1``; a bridge not ready yet, or
+one that fails before it read any of the request's body, leaves it waiting for the host.
 
 Who broke a request decides what is said:
 
     the host could not be reached, or broke off     gate.host_lost; 502 host_lost (or, once
                                                     the headers went out, the client's
                                                     connection is cut: never a clean end)
+    the bridge broke off                            502 bridge_lost (or the cut), logged; the
+                                                    host is not blamed: nothing to the gate
     the host refused the gateway's key              502 host_key_rejected, logged
     the client's upload broke off                   the client's problem: nothing to the gate
     the client went away mid-response               the host's response is let go
@@ -65,6 +67,11 @@ OWN_ROUTES = {
 }
 """The routes the gateway serves itself: another method is a 405 here, never a reason to
 wake the host."""
+BRIDGE_LOST = WireError(502, "bridge_lost", "the gateway's bridge went away; retry the request")
+
+
+class BridgeUnreachable(Exception):
+    """The bridge failed before it read any of the request: it can still go to the host."""
 
 
 class ClientBody:
@@ -74,10 +81,12 @@ class ClientBody:
     def __init__(self, request: web.Request) -> None:
         self._content = request.content
         self.failed = False
+        self.read = False  # some of it was taken: the request cannot be sent elsewhere
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._content.iter_chunked(CHUNK):
+                self.read = True
                 yield chunk
         except Exception:
             self.failed = True
@@ -99,9 +108,12 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             except (HostWaking, HostStartFailed):
                 bridged = bridge.url()
                 if bridged is not None:
-                    return await forward(
-                        request, gate, bridged, request.raw_path, host_woke=True, bridged=True
-                    )
+                    try:
+                        return await forward(
+                            request, gate, bridged, request.raw_path, host_woke=True, bridged=True
+                        )
+                    except BridgeUnreachable:
+                        pass  # nothing was sent: it waits for the host as without a bridge
                 hold_s -= bridge.after_s
             else:
                 return await forward(request, gate, base, request.raw_path, host_woke=True)
@@ -171,14 +183,19 @@ async def forward(
         if body is not None and body.failed:
             raise web.HTTPBadRequest(text="the request body broke off before its end") from exc
         if bridged:
-            raise HostLost("the gateway's bridge could not serve the request; retry it") from exc
+            log.warning("the bridge did not serve %s %s: %s", request.method, request.path, exc)
+            if body is None or not body.read:
+                raise BridgeUnreachable(str(exc)) from exc
+            return error_response(BRIDGE_LOST)
         raise _lost(request, gate, exc) from exc
     async with upstream:
         if upstream.status == 401:
-            log.error("the host at %s refused the gateway's key (401): check its VO_API_KEYS", base)
-            return error_response(
-                WireError(502, "host_key_rejected", "the GPU host refused the gateway's key")
+            who = "bridge" if bridged else "GPU host"
+            log.error(
+                "the %s at %s refused the gateway's key (401): check its VO_API_KEYS", who, base
             )
+            rejected = f"the {who} refused the gateway's key"
+            return error_response(WireError(502, "host_key_rejected", rejected))
         response = web.StreamResponse(
             status=upstream.status,
             reason=upstream.reason,
@@ -187,7 +204,7 @@ async def forward(
         if bridged:
             response.headers[BRIDGED] = "1"
         await response.prepare(request)
-        await _stream(request, gate, upstream, response)
+        await _stream(request, gate, upstream, response, bridged=bridged)
     return response
 
 
@@ -196,13 +213,18 @@ async def _stream(
     gate: HostGate,
     upstream: aiohttp.ClientResponse,
     response: web.StreamResponse,
+    *,
+    bridged: bool,
 ) -> None:
-    """The host's body to the client, each chunk as it arrives."""
+    """The host's (or the bridge's) body to the client, each chunk as it arrives."""
     while True:
         try:
             chunk = await upstream.content.readany()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            _lost(request, gate, exc)
+            if bridged:  # the bridge broke off: the host has nothing to do with it
+                log.warning("the bridge broke off %s %s: %s", request.method, request.path, exc)
+            else:
+                _lost(request, gate, exc)
             _cut(request)  # the client must not take a truncated body for a whole one
             return
         if not chunk:

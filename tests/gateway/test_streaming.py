@@ -17,16 +17,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig, GatewayConfig
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.app import create_gateway_app
 from tests.gateway.clients import AUTH, sdk
-from tests.gateway.conftest import HOST_KEY, Stack, StackFactory, base
+from tests.gateway.conftest import HOST_KEY, StackFactory, base
 from tests.gateway.scripted_gate import ScriptedGate
 
 
-def hold_chat(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
-    """The host's LLM says "Two", then waits for the returned event before the rest."""
+def hold_chat(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """``runtime``'s LLM says "Two", then waits for the returned event before the rest."""
     release = asyncio.Event()
 
     async def held_chat(
@@ -36,7 +37,7 @@ def hold_chat(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
         await release.wait()
         yield " plus two is four."
 
-    monkeypatch.setattr(stack.runtime.fleet.engine("llm"), "chat", held_chat)
+    monkeypatch.setattr(runtime.fleet.engine("llm"), "chat", held_chat)
     return release
 
 
@@ -44,7 +45,7 @@ async def test_chat_events_reach_the_client_while_the_host_still_generates(
     make_stack: StackFactory, cascade_config: AppConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = await make_stack(cascade_config, ready=True)
-    release = hold_chat(stack, monkeypatch)
+    release = hold_chat(stack.runtime, monkeypatch)
     async with sdk(stack) as client:
         stream = await client.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "2+2?"}], stream=True
@@ -66,7 +67,7 @@ async def test_a_host_that_dies_mid_stream_breaks_the_client_s_body(
     make_stack: StackFactory, cascade_config: AppConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = await make_stack(cascade_config, ready=True)
-    release = hold_chat(stack, monkeypatch)
+    release = hold_chat(stack.runtime, monkeypatch)
     body = {"model": "llm", "messages": [{"role": "user", "content": "hi"}], "stream": True}
     try:
         async with (
