@@ -188,7 +188,7 @@ class BridgeConfig(_Model):
 
     enabled: bool = False
     serve_args: tuple[str, ...] = ("--profile", "cpu")
-    url: HttpUrl = "http://127.0.0.1:11450"  # its own [server] api_port must be this port
+    url: HttpUrl = "http://127.0.0.1:11450"  # the gateway starts it listening here (bridge_env)
     env: dict[str, str] = Field(default_factory=dict)
     bridge_after_s: Seconds = 3.0
     stop_timeout_s: Seconds = 30.0

@@ -30,6 +30,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
@@ -58,6 +59,21 @@ BRIDGE_ENV = {
 }
 """The bridge server's configuration under the operator's (environment keys, ``loading.py``):
 its idle ladder keeps every engine loaded and every process running."""
+
+
+def bridge_env(config: BridgeConfig, state_dir: Path) -> dict[str, str]:
+    """The bridge server's environment: ``BRIDGE_ENV``, then where it listens (``url``'s host
+    and port; its console on the next port) and a state folder of its own (beside a ``local``
+    host's, never shared), then ``[gateway.bridge] env``, which wins."""
+    url = urlsplit(str(config.url))
+    port = url.port or 80
+    placed = {
+        "VO__SERVER__API_HOST": url.hostname or "127.0.0.1",
+        "VO__SERVER__API_PORT": str(port),
+        "VO__SERVER__CONSOLE_PORT": str(port + 1),
+        "VO__STATE__DIR": str(state_dir / "bridge"),
+    }
+    return {**BRIDGE_ENV, **placed, **config.env}
 
 
 class NotWarm(Exception):
@@ -104,7 +120,7 @@ class BridgeProcess:
         server = LocalProvider(
             serve_args=config.serve_args,
             url=config.url,
-            env={**BRIDGE_ENV, **config.env},
+            env=bridge_env(config, state_dir),
             stop_timeout_s=config.stop_timeout_s,
         )
         self.after_s = config.bridge_after_s

@@ -23,7 +23,7 @@ from orchestrator.api.app import create_api_app
 from orchestrator.config import AppConfig, load_config
 from orchestrator.config.gateway import BridgeConfig
 from orchestrator.config.secrets import Secrets
-from orchestrator.gateway.bridge import BridgeProcess, NotWarm, warm_up
+from orchestrator.gateway.bridge import BridgeProcess, NotWarm, bridge_env, warm_up
 from tests.conftest import RuntimeFactory
 from tests.gateway import conftest as stack
 
@@ -39,12 +39,13 @@ FAST_LADDER = {  # the operator's env: the ladder steps all the way down in seco
 
 @pytest.fixture
 def bridge_config(cascade_config_file: Path) -> BridgeConfig:
-    port = load_config(config_file=cascade_config_file, environ={}).server.api_port
+    server = load_config(config_file=cascade_config_file, environ={}).server
     return BridgeConfig(
         enabled=True,
         serve_args=("--config", str(cascade_config_file)),
-        url=f"http://127.0.0.1:{port}",
-        env=FAST_LADDER,
+        url=f"http://127.0.0.1:{server.api_port}",
+        # its console on the test's free port, not the api port's neighbour (bridge_env)
+        env={**FAST_LADDER, "VO__SERVER__CONSOLE_PORT": str(server.console_port)},
         stop_timeout_s=20,
     )
 
@@ -111,3 +112,14 @@ async def test_a_bridge_that_cannot_open_a_session_is_not_warm(
         with pytest.raises(NotWarm) as refused:
             await warm_up(http, stack.base(server), stack.HOST_KEY)
     assert "vad" in str(refused.value), refused.value  # what could not be leased
+
+
+def test_the_bridge_listens_where_its_url_says_with_a_state_of_its_own(tmp_path: Path) -> None:
+    config = BridgeConfig(enabled=True, url="http://127.0.0.1:11450", env={"VO_X": "1"})
+    env = bridge_env(config, tmp_path)
+    assert (env["VO__SERVER__API_HOST"], env["VO__SERVER__API_PORT"]) == ("127.0.0.1", "11450")
+    assert env["VO__SERVER__CONSOLE_PORT"] == "11451"  # not the host's 8766 on a local setup
+    assert env["VO__STATE__DIR"] == str(tmp_path / "bridge")
+    assert env["VO_X"] == "1" and env["VO__HIBERNATION__ACTIONS__COLD__UNLOAD_ROLES"] == "[]"
+    mine = BridgeConfig(enabled=True, env={"VO__SERVER__API_PORT": "9999"})
+    assert bridge_env(mine, tmp_path)["VO__SERVER__API_PORT"] == "9999"  # the operator wins
