@@ -21,6 +21,7 @@ from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig, GatewayConfig
 from orchestrator.config.secrets import Secrets
 from orchestrator.gateway.app import create_gateway_app
+from services.base import ChatUsage
 from tests.gateway.clients import AUTH, sdk
 from tests.gateway.conftest import HOST_KEY, StackFactory, base
 from tests.gateway.scripted_gate import ScriptedGate
@@ -31,7 +32,10 @@ def hold_chat(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> asyncio.Even
     release = asyncio.Event()
 
     async def held_chat(
-        messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+        messages: list[dict[str, str]],
+        *,
+        options: dict[str, Any] | None = None,
+        usage: ChatUsage | None = None,
     ) -> AsyncGenerator[str, None]:
         yield "Two"
         await release.wait()
