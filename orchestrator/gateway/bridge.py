@@ -63,14 +63,13 @@ its idle ladder keeps every engine loaded and every process running."""
 
 def bridge_env(config: BridgeConfig, state_dir: Path) -> dict[str, str]:
     """The bridge server's environment: ``BRIDGE_ENV``, then where it listens (``url``'s host
-    and port; its console on the next port) and a state folder of its own (beside a ``local``
-    host's, never shared), then ``[gateway.bridge] env``, which wins."""
+    and port) and a state folder of its own (beside a ``local`` host's, never shared), then
+    ``[gateway.bridge] env``, which wins. Its console stays where its config puts it (8766 by
+    default: set another port when a ``local`` host runs on the same machine)."""
     url = urlsplit(str(config.url))
-    port = url.port or 80
     placed = {
         "VO__SERVER__API_HOST": url.hostname or "127.0.0.1",
-        "VO__SERVER__API_PORT": str(port),
-        "VO__SERVER__CONSOLE_PORT": str(port + 1),
+        "VO__SERVER__API_PORT": str(url.port or 80),
         "VO__STATE__DIR": str(state_dir / "bridge"),
     }
     return {**BRIDGE_ENV, **placed, **config.env}
