@@ -18,7 +18,7 @@ from console.context import CONSOLE
 from console.talk import PATH, TIMINGS, realtime_url
 from orchestrator.config import AppConfig, ServerConfig
 from tests.conftest import CONSOLE_PASSWORD, RuntimeFactory
-from tests.console.voice import RATE, Voice, serve_voice
+from tests.console.voice import RATE, SAID, Voice, serve_voice
 from tests.helpers import basic
 from tests.realtime_client import Socket
 from tests.speech import silence, speak
@@ -136,6 +136,8 @@ async def test_a_session_round_trip_through_the_relay(
     await socket.send("response.create")
     done = await socket.until("response.done")
     assert done["response"]["status"] == "completed"
+    said = next(e for e in socket.seen if e["type"] == "response.audio_transcript.done")
+    assert said["transcript"].split() == SAID.split()
     deltas = [e for e in socket.seen if e["type"] == "response.audio.delta"]
     assert deltas and all(e["response_id"] == done["response"]["id"] for e in deltas)
     assert TIMINGS not in socket.types()  # a typed turn: no end of speech to time from

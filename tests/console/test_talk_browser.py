@@ -1,8 +1,9 @@
 """The Talk page in a real headless Chromium whose microphone plays a WAV file made here
 (``--use-file-for-fake-audio-capture``): the operator holds the button, the page sends the
 microphone as PCM16 through the console's relay to ``/v1/realtime`` of the tiny real cascade
-(Silero VAD, Whisper, a transformers LLM, Piper), and the reply is heard: its audio arrives,
-its buffers play to the end, and the turn's latency is shown. Hands-free lets the server's VAD
+(Silero VAD, Whisper and Piper; the LLM says one scripted sentence, ``tests.console.voice``),
+and the reply is heard: its audio arrives, its buffers play to the end, its words are shown,
+and the turn's latency is shown. Hands-free lets the server's VAD
 find the turn and shows the server's stage timings too. Screenshots, desktop and phone, go with
 the other pages' (``test-artifacts/screenshots/talk-*.png``).
 
@@ -22,7 +23,7 @@ import pytest
 from orchestrator.config import AppConfig
 from tests.conftest import RuntimeFactory
 from tests.console.browser import Console, chromium, chromium_path, fake_microphone
-from tests.console.voice import RATE, Voice, serve_voice, voiced, wav_bytes
+from tests.console.voice import RATE, SAID, Voice, serve_voice, voiced, wav_bytes
 from tests.speech import silence, speak
 
 try:
@@ -87,7 +88,7 @@ async def test_hold_to_talk_sends_the_microphone_and_plays_the_reply(
         await stat_at_least(console, "received-ms", 1, REPLY_MS)
         await stat_at_least(console, "played", 1, REPLY_MS)  # a reply buffer played to its end
         turn = page.locator('#talk-transcript li[data-turn="1"]')
-        await expect(turn.locator(".bot span")).not_to_have_text("", timeout=REPLY_MS)
+        await expect(turn.locator(".bot span")).to_have_text(SAID, timeout=REPLY_MS)
         await expect(turn.locator(".user span")).not_to_have_text("…", timeout=REPLY_MS)
         assert await page.locator("#talk-latency td.mode").all_inner_texts() == ["hold"]
 

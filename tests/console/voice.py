@@ -1,6 +1,10 @@
-"""The voice API and the console on one runtime of tiny real engines, each on the port its
-configuration names, as ``orchestrator.server`` runs them: the Talk page's relay finds the API
-where the configuration says, and the console's own origin is the one derived from its port.
+"""The voice API and the console on one runtime, each on the port its configuration names, as
+``orchestrator.server`` runs them: the Talk page's relay finds the API where the configuration
+says, and the console's own origin is the one derived from its port.
+
+The engines are the tiny real ones (Silero VAD, Whisper, Piper) but for the LLM, which says
+``SAID``: the random tiny LLM now and then says nothing Piper can speak (about 1 reply in 20 of
+a few tokens), and these tests are about the page and the relay hearing a reply, not the model.
 
 ``Voice.ended`` is set each time a ``/v1/realtime`` handler returns (its session closed and its
 engines given back), so a test waits on that instead of guessing when the relay let go.
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import wave
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,9 +29,25 @@ from console.app import create_console_app
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig
+from services.base import Role
 from tests.conftest import RuntimeFactory
+from tests.fakes import FakeEngine
 
 RATE = 24_000
+SAID = "Hello there. How are you today?"
+
+
+class ScriptedChat(FakeEngine):
+    """An LLM that always says ``SAID``, word by word, as a model streams."""
+
+    def __init__(self, name: str = "llm") -> None:
+        super().__init__(name, Role.LLM, steps=1)
+
+    async def chat(
+        self, messages: list[dict[str, str]], *, options: dict[str, Any] | None = None
+    ) -> AsyncGenerator[str, None]:
+        for word in SAID.split(" "):
+            yield word + " "
 
 
 @dataclass
@@ -41,18 +62,10 @@ class Voice:
         return f"http://127.0.0.1:{self.console.port}"
 
 
-def short_replies(config: AppConfig) -> AppConfig:
-    """Replies of a few tokens: these tests are about the path, not what the model says."""
-    short = config.sessions.model_copy(
-        update={"llm_options": {"max_new_tokens": 8, "min_new_tokens": 4}}
-    )
-    return config.model_copy(update={"sessions": short})
-
-
 async def serve_voice(
     config: AppConfig, make_runtime: RuntimeFactory, aiohttp_server: Any
 ) -> Voice:
-    runtime = make_runtime(short_replies(config), writer=True)
+    runtime = make_runtime(config, writer=True, engines={"llm": ScriptedChat()})
     ended: asyncio.Queue[str] = asyncio.Queue()
 
     @web.middleware
