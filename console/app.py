@@ -2,7 +2,9 @@
 
     /login, /logout                     sign-in page and form posts      console.login
     /, /engines, /hibernation,          server-rendered pages            console.pages
-      /credits, /plan, /audit
+      /credits, /plan, /talk, /audit
+    /talk/realtime                      the Talk page's voice socket,    console.talk
+                                          relayed to /v1/realtime
     /events?view=<page>                 server-sent events from the bus  console.live
     /events/logs                        managed processes' output, live  console.process_logs
     /api/...                            JSON reads and operator actions  console.reads, .admin
@@ -11,8 +13,9 @@
 Everything but ``/login`` needs the session cookie or HTTP Basic (``console.auth``). The
 console binds to loopback by default; behind a TLS proxy it believes ``X-Forwarded-Proto`` only
 when ``server.console_trust_proxy`` is set (``console.proxy``). Nothing here records voice
-activity, so an open console never keeps the engines awake; its one background task keeps the
-overview's chart history (``console.recorder``).
+activity, so an open console never keeps the engines awake, except a Talk session, which is a
+real voice session on the API; its one background task keeps the overview's chart history
+(``console.recorder``).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from console.reads import add_read_routes
 from console.recorder import recording
 from console.render import STATIC, template_env
 from console.session import KEY_FILE, RevokedSessions, SessionSigner, load_or_create_key
+from console.talk import add_talk_routes
 from console.throttle import LoginThrottle
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.config import ConfigError
@@ -123,6 +127,7 @@ def create_console_app(
     add_log_routes(app)
     add_read_routes(app)
     add_admin_routes(app)
+    add_talk_routes(app)
     app.on_startup.append(functools.partial(_announce, environ=environ))
     app.cleanup_ctx.append(recording)
     app.on_cleanup.append(_close)

@@ -48,8 +48,11 @@ def _json_error(status: int, message: str) -> web.Response:
 
 
 def wants_page(request: web.Request) -> bool:
-    """A browser navigation (an HTML page), not the API, the live stream or a static file."""
+    """A browser navigation (an HTML page), not the API, the live stream, a static file or a
+    WebSocket (the Talk page's voice socket)."""
     path = request.path
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return False
     return request.method == "GET" and not path.startswith(("/api/", "/events", "/static/"))
 
 

@@ -24,6 +24,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "hibernation": ("status", "ladder", "timeline"),
     "credits": ("status", "credit_cards", "cost_by_state"),
     "plan": ("status",),
+    "talk": ("status", "sessions"),
     "audit": ("status", "audit_table"),
 }
 AUDIT_ROWS = 100

@@ -13,6 +13,7 @@ from console.plan_view import plan_of
 from console.process_logs import BACKLOG, tails
 from console.render import render
 from console.snapshot import ladder_view
+from console.talk import PATH as TALK_PATH
 from orchestrator.app.runtime import RUNTIME
 from services.base import Role
 
@@ -22,6 +23,7 @@ NAV = (
     ("hibernation", "/hibernation", "Hibernation"),
     ("credits", "/credits", "Credits"),
     ("plan", "/plan", "Plan"),
+    ("talk", "/talk", "Talk"),
     ("audit", "/audit", "Audit"),
 )
 
@@ -76,6 +78,12 @@ async def plan(request: web.Request) -> web.Response:
     return await _page(request, "plan", plan=await plan_of(request.app[RUNTIME]))
 
 
+async def talk(request: web.Request) -> web.Response:
+    """The voice path in the browser: the page's script opens ``console.talk``'s socket."""
+    server = request.app[RUNTIME].config.server
+    return await _page(request, "talk", api_port=server.api_port, socket_path=TALK_PATH)
+
+
 async def audit(request: web.Request) -> web.Response:
     return await _page(request, "audit")
 
@@ -86,4 +94,5 @@ def add_page_routes(app: web.Application) -> None:
     app.router.add_get("/hibernation", hibernation, name="hibernation")
     app.router.add_get("/credits", credits, name="credits")
     app.router.add_get("/plan", plan, name="plan")
+    app.router.add_get("/talk", talk, name="talk")
     app.router.add_get("/audit", audit, name="audit")

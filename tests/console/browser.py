@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,13 +119,25 @@ class Console:
         assert not self.errors, self.errors
 
 
+def fake_microphone(wav: Path, *, loop: bool = True) -> list[str]:
+    """Flags for a microphone that plays ``wav`` (again and again, or once and then silence),
+    granted without asking, and audio that may play without a click first."""
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}{'' if loop else '%noloop'}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
 @asynccontextmanager
-async def chromium(base: str) -> AsyncIterator[Console]:
-    """A fresh headless Chromium with one tab on the console at ``base``."""
+async def chromium(base: str, extra: Sequence[str] = ()) -> AsyncIterator[Console]:
+    """A fresh headless Chromium with one tab on the console at ``base``; ``extra`` flags."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as driver:
-        browser = await driver.chromium.launch(executable_path=chromium_path(), args=FLAGS)
+        args = [*FLAGS, *extra]
+        browser = await driver.chromium.launch(executable_path=chromium_path(), args=args)
         try:
             context = await browser.new_context(viewport=DESKTOP)
             yield Console(await context.new_page(), base)

@@ -25,7 +25,7 @@ from tests.conftest import CONSOLE_PASSWORD
 from tests.console.conftest import Client, MakeClient, sign_in
 from tests.helpers import basic
 
-PAGES = ["/", "/engines", "/hibernation", "/credits", "/plan", "/audit"]
+PAGES = ["/", "/engines", "/hibernation", "/credits", "/plan", "/talk", "/audit"]
 READS = [
     "/api/state",
     "/api/snapshot",

@@ -94,7 +94,8 @@ async def test_audit_page_lists_operator_actions(client: Client, csrf: dict[str,
 async def test_static_files_are_served_behind_the_login(
     client: Client, csrf: dict[str, str]
 ) -> None:
-    scripts = ("console.js", "credits.js", "hibernation.js", "overview.js", "engines.js")
+    scripts = ("console.js", "credits.js", "hibernation.js", "overview.js", "engines.js", "talk.js")
+    scripts += ("talk-worklet.js",)
     for name in (*scripts, "console.css", "chart.umd.min.js"):
         response = await client.get(f"/static/{name}")
         assert response.status == 200, name
