@@ -211,3 +211,29 @@ async def run_async(kit: Kit, *args: str, answers: list, env: dict[str, str]) ->
     """kit.run off the event loop, which serves the gateway's health meanwhile."""
     done = await asyncio.to_thread(kit.run, *args, answers=answers, env=env)
     return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def test_destroy_undoes_what_deploy_made(kit: Kit) -> None:
+    settings = {"project": PROJECT, "hf_token_secret": "vo-hf-token"}
+    (kit.here / "deploy.auto.tfvars.json").write_text(json.dumps(settings))
+    kit.rules_file.write_text(json.dumps(rules()))
+    environ = {
+        **os.environ,
+        "PATH": f"{kit.bin}:{os.environ['PATH']}",
+        "FAKE_LOG": str(kit.log),
+        "FAKE_RULES": str(kit.rules_file),
+    }
+    done = subprocess.run(
+        [str(kit.here / "destroy.sh"), "--yes"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    here = f"-chdir={kit.here}"
+    assert [here, "destroy", "-input=false", "-auto-approve"] in kit.terraform()
+    assert not [args for args in kit.gcloud() if "delete" in args]  # the user's token is kept
+    assert "kept: vo-hf-token" in done.stdout
+    assert not (kit.here / "deploy.auto.tfvars.json").exists()
