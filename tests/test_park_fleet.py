@@ -7,6 +7,7 @@ runs the ladder on the heavy tiny Whisper, where RSS shows the weights kept whil
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,20 @@ async def test_a_lease_resumes_a_parked_engine_instead_of_loading_it(ladder: Lad
     assert (status.loads, status.resumes) == (1, 1)
     assert status.last_resume_seconds is not None
     assert ladder.asr.violations == []
+
+
+async def test_a_prewarm_resumes_a_parked_engine(ladder: Ladder) -> None:
+    await ladder.use("asr")
+    await ladder.idle(301)
+    assert ladder.asr.state is EngineState.PARKED
+    with ladder.runtime.bus.subscribe() as events:
+        ladder.runtime.fleet.prewarm(["asr"])  # an operator's wake, a session's pre-warm
+        async with asyncio.timeout(10):
+            while True:
+                event = await events.queue.get()
+                if event.type == "engine.state" and event.data["state"] == "loaded":
+                    break
+    assert ladder.asr.state is EngineState.LOADED and ladder.asr.resumes == 1
 
 
 async def test_a_load_landing_in_cool_is_parked_again_and_pins_and_leases_hold(

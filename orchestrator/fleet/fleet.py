@@ -216,9 +216,9 @@ class Fleet:
         return None if self._vram is None else await self._vram.budget()
 
     def prewarm(self, names: Sequence[str]) -> None:
-        """Start loading engines a session may use, without waiting for them."""
+        """Start loading (or resuming) engines a session may use, without waiting for them."""
         for name in names:
-            if self._record(name).engine.state is EngineState.UNLOADED:
+            if self._record(name).engine.state in (EngineState.UNLOADED, EngineState.PARKED):
                 self._tasks.spawn(f"prewarm-{name}", self._quiet_load(name))
 
     async def _quiet_load(self, name: str) -> None:
