@@ -19,11 +19,11 @@ from console.credits_view import SimulationError, parse_timeouts, run_simulation
 from orchestrator.app.runtime import RUNTIME, Runtime
 from orchestrator.core.idle import IdleState
 from orchestrator.fleet.errors import UnknownEngine
-from orchestrator.fleet.records import UnloadOutcome
+from orchestrator.fleet.records import ParkOutcome, UnloadOutcome
 from services.errors import EngineError
 
 MAX_KEEP_AWAKE_MIN = 24 * 60
-ACTIONS = ("load", "unload", "restart", "pin")
+ACTIONS = ("load", "unload", "park", "restart", "pin")
 
 
 def _json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -103,6 +103,12 @@ async def engine_action(request: web.Request) -> web.Response:
                 message = f"{name} not unloaded: {outcome.reason}"
                 return await _refused(request, action, 409, message, target=name)
             details = _unload_details(outcome)
+        elif action == "park":
+            parked = await runtime.fleet.park(name, respect_pin=False)
+            if not parked.done:
+                message = f"{name} not parked: {parked.reason}"
+                return await _refused(request, action, 409, message, target=name)
+            details = _park_details(parked)
         elif action == "restart":
             details = await _restart(runtime, name)
         else:
@@ -125,6 +131,18 @@ def _unload_details(outcome: UnloadOutcome) -> dict[str, Any]:
         "seconds": round(report.seconds, 3),
         "ram_freed_bytes": report.ram_freed_bytes,
         "vram_freed_bytes": report.vram_freed_bytes,
+    }
+
+
+def _park_details(outcome: ParkOutcome) -> dict[str, Any]:
+    """Parked (what host RAM keeps), or unloaded instead and why."""
+    if outcome.parked is None:
+        unloaded = UnloadOutcome(outcome.engine, True, report=outcome.unloaded)
+        return {"unloaded_instead": outcome.reason, **_unload_details(unloaded)}
+    return {
+        "seconds": round(outcome.parked.seconds, 3),
+        "ram_kept_bytes": outcome.parked.ram_kept_bytes,
+        "vram_freed_bytes": outcome.parked.vram_freed_bytes,
     }
 
 

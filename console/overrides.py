@@ -33,7 +33,13 @@ TOP_KEYS = (
     "tick_s",
     "wake_timeout_s",
 )
-ACTION_KEYS = ("unload_roles", "stop_processes", "host_power_off", "telemetry_interval_s")
+ACTION_KEYS = (
+    "unload_roles",
+    "park_roles",
+    "stop_processes",
+    "host_power_off",
+    "telemetry_interval_s",
+)
 
 
 class OverrideError(VoiceOrchestratorError, ValueError):

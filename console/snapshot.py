@@ -32,6 +32,9 @@ def engine_view(status: EngineStatus) -> dict[str, Any]:
         "ram_measured": memory.measured_ram_bytes,
         "vram_estimated": memory.estimated_vram_bytes,
         "vram_measured": memory.measured_vram_bytes,
+        "ram_parked": memory.parked_ram_bytes,
+        "resumes": status.resumes,
+        "resume_s": status.last_resume_seconds,
         "load_s": status.last_load_seconds,
         "unload_s": status.last_unload_seconds,
         "loads": status.loads,
@@ -54,6 +57,7 @@ def ladder_view(config: HibernationConfig) -> list[dict[str, Any]]:
             "begins_s": thresholds.begins(state),
             "actions": {
                 "unload_roles": [str(role) for role in config.actions[state].unload_roles],
+                "park_roles": [str(role) for role in config.actions[state].park_roles],
                 "stop_processes": config.actions[state].stop_processes,
                 "host_power_off": config.actions[state].host_power_off,
                 "telemetry_interval_s": config.actions[state].telemetry_interval_s,

@@ -17,9 +17,16 @@ ADAPTER_ROLES: dict[str, Role] = {
     # separate servers: supervised (Runtime.MANAGED) or already running (Runtime.REMOTE)
     "ollama": Role.LLM,
     "openai-llm": Role.LLM,
+    "vllm": Role.LLM,
     "openai-asr": Role.ASR,
     "whisper-cpp": Role.ASR,
     "openai-tts": Role.TTS,
     "vibevoice": Role.TTS,
     "personaplex": Role.DUPLEX,
 }
+
+# Adapters with a parked state (weights kept in host RAM, resumed without reading files); the
+# others are unloaded where a state parks their role. A vllm server parks only when it was
+# started with sleep mode (the supervised one is). ``services.registry`` checks this against
+# the adapter classes.
+PARKING_ADAPTERS: frozenset[str] = frozenset({"faster-whisper", "transformers", "vllm"})

@@ -8,12 +8,17 @@ An engine is one model runtime with one role. Its lifecycle, whatever the runtim
     loading    waits for that load    waits, then unloads  reports    EngineNotLoaded
     loaded     no-op                  -> unloading ->      reports    served
                                          unloaded
+    parked     resumes -> loaded      as when loaded       reports    EngineNotLoaded
     unloading  waits, then loads      waits                reports    EngineNotLoaded
     failed     retries the load       -> unloaded          reports    EngineNotLoaded
     missing    raises ModelMissing    no-op                reports    EngineNotLoaded
 
 ``missing`` means the weights are not on disk; it clears when they appear. Nothing here is
-terminal: the orchestrator decides whether to retry, download or give up.
+terminal: the orchestrator decides whether to retry, download or give up. ``parked``
+(``Parkable`` engines: ``park()`` from loaded; a no-op when parked) keeps the weights in host
+RAM and gives the device memory back; ``load()`` copies them back, reading no file. An engine
+without that state raises ``CannotPark`` and the fleet unloads it instead. On a CPU the weights
+are in host RAM already: parking saves the next load's time, not memory.
 
 Each role adds its calls: ``SpeechRecognizer`` (asr), ``ChatModel`` (llm), ``SpeechSynthesizer``
 (tts), ``VoiceActivityDetector`` (vad) and ``DuplexModel`` (duplex, with the types of a
@@ -52,6 +57,7 @@ class EngineState(StrEnum):
     UNLOADED = "unloaded"
     LOADING = "loading"
     LOADED = "loaded"
+    PARKED = "parked"  # weights in host RAM, device memory released; not serving
     UNLOADING = "unloading"
     FAILED = "failed"
     MISSING = "missing"
@@ -114,6 +120,7 @@ class EngineMemory:
     estimated_ram_bytes: int | None
     measured_vram_bytes: int | None
     measured_ram_bytes: int | None
+    parked_ram_bytes: int | None = None  # host RAM the weights hold while parked
 
 
 @dataclass(frozen=True)
@@ -135,12 +142,21 @@ class LoadReport:
     seconds: float
     ram_delta_bytes: int
     vram_delta_bytes: int | None
+    resumed: bool = False  # from the parked state: copied back from host RAM, no files read
 
 
 @dataclass(frozen=True)
 class UnloadReport:
     seconds: float
     ram_freed_bytes: int
+    vram_freed_bytes: int | None
+
+
+@dataclass(frozen=True)
+class ParkReport:
+    seconds: float
+    ram_kept_bytes: int  # host RAM the parked weights hold (on a CPU: what the load took)
+    ram_delta_bytes: int  # RSS growth: the weights copied off the device
     vram_freed_bytes: int | None
 
 
@@ -199,6 +215,13 @@ class Engine(Protocol):
     async def health(self) -> EngineHealth: ...
 
     def memory(self) -> EngineMemory: ...
+
+
+@runtime_checkable
+class Parkable(Engine, Protocol):
+    """An engine with a parked state (the module docstring); ``CannotPark`` says why not."""
+
+    async def park(self) -> ParkReport: ...
 
 
 @runtime_checkable

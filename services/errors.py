@@ -6,6 +6,7 @@
     │   ├── ModelMissing               model_missing          503     no         s.errors
     │   ├── EngineLoadError            load_failed            503     no         s.errors
     │   ├── EngineNotLoaded            engine_not_loaded      503     yes        s.errors
+    │   ├── CannotPark                 cannot_park            503     no         s.errors
     │   ├── EngineCallError            engine_call_failed     502     yes        s.errors
     │   │   ├── ServerUnavailable      server_unavailable     503     yes        s.server_errors
     │   │   │   └── ServerLoading      server_loading         503     yes        s.server_errors
@@ -124,6 +125,13 @@ class EngineLoadError(EngineError):
 class EngineNotLoaded(EngineError):
     code = "engine_not_loaded"
     transient = True
+
+
+class CannotPark(EngineError):
+    """The engine has no parked state (or its server was not started with one): the fleet
+    unloads it instead, and says why."""
+
+    code = "cannot_park"
 
 
 class EngineCallError(EngineError):

@@ -8,6 +8,10 @@
     remote    check that the server answers, then     release the model if the API can, else
               ``_attach()``                           just stop using it
 
+A subclass whose server can park (vLLM's sleep mode) adds ``park()`` and sets the ``parked``
+state; ``load`` then goes through ``_attach()`` again, which wakes the server, and ``unload``
+of a parked engine is the same as of a loaded one.
+
 The state table of ``services.base`` holds. While a managed process restarts after a crash the
 engine reports ``loading`` (``failed`` once the supervisor gives up) and re-attaches its model
 when the process is ready again. Policy (when to load, unload, stop) stays with the orchestrator:
@@ -271,7 +275,7 @@ class ServerEngine(ABC):
                     await process.stop()
                 self._state = EngineState.UNLOADED
                 return UnloadReport(seconds=0.0, ram_freed_bytes=0, vram_freed_bytes=0)
-            if self._state is not EngineState.LOADED:
+            if self._state not in (EngineState.LOADED, EngineState.PARKED):
                 return UnloadReport(seconds=0.0, ram_freed_bytes=0, vram_freed_bytes=0)
             self._state = EngineState.UNLOADING
             started = time.perf_counter()

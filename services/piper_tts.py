@@ -71,6 +71,9 @@ class PiperEngine(InProcessEngine):
     def _release_model(self) -> None:
         self._voice = None
 
+    # An ONNX Runtime session cannot hand its weights to host RAM and take them back.
+    park_refusal = "Piper (ONNX Runtime) has no parked state"
+
     def _is_loaded(self) -> bool:
         return self._voice is not None
 

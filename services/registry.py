@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.adapter_roles import ADAPTER_ROLES
+from services.adapter_roles import ADAPTER_ROLES, PARKING_ADAPTERS
 from services.base import Engine, EngineSpec, Role
 from services.managed import ServerEngine
 from services.ollama_llm import OllamaChat
@@ -16,6 +16,7 @@ from services.piper_tts import PiperEngine
 from services.process.supervisor import Supervisor
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
+from services.vllm_llm import VllmChat
 from services.whisper_asr import WhisperEngine
 
 EngineFactory = Callable[[EngineSpec], Engine]
@@ -27,6 +28,7 @@ _FACTORIES: dict[str, EngineFactory] = {
     "transformers": TransformersChat,
     "ollama": OllamaChat,
     "openai-llm": OpenAIChat,
+    "vllm": VllmChat,
     "openai-asr": OpenAITranscriber,
     "whisper-cpp": WhisperCppTranscriber,
     "openai-tts": OpenAISpeech,
@@ -35,6 +37,14 @@ _FACTORIES: dict[str, EngineFactory] = {
 }
 if _FACTORIES.keys() != ADAPTER_ROLES.keys():  # a name in one table and not the other
     raise ImportError(f"adapter tables differ: {sorted(_FACTORIES.keys() ^ ADAPTER_ROLES.keys())}")
+
+_PARKING = {
+    name
+    for name, factory in _FACTORIES.items()
+    if hasattr(factory, "park") and getattr(factory, "park_refusal", None) is None
+}
+if _PARKING != PARKING_ADAPTERS:
+    raise ImportError(f"PARKING_ADAPTERS is wrong about: {sorted(_PARKING ^ PARKING_ADAPTERS)}")
 
 ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
     name: (ADAPTER_ROLES[name], factory) for name, factory in _FACTORIES.items()

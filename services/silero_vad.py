@@ -88,6 +88,8 @@ class SileroVad(InProcessEngine):
     def _release_model(self) -> None:
         self._session = None
 
+    park_refusal = "the Silero VAD (ONNX Runtime, 2 MB) has no parked state"
+
     def _is_loaded(self) -> bool:
         return self._session is not None
 

@@ -4,6 +4,9 @@ For small instruction models on hosts without Ollama (e.g. Qwen2.5-0.5B-Instruct
 for tests. ``model`` is a local folder or a hub repository id (downloaded into the models
 directory). Generation runs in a worker thread and streams text deltas; closing the stream
 stops generation at the next token.
+
+Parked, the model object is kept: on a CUDA device its weights move to pinned host memory (so
+resuming is one fast copy back, no file read); on the CPU they stay where they are.
 """
 
 from __future__ import annotations
@@ -62,6 +65,30 @@ class TransformersChat(InProcessEngine):
     def _release_model(self) -> None:
         self._model = None
         self._tokenizer = None
+
+    park_refusal = None
+
+    def _park_model(self) -> None:
+        if self.spec.device == "cpu":
+            return  # already in host RAM: parking only stops serving
+        import torch
+
+        model = self._model.to("cpu")
+        if torch.cuda.is_available():  # pinned pages copy back to the GPU at full speed
+            for tensor in (*model.parameters(), *model.buffers()):
+                tensor.data = tensor.data.pin_memory()
+            torch.cuda.empty_cache()
+
+    def _resume_model(self) -> None:
+        if self.spec.device == "cpu":
+            return
+        import torch
+
+        self._model.to(self.spec.device, non_blocking=True)
+        torch.cuda.synchronize()
+        release_pinned = getattr(torch._C, "_host_emptyCache", None)  # torch keeps freed pins
+        if release_pinned is not None:
+            release_pinned()
 
     def _is_loaded(self) -> bool:
         return self._model is not None

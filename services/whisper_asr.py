@@ -3,6 +3,11 @@
 ``model`` is a CTranslate2 model folder on disk or a hub repository id such as
 ``Systran/faster-whisper-small``; hub models live under the models directory once downloaded,
 and this adapter never reaches for the network itself.
+
+Parking uses CTranslate2's own: ``unload_model(to_cpu=True)`` copies a CUDA model's weights to
+host RAM and frees the device, and ``load_model()`` copies them back (CTranslate2's
+``python/cpp/replica_pool.h``). On a CPU model that call returns at once and the model stays
+as it is, so a parked CPU engine keeps its weights where they were and only stops serving.
 """
 
 from __future__ import annotations
@@ -63,6 +68,20 @@ class WhisperEngine(InProcessEngine):
 
     def _release_model(self) -> None:
         self._model = None
+
+    park_refusal = None
+
+    def _park_model(self) -> None:
+        whisper = self._model.model  # the ctranslate2.models.Whisper under faster-whisper
+        whisper.unload_model(to_cpu=True)
+        if self.spec.device != "cpu" and whisper.model_is_loaded:
+            # CTranslate2 declines silently while a batch runs or another thread holds it
+            raise RuntimeError("CTranslate2 kept the model on the device: it is in use")
+
+    def _resume_model(self) -> None:
+        whisper = self._model.model
+        if not whisper.model_is_loaded:
+            whisper.load_model()  # from the host-RAM copy parking made
 
     def _is_loaded(self) -> bool:
         return self._model is not None

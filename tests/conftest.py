@@ -44,6 +44,13 @@ def tiny_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def heavy_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Whisper with ~36 MB of float32 weights: heavy enough for RSS to show them."""
+    folder = tmp_path_factory.mktemp("heavy-whisper")
+    return build_tiny_whisper(folder, ffn_dim=16384, quantization="float32")
+
+
+@pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
 

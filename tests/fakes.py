@@ -22,6 +22,7 @@ from services.base import (
     EngineState,
     LoadReport,
     ModelArtifact,
+    ParkReport,
     Role,
     Runtime,
     UnloadReport,
@@ -107,6 +108,48 @@ class FakeEngine:
                     self.violations.append(f"{self.name} became {self._state} while in use")
         finally:
             self.in_use -= 1
+
+
+class ParkingFakeEngine(FakeEngine):
+    """A fake with a parked state: ``park`` keeps its (pretend) weights, ``load`` resumes."""
+
+    KEPT = 5000
+
+    def __init__(self, name: str, role: Role, **kwargs: int) -> None:
+        super().__init__(name, role, **kwargs)
+        self.parks = 0
+        self.resumes = 0
+
+    async def park(self) -> ParkReport:
+        async with self._lock:
+            if self.in_use:
+                self.violations.append(f"{self.name} parked while {self.in_use} request(s) used it")
+            if self._state is EngineState.LOADED:
+                await asyncio.sleep(0)
+                self._state = EngineState.PARKED
+                self.parks += 1
+            return ParkReport(0.001, self.KEPT, 0, None)
+
+    async def load(self) -> LoadReport:
+        async with self._lock:
+            if self._state is not EngineState.PARKED:
+                resumed = False
+            else:
+                self._state = EngineState.LOADING
+                await asyncio.sleep(0)
+                self._state = EngineState.LOADED
+                self.resumes += 1
+                resumed = True
+        return LoadReport(0.001, 0, None, resumed=True) if resumed else await super().load()
+
+    async def unload(self) -> UnloadReport:
+        if self._state is EngineState.PARKED:
+            self._state = EngineState.LOADED  # unloads as a loaded engine does
+        return await super().unload()
+
+    def memory(self) -> EngineMemory:
+        parked = self.KEPT if self._state is EngineState.PARKED else None
+        return EngineMemory("cpu", None, 1000, None, None, parked_ram_bytes=parked)
 
 
 class FakeClock:

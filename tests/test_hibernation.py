@@ -23,16 +23,9 @@ from orchestrator.fleet.errors import WakeTimeout
 from orchestrator.hibernation.host_power import SimulatedHost
 from tests.conftest import RuntimeFactory, tiny_profile_toml
 from tests.fakes import FakeClock
-from tests.fixtures.tiny_whisper import build_tiny_whisper
 from tests.helpers import basic
 
 MB = 1_000_000
-
-
-@pytest.fixture(scope="session")
-def heavy_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("heavy-whisper")
-    return build_tiny_whisper(folder, ffn_dim=16384, quantization="float32")
 
 
 @pytest.fixture

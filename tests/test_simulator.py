@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.config import HibernationConfig
+from orchestrator.config import HibernationConfig, StateActions
 from orchestrator.core.idle import IdleState
 from orchestrator.credits.simulator import (
     Policy,
@@ -38,8 +38,10 @@ def sessions(*spans: tuple[float, float]) -> list[Session]:
 
 def test_the_configured_ladder_unloads_cumulatively_and_powers_off_in_dormant() -> None:
     assert LADDER.unloaded[IdleState.WARM] == frozenset()
-    assert LADDER.unloaded[IdleState.COOL] == {Role.TTS, Role.DUPLEX}
+    assert LADDER.unloaded[IdleState.COOL] == frozenset()
+    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX}  # COOL parks what it unloaded
     assert LADDER.unloaded[IdleState.COLD] == frozenset(Role)
+    assert LADDER.parked[IdleState.COLD] == frozenset()  # unloading wins over parking
     assert LADDER.host_off == {IdleState.DORMANT}
     assert Policy.ladder(CONFIG, host_power=False).host_off == frozenset()
 
@@ -64,6 +66,42 @@ def test_waking_from_cool_reloads_only_what_cool_unloaded() -> None:
     assert result.waits == (0.0, 1.5, 4.0)  # from COOL only TTS; from COLD both
     assert result.wakes[IdleState.COOL] == 1
     assert result.wakes[IdleState.COLD] == 1
+
+
+def test_a_parked_role_resumes_and_one_whose_engine_cannot_park_reloads() -> None:
+    trace = sessions((0, 60), (60 + 600, 700), (700 + 2700, 3500))  # from COOL, then from COLD
+    active = replace(LADDER, initial=IdleState.ACTIVE)
+    parks = replace(CASCADE, needs=frozenset({Role.ASR, Role.TTS, Role.LLM}))
+    parks = replace(parks, resume_s={Role.TTS: 0.25})  # TTS's engine parks; ASR's and LLM's stay
+    result = simulate(trace, active, parks, tick_s=1)
+    assert result.waits == (0.0, 0.25, 6.0)  # COOL: TTS resumes; COLD unloaded it: all load
+    cannot = replace(parks, resume_s={})  # a TTS engine that cannot park was unloaded in COOL
+    assert simulate(trace, active, cannot, tick_s=1).waits == (0.0, 1.5, 6.0)
+
+
+def test_a_ladder_that_parks_the_llm_too_wakes_from_cool_at_resume_speed() -> None:
+    cool = CONFIG.actions[IdleState.COOL]
+    config = HibernationConfig(
+        actions={IdleState.COOL: replace_actions(cool, park_roles=(Role.TTS, Role.LLM))}
+    )
+    costs = WakeCosts(
+        needs=frozenset({Role.LLM, Role.TTS}),
+        load_s={Role.LLM: 20.0, Role.TTS: 3.0},
+        resume_s={Role.LLM: 1.5, Role.TTS: 0.3},
+    )
+    trace = sessions((0, 60), (60 + 600, 700))
+    policy = replace(Policy.ladder(config, host_power=False), initial=IdleState.ACTIVE)
+    assert simulate(trace, policy, costs, tick_s=1).waits == (0.0, 1.5)
+    unloads = replace(
+        policy,
+        parked={},
+        unloaded={**policy.unloaded, IdleState.COOL: policy.parked[IdleState.COOL]},
+    )
+    assert simulate(trace, unloads, costs, tick_s=1).waits == (0.0, 20.0)
+
+
+def replace_actions(actions: StateActions, **changes: object) -> StateActions:
+    return actions.model_copy(update=changes)
 
 
 def test_sessions_closer_than_the_warm_threshold_pay_nothing() -> None:

@@ -14,6 +14,7 @@ document.addEventListener("DOMContentLoaded", () => {
     form.querySelectorAll("tr[data-state]").forEach((row) => {
       body.actions[row.dataset.state] = {
         unload_roles: [...row.querySelectorAll('input[name="unload_roles"]:checked')].map((i) => i.value),
+        park_roles: [...row.querySelectorAll('input[name="park_roles"]:checked')].map((i) => i.value),
         stop_processes: row.querySelector('input[name="stop_processes"]').checked,
         host_power_off: row.querySelector('input[name="host_power_off"]').checked,
         telemetry_interval_s: parseFloat(row.querySelector('input[name="telemetry_interval_s"]').value),

@@ -113,6 +113,7 @@ async def health_summary(request: web.Request) -> web.Response:
         shutting_down=runtime.shutting_down,
         credits=await asyncio.to_thread(runtime.credits),
         vram=await runtime.fleet.vram_budget(),
+        host_ram=await asyncio.to_thread(runtime.fleet.host_room.summary),
         uptime_s=runtime.uptime(),
     )
     return web.json_response(body)
@@ -129,6 +130,7 @@ async def metrics(request: web.Request) -> web.Response:
             status.name, "vram", "estimated", mem.estimated_vram_bytes
         )
         runtime.metrics.set_engine_memory(status.name, "vram", "measured", mem.measured_vram_bytes)
+        runtime.metrics.set_engine_memory(status.name, "ram", "parked", mem.parked_ram_bytes or 0)
     runtime.metrics.set_time_in_state(runtime.clock())
     runtime.metrics.set_sessions(
         (summary.get("protocol", "realtime"), summary["backend"])

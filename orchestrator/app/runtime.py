@@ -207,6 +207,7 @@ class Runtime:
         operator to wonder why VRAM is still held)."""
         state = self.hibernator.ladder.state
         unloaded = self.hibernator.unloaded_roles(state)
+        parked = self.hibernator.parked_roles(state)
         stayed = []
         for status in await self.fleet.statuses():
             if status.state != EngineState.LOADED:
@@ -217,6 +218,8 @@ class Runtime:
                 why = f"in use ({status.leases} request(s) or session(s))"
             elif status.role in unloaded:
                 why = f"{state.value} unloads {status.role}: it goes once its current use ends"
+            elif status.role in parked:
+                why = f"{state.value} parks {status.role}: it goes once its current use ends"
             else:
                 why = f"{state.value} keeps {status.role} loaded"
             stayed.append({"engine": status.name, "role": str(status.role), "why": why})

@@ -3,7 +3,8 @@ the gateway's policies (fixed idle stops and the learned pre-warm, without and w
 
 It answers the question the product exists for: how much longer do the credits last, and what
 does a student wait for it. Load times are the defaults in ``orchestrator.credits.simulator`` unless
-given with ``--load ROLE=SECONDS`` (e.g. the ``last_load_seconds`` a running server reports).
+given with ``--load ROLE=SECONDS`` (e.g. the ``last_load_seconds`` a running server reports), and
+so are resume times of parked roles (``--resume ROLE=SECONDS``; ``last_resume_seconds``).
 The report is ``orchestrator.credits.report``'s, the one the console shows for an upload.
 """
 
@@ -17,7 +18,12 @@ from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
 from orchestrator.credits.gateway_sim import DEFAULT_HINT_LEAD_S
 from orchestrator.credits.report import format_report, replay, wake_costs
-from orchestrator.credits.simulator import DEFAULT_BOOT_S, DEFAULT_LOAD_S, DEFAULT_TIMEOUTS_MIN
+from orchestrator.credits.simulator import (
+    DEFAULT_BOOT_S,
+    DEFAULT_LOAD_S,
+    DEFAULT_RESUME_S,
+    DEFAULT_TIMEOUTS_MIN,
+)
 from orchestrator.credits.traces import TraceError, read_trace
 from services.base import Role
 
@@ -37,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + ", ".join(f"{role}={s:g}" for role, s in DEFAULT_LOAD_S.items()),
     )
     parser.add_argument(
+        "--resume",
+        action="append",
+        default=[],
+        metavar="ROLE=SECONDS",
+        help="resume time of a parked role whose engine can park (repeatable); defaults: "
+        + ", ".join(f"{role}={s:g}" for role, s in DEFAULT_RESUME_S.items()),
+    )
+    parser.add_argument(
         "--boot-s", type=float, default=DEFAULT_BOOT_S, help="host boot seconds (default 90)"
     )
     parser.add_argument(
@@ -54,18 +68,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load_times(pairs: list[str]) -> dict[Role, float]:
-    times = dict(DEFAULT_LOAD_S)
+def _load_times(
+    pairs: list[str], defaults: dict[Role, float] = DEFAULT_LOAD_S, flag: str = "--load"
+) -> dict[Role, float]:
+    times = dict(defaults)
     for pair in pairs:
         role, _, seconds = pair.partition("=")
         try:
             times[Role(role.strip())] = float(seconds)
         except ValueError:
             roles = ", ".join(r.value for r in Role)
-            message = f"--load {pair!r}: expected ROLE=SECONDS, ROLE one of {roles}"
+            message = f"{flag} {pair!r}: expected ROLE=SECONDS, ROLE one of {roles}"
             raise CommandError(message) from None
         if not times[Role(role.strip())] >= 0:
-            raise CommandError(f"--load {pair!r}: seconds must be zero or more")
+            raise CommandError(f"{flag} {pair!r}: seconds must be zero or more")
     return times
 
 
@@ -88,7 +104,8 @@ def run(args: argparse.Namespace, config: AppConfig) -> int:
         raise CommandError("--boot-s must be zero or more")
     if not args.hint_lead_s >= 0:
         raise CommandError("--hint-lead-s must be zero or more")
-    costs = wake_costs(config, _load_times(args.load), args.boot_s)
+    resume = _load_times(args.resume, DEFAULT_RESUME_S, "--resume")
+    costs = wake_costs(config, _load_times(args.load), args.boot_s, resume)
     timeouts = _timeouts(args.timeouts)
     report = replay(sessions, costs, config, timeouts, hint_lead_s=args.hint_lead_s)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

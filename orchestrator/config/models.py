@@ -117,9 +117,16 @@ class StateConfig(_Model):
 
 
 class StateActions(_Model):
-    """What entering one idle state does; deeper states also do what shallower ones did."""
+    """What entering one idle state does; deeper states also do what shallower ones did.
+
+    ``park_roles`` keep the weights of engines that can park in host RAM and free the device
+    (resuming copies them back); an engine that cannot park is unloaded instead. A role that
+    ``unload_roles`` names too (here or in a shallower state) is unloaded: unloading wins, so a
+    file written before parking existed (``unload_roles = ["tts", "duplex"]`` for COOL) keeps
+    doing what it did."""
 
     unload_roles: tuple[Role, ...] = ()
+    park_roles: tuple[Role, ...] = ()
     stop_processes: bool = False
     host_power_off: bool = False
     telemetry_interval_s: Seconds = 5.0
@@ -129,7 +136,7 @@ _ALL_ROLES = tuple(Role)
 DEFAULT_ACTIONS: dict[IdleState, StateActions] = {
     IdleState.ACTIVE: StateActions(telemetry_interval_s=2.0),
     IdleState.WARM: StateActions(telemetry_interval_s=15.0),
-    IdleState.COOL: StateActions(unload_roles=(Role.TTS, Role.DUPLEX), telemetry_interval_s=30.0),
+    IdleState.COOL: StateActions(park_roles=(Role.TTS, Role.DUPLEX), telemetry_interval_s=30.0),
     IdleState.COLD: StateActions(unload_roles=_ALL_ROLES, telemetry_interval_s=60.0),
     IdleState.DORMANT: StateActions(
         unload_roles=_ALL_ROLES, stop_processes=True, host_power_off=True, telemetry_interval_s=60.0
@@ -202,6 +209,8 @@ class GpuConfig(_Model):
     recovery_timeout_s: Seconds = 30.0
     recovery_poll_s: Seconds = 0.5
     catalog: Path | None = None
+    # Host RAM never filled by parking: an engine whose weights would not fit is unloaded instead.
+    host_reserve_mb: Annotated[float, Field(ge=0)] = 2048.0
 
 
 class EngineConfig(_Model):

@@ -4,7 +4,7 @@ What ``/metrics`` says (the GPU gauges, ``vo_gpu_*`` and ``vo_vram_*``, are in
 ``orchestrator.gpu.metrics`` on the same registry)::
 
     vo_engine_state{engine,state}                       1 for each engine's state (one-hot)
-    vo_engine_memory_bytes{engine,kind,source}          ram|vram, estimated|measured
+    vo_engine_memory_bytes{engine,kind,source}          ram|vram, estimated|measured|parked
     vo_engine_loads_total{engine,result}                vo_engine_unloads_total{engine}
     vo_engine_load_seconds{engine}                      vo_engine_unload_seconds{engine}
     vo_hibernation_state{state}                         1 for the idle state (one-hot)
@@ -73,7 +73,7 @@ class Metrics:
         )
         self.engine_memory = Gauge(
             "vo_engine_memory_bytes",
-            "Engine memory by kind (ram|vram) and source (estimated|measured)",
+            "Engine memory by kind (ram|vram) and source (estimated|measured|parked)",
             ["engine", "kind", "source"],
             registry=self.registry,
         )

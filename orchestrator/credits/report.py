@@ -24,6 +24,7 @@ from orchestrator.credits.gateway_sim import (
 from orchestrator.credits.simulator import (
     DEFAULT_BOOT_S,
     DEFAULT_LOAD_S,
+    DEFAULT_RESUME_S,
     LONG_WAIT_S,
     Session,
     SimResult,
@@ -31,6 +32,7 @@ from orchestrator.credits.simulator import (
     simulate,
     standard_policies,
 )
+from services.adapter_roles import PARKING_ADAPTERS
 from services.base import Role
 
 WAKE_STATES = ("warm", "cool", "cold", "dormant")
@@ -40,10 +42,15 @@ def wake_costs(
     config: AppConfig,
     load_s: Mapping[Role, float] = DEFAULT_LOAD_S,
     boot_s: float = DEFAULT_BOOT_S,
+    resume_s: Mapping[Role, float] = DEFAULT_RESUME_S,
 ) -> WakeCosts:
-    """The roles a plain voice request needs (``routing.default``) and what they take to load."""
-    needs = frozenset(config.engines[name].role for name in config.routing.default)
-    return WakeCosts(needs=needs, load_s=dict(load_s), host_boot_s=boot_s)
+    """The roles a plain voice request needs (``routing.default``), what they take to load, and
+    to resume for those whose engine can park (the others are unloaded where a state parks)."""
+    engines = [config.engines[name] for name in config.routing.default]
+    needs = frozenset(engine.role for engine in engines)
+    parking = {engine.role for engine in engines if engine.adapter in PARKING_ADAPTERS}
+    resume = {role: resume_s[role] for role in parking if role in resume_s}
+    return WakeCosts(needs=needs, load_s=dict(load_s), host_boot_s=boot_s, resume_s=resume)
 
 
 def gateway_costs(config: AppConfig, hint_lead_s: float = DEFAULT_HINT_LEAD_S) -> GatewayCosts:
@@ -110,6 +117,7 @@ def build_report(
         "usd_per_hour": price,
         "needs": sorted(role.value for role in costs.needs),
         "load_s": {role.value: seconds for role, seconds in costs.load_s.items()},
+        "resume_s": {role.value: seconds for role, seconds in costs.resume_s.items()},
         "host_boot_s": costs.host_boot_s,
         "tick_s": config.hibernation.tick_s,
         "long_wait_s": LONG_WAIT_S,
@@ -129,6 +137,9 @@ def format_report(report: dict[str, Any]) -> str:
     trace, rows = report["trace"], report["policies"]
     days = (trace["end"] - trace["start"]) / 86400
     loads = ", ".join(f"{role} {report['load_s'][role]:g} s" for role in report["needs"])
+    resumes = report.get("resume_s") or {}
+    if resumes:
+        loads += "; parked: " + ", ".join(f"{r} resumes in {s:g} s" for r, s in resumes.items())
     lines = [
         f"trace    {trace['sessions']} sessions, {_day(trace['start'])} .. {_day(trace['end'])}"
         f" UTC ({days:.1f} days), active {rows[0]['active_hours']:.1f} h",

@@ -3,10 +3,12 @@
 The same pure ``Ladder`` the hibernator runs decides the states; ticks fall on the scheduler's
 grid (multiples of ``tick_s``), but the replay jumps straight to the tick where the next step is
 due, so 30 days take milliseconds and give what ticking every ``tick_s`` would (a test holds it).
-A policy says which roles each state has unloaded and in which states the host is off; a session
-that opens pays for what its first request needs and is not loaded: the host's boot if it is off,
-then the needed roles' loads in parallel (the longest one). Billed hours are the hours the host is
-on. Only roles appear here, never engines.
+A policy says which roles each state has unloaded or parked and in which states the host is off;
+a session that opens pays for what its first request needs and is not loaded: the host's boot if
+it is off, then the needed roles' loads in parallel (the longest one). A parked role resumes
+instead (``WakeCosts.resume_s``: its engine copies the weights back from host RAM); a role whose
+engine cannot park was unloaded, so it has no resume time and pays its load. Billed hours are the
+hours the host is on. Only roles appear here, never engines.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ DEFAULT_LOAD_S: dict[Role, float] = {
     Role.DUPLEX: 25.0,
     Role.VAD: 0.5,
 }
+# Resume from the parked state: the weights copied back from host RAM. Typical figures on a GPU
+# host: faster-whisper small ~0.2-0.5 s, a vLLM 7B ~1-3 s (vLLM's sleep-mode docs and blog: wakes
+# in well under a second to a few seconds where a reload takes tens of seconds).
+DEFAULT_RESUME_S: dict[Role, float] = {
+    Role.ASR: 0.5,
+    Role.LLM: 2.0,
+    Role.TTS: 0.5,
+    Role.DUPLEX: 3.0,
+    Role.VAD: 0.1,
+}
 DEFAULT_BOOT_S = 90.0
 DEFAULT_TIMEOUTS_MIN = (15.0, 30.0)
 HOUR_S = 3600.0
@@ -42,11 +54,20 @@ class Session:
 
 @dataclass(frozen=True)
 class WakeCosts:
-    """What a wake costs: seconds to load each role, and to boot a powered-off host."""
+    """What a wake costs: seconds to load each role, to resume a parked one (roles whose engine
+    can park only; the others were unloaded instead), and to boot a powered-off host."""
 
     needs: frozenset[Role]
     load_s: Mapping[Role, float] = field(default_factory=lambda: dict(DEFAULT_LOAD_S))
     host_boot_s: float = DEFAULT_BOOT_S
+    resume_s: Mapping[Role, float] = field(default_factory=dict)
+
+    def wake_s(self, role: Role, parked: bool) -> float:
+        """A parked role's resume, else its load (parked where its engine could not park means
+        it was unloaded)."""
+        if parked and role in self.resume_s:
+            return self.resume_s[role]
+        return self.load_s[role]
 
     def __post_init__(self) -> None:
         missing = sorted(role.value for role in self.needs if role not in self.load_s)
@@ -61,20 +82,24 @@ class Policy:
     unloaded: Mapping[IdleState, frozenset[Role]]  # roles unloaded while in each state
     host_off: frozenset[IdleState]  # states in which the host is powered off
     initial: IdleState = IdleState.DORMANT  # where the trace finds the stack
+    parked: Mapping[IdleState, frozenset[Role]] = field(default_factory=dict)  # parked there
 
     @classmethod
     def ladder(cls, hibernation: HibernationConfig, *, host_power: bool) -> Policy:
         """The configured ladder; ``host_power`` says whether a host power action is configured."""
         unloaded: dict[IdleState, frozenset[Role]] = {}
+        parked: dict[IdleState, frozenset[Role]] = {}
         host_off: set[IdleState] = set()
         for state in ORDER:
             passed = ORDER[1 : state.depth + 1]  # deeper states also did what shallower ones did
             actions = [hibernation.actions[s] for s in passed]
             unloaded[state] = frozenset(role for a in actions for role in a.unload_roles)
+            parked[state] = frozenset(r for a in actions for r in a.park_roles) - unloaded[state]
             if host_power and any(a.host_power_off for a in actions):
                 host_off.add(state)
         name = "ladder, host off in dormant" if host_off else "ladder, host stays on"
-        return cls(name, hibernation.thresholds(), unloaded, frozenset(host_off))
+        thresholds = hibernation.thresholds()
+        return cls(name, thresholds, unloaded, frozenset(host_off), parked=parked)
 
     @classmethod
     def fixed_timeout(cls, minutes: float) -> Policy:
@@ -199,8 +224,10 @@ class _Replay:
         self.host_on = initial not in policy.host_off
         self.host_ready = -math.inf
         roles = set(costs.load_s) | set(costs.needs)
-        loaded = roles - policy.unloaded[initial] if self.host_on else set()
+        parked = policy.parked.get(initial, frozenset()) & roles if self.host_on else set()
+        loaded = roles - policy.unloaded[initial] - parked if self.host_on else set()
         self.ready = dict.fromkeys(loaded, -math.inf)  # role -> when its load is done
+        self.parked = set(parked)  # roles whose weights wait in host RAM
         self.next_k = math.ceil(self.start / tick_s)
 
     def run(self) -> SimResult:
@@ -260,9 +287,14 @@ class _Replay:
         self.state = target
         for role in self.policy.unloaded[target]:
             self.ready.pop(role, None)
+            self.parked.discard(role)
+        for role in self.policy.parked.get(target, frozenset()):
+            if self.ready.pop(role, None) is not None:
+                self.parked.add(role)
         if target in self.policy.host_off:
             self.host_on = False
             self.ready.clear()
+            self.parked.clear()
 
     def _open(self, session_id: str, at: float) -> float:
         transition = self.ladder.session_opened(session_id, at)
@@ -276,5 +308,6 @@ class _Replay:
         begin = max(at, self.host_ready)
         for role in self.costs.needs:
             if role not in self.ready:
-                self.ready[role] = begin + self.costs.load_s[role]
+                self.ready[role] = begin + self.costs.wake_s(role, role in self.parked)
+                self.parked.discard(role)
         return max(0.0, self.host_ready - at, *(self.ready[r] - at for r in self.costs.needs))

@@ -83,7 +83,7 @@ class DuplexRouter:
             self.holder = session_id
         elif route.wake and self.config.wake_duplex and name is not None:
             state = self.fleet.engine(name).state
-            if state is EngineState.UNLOADED:
+            if state in (EngineState.UNLOADED, EngineState.PARKED):
                 log.info("waking %s for the next duplex session", name)
                 self.fleet.prewarm([name])
         return route

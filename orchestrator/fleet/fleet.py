@@ -8,7 +8,8 @@ do not come up within its timeout gets ``WakeTimeout``; the load goes on for the
 
 Beside it: ``records`` (what the fleet keeps per engine), ``status`` (the engines as health
 checks and the console see them), ``vram`` (the fleet as the VRAM admission sees it) and
-``downloads`` (model files fetched before a first load).
+``downloads`` (model files fetched before a first load), ``leases`` (granting them),
+``release`` (parking, and stopping server processes).
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ from typing import Any
 
 from orchestrator.config import AppConfig, EngineConfig
 from orchestrator.core.metrics import Metrics
+from orchestrator.fleet import leases, release
 from orchestrator.fleet.downloads import fetch_missing
-from orchestrator.fleet.errors import UnknownEngine, WakeTimeout
-from orchestrator.fleet.records import EngineRecord, LoadSpan, UnloadOutcome, spec_for
+from orchestrator.fleet.errors import UnknownEngine
+from orchestrator.fleet.records import EngineRecord, LoadSpan, ParkOutcome, UnloadOutcome, spec_for
 from orchestrator.fleet.status import EngineStatus, engine_status, memory_snapshot
 from orchestrator.fleet.vram import VramAdmission
 from orchestrator.gpu.admission import Admission
 from orchestrator.gpu.catalog import Catalog, catalog_files, load_catalog, planned_sessions
+from orchestrator.gpu.host_ram import HostRam
+from orchestrator.gpu.placement import MIB
 from services.base import (
     Engine,
     EngineState,
@@ -36,6 +40,7 @@ from services.base import (
     ProcessBacked,
     Role,
     Runtime,
+    UnloadReport,
 )
 from services.errors import EngineError
 from services.process.supervisor import Supervisor
@@ -55,6 +60,7 @@ class Fleet:
         clock: Callable[[], float] = time.time,
         admission: Admission | None = None,
         supervisor: Supervisor | None = None,
+        host_ram: Callable[[], HostRam] = release.read_host_ram,
     ) -> None:
         self._config = config
         self.admission = admission
@@ -82,6 +88,8 @@ class Fleet:
             engine = (engines or {}).get(name) or self._create(name, engine_config)
             self._records[name] = EngineRecord(engine_config, engine)
             self._adopt(name, engine)
+        reserve = int(config.gpu.host_reserve_mb * MIB)
+        self.host_room = release.HostRoom(self._records, self._catalog, reserve, host_ram)
 
     def _create(self, name: str, config: EngineConfig) -> Engine:
         sessions = planned_sessions(config, self._catalog)
@@ -174,7 +182,11 @@ class Fleet:
             record.operator_load = False
         else:
             _tell(self.on_loaded, name, record.config.role)
-        if report.seconds > 0:
+        if report.resumed:  # copied back from host RAM: not a load, nor its VRAM measurement
+            record.resumes += 1
+            record.last_resume = report
+            record.spans = [*record.spans[-9:], LoadSpan(started, time.perf_counter())]
+        elif report.seconds > 0:
             if self._vram is not None:
                 self._vram.loaded(record, report)
             record.loads += 1
@@ -204,9 +216,9 @@ class Fleet:
         return None if self._vram is None else await self._vram.budget()
 
     def prewarm(self, names: Sequence[str]) -> None:
-        """Start loading engines a session may use, without waiting for them."""
+        """Start loading (or resuming) engines a session may use, without waiting for them."""
         for name in names:
-            if self._record(name).engine.state is EngineState.UNLOADED:
+            if self._record(name).engine.state in (EngineState.UNLOADED, EngineState.PARKED):
                 self._tasks.spawn(f"prewarm-{name}", self._quiet_load(name))
 
     async def _quiet_load(self, name: str) -> None:
@@ -237,7 +249,7 @@ class Fleet:
             cold = [n for n, r in zip(names, records, strict=True) if not r.loaded]
             if cold and on_waking is not None:
                 on_waking(cold)
-            await self._grant_all(list(names), records, granted, timeout_s)
+            await leases.grant_all(list(names), records, granted, timeout_s, self.load)
             now = self._clock()
             for record in records:
                 record.last_used = now
@@ -248,56 +260,6 @@ class Fleet:
                     record.leases -= 1
                     record.gate.notify_all()
             self.on_activity()
-
-    async def _grant_all(
-        self,
-        names: list[str],
-        records: list[EngineRecord],
-        granted: list[EngineRecord],
-        timeout_s: float | None,
-    ) -> None:
-        """Grant every lease; only engines that must really load wait, bounded by ``timeout_s``.
-
-        Loaded engines are granted at once, outside the timeout: a busy event loop must never
-        turn a request for a loaded engine into a "still loading" refusal.
-        """
-        for record in records:
-            record.waiting += 1
-        try:
-            pairs = zip(names, records, strict=True)
-            cold = [(n, r) for n, r in pairs if not self._grant_now(r, granted)]
-            if not cold:
-                return
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(timeout_s):
-                    await asyncio.gather(*(self._grant(n, r, granted) for n, r in cold))
-            except TimeoutError:
-                loading = [n for n, r in cold if not r.loaded]
-                waited = time.monotonic() - started
-                raise WakeTimeout(loading or [n for n, _ in cold], waited) from None
-        finally:
-            for record in records:
-                record.waiting -= 1
-
-    @staticmethod
-    def _grant_now(record: EngineRecord, granted: list[EngineRecord]) -> bool:
-        """Take a lease without waiting when the engine is loaded and nobody holds its gate."""
-        if record.gate.locked() or not record.loaded:
-            return False
-        record.leases += 1
-        granted.append(record)
-        return True
-
-    async def _grant(self, name: str, record: EngineRecord, granted: list[EngineRecord]) -> None:
-        while True:
-            async with record.gate:
-                if record.loaded:  # the hot path: no load task when the engine is up
-                    record.leases += 1
-                    granted.append(record)
-                    return
-            await self.load(name)
-            # loop: it may have been unloaded again between the load and the grant
 
     # -- unloading ---------------------------------------------------------------------------
 
@@ -314,18 +276,38 @@ class Fleet:
             elif record.held:
                 busy = record.leases + record.waiting
                 return UnloadOutcome(name, False, f"in use by {busy} request(s)")
-            if not record.loaded and record.engine.state is not EngineState.FAILED:
+            if record.engine.state not in (
+                EngineState.LOADED,
+                EngineState.PARKED,
+                EngineState.FAILED,
+            ):
                 return UnloadOutcome(name, False, f"already {record.engine.state}")
             report = await record.engine.unload()
-        self._publish_state(name)
-        if report.seconds > 0:
-            record.last_unload = report
-            self._metrics.unload_finished(name, report.seconds)
+        self._unloaded(name, report)
         return UnloadOutcome(name, True, report=report)
+
+    def _unloaded(self, name: str, report: UnloadReport | None) -> None:
+        self._publish_state(name)
+        if report is not None and report.seconds > 0:
+            self._records[name].last_unload = report
+            self._metrics.unload_finished(name, report.seconds)
 
     async def unload_roles(self, roles: Iterable[Role]) -> list[UnloadOutcome]:
         names = self.names_for(roles)
         return list(await asyncio.gather(*(self.unload(name) for name in names)))
+
+    async def park(self, name: str, *, respect_pin: bool = True) -> ParkOutcome:
+        """Park one engine unless it is leased or pinned; one that cannot park (or whose weights
+        host RAM cannot hold) is unloaded instead (``release.park``)."""
+        record = self._record(name)
+        outcome = await release.park(name, record, self.host_room, respect_pin=respect_pin)
+        if outcome.done:
+            self._unloaded(name, outcome.unloaded)
+        return outcome
+
+    async def park_roles(self, roles: Iterable[Role]) -> list[ParkOutcome]:
+        names = self.names_for(roles)
+        return list(await asyncio.gather(*(self.park(name) for name in names)))
 
     async def stop_managed(self) -> list[UnloadOutcome]:
         """Stop the server processes of managed engines (DORMANT), loaded or not: a server
@@ -334,26 +316,11 @@ class Fleet:
         return list(await asyncio.gather(*(self._stop_process(name) for name in names)))
 
     async def _stop_process(self, name: str) -> UnloadOutcome:
-        record = self._record(name)
-        engine = record.engine
-        if not isinstance(engine, ProcessBacked):
+        outcome = await release.stop_process(name, self._record(name))
+        if outcome is None:  # no server process: an unload is all there is
             return await self.unload(name)
-        async with record.gate:
-            if record.pinned:
-                return UnloadOutcome(name, False, "pinned")
-            if record.held:
-                busy = record.leases + record.waiting
-                return UnloadOutcome(name, False, f"in use by {busy} request(s)")
-            view = engine.process_view()
-            if view is None or view.state in ("stopped", "failed"):
-                return UnloadOutcome(name, False, "process not running")
-            was_loaded = record.loaded
-            report = await engine.stop_process()
-        self._publish_state(name)
-        if was_loaded and report.seconds > 0:
-            record.last_unload = report
-            self._metrics.unload_finished(name, report.seconds)
-        return UnloadOutcome(name, True, "process stopped", report=report)
+        self._unloaded(name, outcome.report)
+        return outcome
 
     def pin(self, name: str, pinned: bool) -> None:
         self._record(name).pinned = pinned

@@ -18,7 +18,8 @@ class Overall(StrEnum):
 
 
 def overall(statuses: Sequence[EngineStatus], *, shutting_down: bool) -> Overall:
-    """``down`` while stopping; ``degraded`` when any engine cannot be loaded now; else ``ok``."""
+    """``down`` while stopping; ``degraded`` when any engine cannot be loaded now; else ``ok``
+    (a parked engine can: it resumes)."""
     if shutting_down:
         return Overall.DOWN
     return Overall.OK if all(s.usable for s in statuses) else Overall.DEGRADED
@@ -45,6 +46,11 @@ def engine_entry(status: EngineStatus) -> dict[str, Any]:
         "loads": status.loads,
         "last_load_seconds": status.last_load_seconds,
         "last_unload_seconds": status.last_unload_seconds,
+        # parked: weights in host RAM (memory.parked_ram_bytes), resumed without reading files
+        "parks": status.parks,
+        "resumes": status.resumes,
+        "last_park_seconds": status.last_park_seconds,
+        "last_resume_seconds": status.last_resume_seconds,
         "last_used": status.last_used,
         "leases": status.leases,
         "pinned": status.pinned,
@@ -74,6 +80,7 @@ def summary(
     shutting_down: bool,
     credits: dict[str, Any] | None = None,
     vram: dict[str, Any] | None = None,
+    host_ram: dict[str, Any] | None = None,
     uptime_s: float,
 ) -> dict[str, Any]:
     problems = [f"{s.name}: {s.detail}" for s in statuses if not s.usable]
@@ -86,4 +93,5 @@ def summary(
         "problems": problems,
         "credits": credits,
         "vram": vram,
+        "host_ram": host_ram,  # the host's RAM, and what parked engines hold of it
     }

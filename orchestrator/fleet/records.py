@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config import EngineConfig
-from services.base import Engine, EngineSpec, EngineState, LoadReport, UnloadReport
+from services.base import Engine, EngineSpec, EngineState, LoadReport, ParkReport, UnloadReport
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,18 @@ class UnloadOutcome:
     report: UnloadReport | None = None
 
 
+@dataclass(frozen=True)
+class ParkOutcome:
+    """What a park request did: parked (with its report), unloaded instead (the engine cannot
+    park, or host RAM cannot hold it: ``reason`` says which), or skipped and why."""
+
+    engine: str
+    done: bool
+    reason: str = ""
+    parked: ParkReport | None = None
+    unloaded: UnloadReport | None = None
+
+
 @dataclass
 class EngineRecord:
     config: EngineConfig
@@ -47,6 +59,10 @@ class EngineRecord:
     loads: int = 0
     last_load: LoadReport | None = None
     last_unload: UnloadReport | None = None
+    parks: int = 0
+    last_park: ParkReport | None = None
+    resumes: int = 0
+    last_resume: LoadReport | None = None
     spans: list[LoadSpan] = field(default_factory=list)
     last_used: float | None = None
     downloading: bool = False
@@ -56,6 +72,10 @@ class EngineRecord:
     @property
     def loaded(self) -> bool:
         return self.engine.state is EngineState.LOADED
+
+    @property
+    def parked(self) -> bool:
+        return self.engine.state is EngineState.PARKED
 
     @property
     def held(self) -> bool:

@@ -49,11 +49,20 @@ class EngineStatus:
     pinned: bool
     process: ProcessView | None = None  # the server process of a managed engine
     concurrency: Concurrency | None = None  # requests served at once, where the engine says
+    parks: int = 0
+    resumes: int = 0
+    last_park_seconds: float | None = None
+    last_resume_seconds: float | None = None
 
     @property
     def usable(self) -> bool:
-        """Loaded, loading, or able to load right now."""
-        return self.state in (EngineState.LOADED, EngineState.LOADING, EngineState.UNLOADED)
+        """Loaded, loading, parked, or able to load right now."""
+        return self.state in (
+            EngineState.LOADED,
+            EngineState.LOADING,
+            EngineState.PARKED,
+            EngineState.UNLOADED,
+        )
 
 
 async def engine_status(name: str, record: EngineRecord) -> EngineStatus:
@@ -85,6 +94,10 @@ async def engine_status(name: str, record: EngineRecord) -> EngineStatus:
         concurrency=(
             record.engine.concurrency() if isinstance(record.engine, ServesConcurrently) else None
         ),
+        parks=record.parks,
+        resumes=record.resumes,
+        last_park_seconds=record.last_park.seconds if record.last_park else None,
+        last_resume_seconds=record.last_resume.seconds if record.last_resume else None,
     )
 
 
@@ -103,6 +116,7 @@ async def memory_snapshot(records: Mapping[str, EngineRecord]) -> dict[str, Any]
                 "state": rec.engine.state.value,
                 "ram_bytes": rec.engine.memory().measured_ram_bytes,
                 "vram_bytes": rec.engine.memory().measured_vram_bytes,
+                "parked_ram_bytes": rec.engine.memory().parked_ram_bytes,
             }
             for name, rec in records.items()
         },

@@ -18,7 +18,7 @@ Its engines are loaded before the first student comes, and stay loaded:
   idle state it restored). Until then no session or request is bridged, so none pays a load;
   a warm-up that fails (an engine that cannot load) is logged and tried again each poll.
   A bridge that stopped answering, or was restarted, is warmed up again;
-- its idle ladder never unloads (``BRIDGE_ENV``): a bridge is idle most of the day, and the
+- its idle ladder never unloads or parks (``BRIDGE_ENV``): a bridge is idle most of the day, and the
   always-on VM is paid for whether its models are loaded or not; nor does its DORMANT stop
   engine processes or power anything off (the VM is the gateway's). ``[gateway.bridge] env``
   may still say otherwise, key by key.
@@ -51,8 +51,9 @@ WARM_UP_S = 600.0  # CPU engines load in seconds to a minute; this bounds a wedg
 WARM_UP_CLIENT = "gateway-bridge-warm-up"  # who the warm-up session is, to the bridge's limits
 BRIDGE_ENV = {
     **{
-        f"VO__HIBERNATION__ACTIONS__{state}__UNLOAD_ROLES": "[]"
+        f"VO__HIBERNATION__ACTIONS__{state}__{roles}": "[]"
         for state in ("COOL", "COLD", "DORMANT")
+        for roles in ("UNLOAD_ROLES", "PARK_ROLES")
     },
     "VO__HIBERNATION__ACTIONS__DORMANT__STOP_PROCESSES": "false",
     "VO__HIBERNATION__ACTIONS__DORMANT__HOST_POWER_OFF": "false",

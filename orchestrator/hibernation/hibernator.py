@@ -2,14 +2,15 @@
 
 Every change goes through ``handle`` in one task (``run``), in the order requests arrived:
 data-path activity, session open/close, scheduler ticks, operator orders and finished loads.
-Each transition is carried out (unload by role, stop managed processes, host power), measured
-(memory before and after), stored, and published. The fleet is reached through a small effects
-protocol, so this module knows roles and states, never engines (a name is only quoted in logs).
+Each transition is carried out (unload by role, park by role, stop managed processes, host
+power), measured (memory before and after), stored, and published. The fleet is reached
+through a small effects protocol, so this module knows roles and states, never engines (a name
+is only quoted in logs).
 
-A load that finishes while the state keeps its role unloaded (a pre-warm that was in flight
-when the ladder went down: the transition recorded "already loading") is reconciled: the
-writer unloads the role again at once. The fleet skips engines that are leased, waited for or
-pinned, so a load a request is waiting for is never undone.
+A load that finishes while the state keeps its role unloaded or parked (a pre-warm that was in
+flight when the ladder went down: the transition recorded "already loading") is reconciled: the
+writer unloads (or parks) the role again at once. The fleet skips engines that are leased,
+waited for or pinned, so a load a request is waiting for is never undone.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Effects(Protocol):
     """What the hibernator may do to the engines (the fleet implements it)."""
 
     async def unload_roles(self, roles: Iterable[Role]) -> list[Any]: ...
+
+    async def park_roles(self, roles: Iterable[Role]) -> list[Any]: ...
 
     async def stop_managed(self) -> list[Any]: ...
 
@@ -106,6 +109,12 @@ class Hibernator:
         """The roles ``state`` keeps unloaded: its own and every shallower state's (a deeper
         state also does what the shallower ones did; ACTIVE is never entered going down)."""
         return {role for s in ORDER[1 : state.depth + 1] for role in self._actions[s].unload_roles}
+
+    def parked_roles(self, state: IdleState) -> set[Role]:
+        """The roles ``state`` keeps parked (likewise cumulative); unloading wins over parking."""
+        passed = ORDER[1 : state.depth + 1]
+        parked = {role for s in passed for role in self._actions[s].park_roles}
+        return parked - self.unloaded_roles(state)
 
     # -- requests from everyone else (never block) -------------------------------------------
 
@@ -227,19 +236,22 @@ class Hibernator:
             listener(transition.target, self._actions[transition.target])
 
     async def _reconcile(self, role: Role, engine: str) -> None:
-        """Unload ``role`` again when the current state keeps it unloaded. Not a transition:
+        """Unload (or park) ``role`` again when the current state keeps it so. Not a transition:
         nothing is stored, but what was done is logged and published."""
         state = self.ladder.state
-        if role not in self.unloaded_roles(state):
+        if role in self.unloaded_roles(state):
+            actions = [_outcome("unload", o) for o in await self._effects.unload_roles([role])]
+        elif role in self.parked_roles(state):
+            actions = [_park_outcome(o) for o in await self._effects.park_roles([role])]
+        else:
             return
-        actions = [_outcome("unload", o) for o in await self._effects.unload_roles([role])]
-        done = [a for a in actions if a["ok"]]
+        done = [f"{a['target']} ({a['action']})" for a in actions if a["ok"]]
         log.info(
-            "hibernation %s: %s (%s) finished loading; unloaded again: %s",
+            "hibernation %s: %s (%s) finished loading; taken off again: %s",
             state,
             engine or "an engine",
             role,
-            ", ".join(a["target"] for a in done) or "nothing (in use or pinned)",
+            ", ".join(done) or "nothing (in use or pinned)",
         )
         self._bus.publish(
             "hibernation.reconciled",
@@ -253,10 +265,14 @@ class Hibernator:
         """Do what each state passed on the way down asks for; waking does nothing here."""
         passed = transition.passed()
         roles = {role for state in passed for role in self._actions[state].unload_roles}
+        parked = {role for state in passed for role in self._actions[state].park_roles} - roles
         results: list[dict[str, Any]] = []
-        if roles:
+        if roles:  # first: an unload may give back host RAM a park needs
             for outcome in await self._effects.unload_roles(sorted(roles)):
                 results.append(_outcome("unload", outcome))
+        if parked:
+            for park in await self._effects.park_roles(sorted(parked)):
+                results.append(_park_outcome(park))
         if any(self._actions[state].stop_processes for state in passed):
             for outcome in await self._effects.stop_managed():
                 results.append(_outcome("stop_process", outcome))
@@ -296,5 +312,22 @@ def _outcome(action: str, outcome: Any) -> dict[str, Any]:
         "detail": outcome.reason or "done",
         "seconds": round(report.seconds, 4) if report else None,
         "ram_freed_bytes": report.ram_freed_bytes if report else None,
+        "vram_freed_bytes": report.vram_freed_bytes if report else None,
+    }
+
+
+def _park_outcome(outcome: Any) -> dict[str, Any]:
+    """A park as a transition records it: ``park``, or ``unload`` where the engine could not
+    park (its ``detail`` says why)."""
+    parked, unloaded = outcome.parked, outcome.unloaded
+    report = parked or unloaded
+    return {
+        "action": "unload" if unloaded is not None else "park",
+        "target": outcome.engine,
+        "ok": bool(outcome.done),
+        "detail": outcome.reason or "done",
+        "seconds": round(report.seconds, 4) if report else None,
+        "ram_kept_bytes": parked.ram_kept_bytes if parked else None,
+        "ram_freed_bytes": unloaded.ram_freed_bytes if unloaded else None,
         "vram_freed_bytes": report.vram_freed_bytes if report else None,
     }

@@ -60,9 +60,11 @@ async def test_hibernation_page_shows_settings_actions_and_the_timeline(
     await runtime.hibernator.force(IdleState.COOL, cause="operator hibernate")
     html = await page(client, "/hibernation")
     assert 'name="cool_after_s"' in html and 'value="300.0"' in html
-    assert "unload tts, duplex" in html  # what COOL does, from the configuration
+    assert "park tts, duplex" in html  # what COOL does, from the configuration
     assert "active → cool" in html
-    assert "unload tts: done" in html and "RAM freed 0 MiB" in html
+    # the fake TTS cannot park: COOL unloaded it instead, and says so
+    assert "unload tts: cannot park (its adapter has no parked state): unloaded instead" in html
+    assert "RAM freed 0 MiB" in html
     assert 'id="hibernate-now"' in html and 'id="wake-now"' in html
 
 

@@ -120,5 +120,6 @@ def test_the_bridge_listens_where_its_url_says_with_a_state_of_its_own(tmp_path:
     assert "VO__SERVER__CONSOLE_PORT" not in env  # where its own config puts it
     assert env["VO__STATE__DIR"] == str(tmp_path / "bridge")
     assert env["VO_X"] == "1" and env["VO__HIBERNATION__ACTIONS__COLD__UNLOAD_ROLES"] == "[]"
+    assert env["VO__HIBERNATION__ACTIONS__COOL__PARK_ROLES"] == "[]"  # nor parks (unloads Piper)
     mine = BridgeConfig(enabled=True, env={"VO__SERVER__API_PORT": "9999"})
     assert bridge_env(mine, tmp_path)["VO__SERVER__API_PORT"] == "9999"  # the operator wins
