@@ -40,6 +40,11 @@ class Role(StrEnum):
     TTS = "tts"
     DUPLEX = "duplex"
     VAD = "vad"
+    # Planned only so far: the VRAM plan sizes and places engines of these roles (the GPU sizing
+    # seed's vision-language model and translation); no adapter serves them yet
+    # (``services.adapter_roles.PLANNED_ONLY``).
+    VLM = "vlm"
+    TRANSLATION = "translation"
 
 
 class Runtime(StrEnum):
