@@ -99,6 +99,18 @@ class EngineSpec:
     # a server that queues requests should be told to serve this many in parallel.
     sessions: int = 1
 
+    @property
+    def device_kind(self) -> str:
+        """``cpu`` or ``cuda``, without the GPU index (what ``device=`` arguments that take the
+        index apart want, e.g. CTranslate2's ``device`` and ``device_index``)."""
+        return self.device.partition(":")[0]
+
+    @property
+    def device_index(self) -> int | None:
+        """The GPU of ``cuda:N`` (NVML's numbering, PCI bus order); None for cpu or bare cuda."""
+        kind, _, index = self.device.partition(":")
+        return int(index) if kind == "cuda" and index else None
+
 
 @dataclass(frozen=True)
 class Concurrency:
