@@ -13,9 +13,10 @@ from typing import Any
 
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import AppConfig
+from orchestrator.gpu.gpu_types import GPU_TYPES
 from orchestrator.gpu.plan_report import Row, Target, build_report, find_target, planning_rows
 from orchestrator.gpu.planner import PlanError
-from orchestrator.gpu.telemetry import GPU_TYPES, GpuBackend
+from orchestrator.gpu.telemetry import GpuBackend
 
 
 def plan_table(config: AppConfig, backend: GpuBackend | None) -> dict[str, Any]:
@@ -66,8 +67,17 @@ def _column(config: AppConfig, target: Target, rows: list[Row], notes: list[str]
         "modes": report["modes"],
         "cost": report["cost"],
         "notes": own,
-        "placements": {engine["name"]: engine["placement"] for engine in report["engines"]},
+        "devices": report["gpu"]["devices"],
+        "placements": {engine["name"]: _where(engine, report) for engine in report["engines"]},
     }
+
+
+def _where(engine: dict[str, Any], report: dict[str, Any]) -> str:
+    """gpu, cpu or off; on a host of several GPUs, the GPU by its device (cuda:1)."""
+    several = len(report["gpu"]["devices"]) > 1
+    return (
+        str(engine["device"]) if several and engine["placement"] == "gpu" else engine["placement"]
+    )
 
 
 async def plan_of(runtime: Runtime) -> dict[str, Any]:

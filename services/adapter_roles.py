@@ -3,6 +3,10 @@
 A table apart from ``services.registry`` so that validating a configuration does not import the
 adapters (and what they import): the gateway reads the same TOML on a small VM that has no engine
 code to load. ``services.registry`` maps each of these names to its adapter class.
+
+``PLANNED_ONLY`` names the engines a configuration may already describe although no adapter
+serves their role yet: the VRAM plan sizes and places them (``plan``, the console's plan page),
+and the fleet holds each as a ``services.planned.PlannedEngine`` that reports itself missing.
 """
 
 from __future__ import annotations
@@ -30,3 +34,21 @@ ADAPTER_ROLES: dict[str, Role] = {
 # started with sleep mode (the supervised one is). ``services.registry`` checks this against
 # the adapter classes.
 PARKING_ADAPTERS: frozenset[str] = frozenset({"faster-whisper", "transformers", "vllm"})
+
+# (adapter, role) -> what will serve it. Issue #19: a vision-language model through Ollama's
+# vision models, translation through CTranslate2 (e.g. NLLB); neither adapter exists yet.
+PLANNED_ONLY: dict[tuple[str, Role], str] = {
+    ("ollama", Role.VLM): "a vision-language model served by Ollama",
+    ("ctranslate2", Role.TRANSLATION): "a CTranslate2 translation model",
+}
+
+
+def planned_only(adapter: str, role: Role) -> bool:
+    """True for an engine that may be configured and planned but not run yet."""
+    return (adapter, role) in PLANNED_ONLY
+
+
+def adapter_names() -> list[str]:
+    """Every adapter name a configuration may use, planned-only ones marked."""
+    planned = {f"{a} ({r} planned only)" for a, r in PLANNED_ONLY if a not in ADAPTER_ROLES}
+    return sorted(ADAPTER_ROLES) + sorted(planned)

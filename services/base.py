@@ -45,6 +45,11 @@ class Role(StrEnum):
     TTS = "tts"
     DUPLEX = "duplex"
     VAD = "vad"
+    # Planned only so far: the VRAM plan sizes and places engines of these roles (the GPU sizing
+    # seed's vision-language model and translation); no adapter serves them yet
+    # (``services.adapter_roles.PLANNED_ONLY``).
+    VLM = "vlm"
+    TRANSLATION = "translation"
 
 
 class Runtime(StrEnum):
@@ -99,6 +104,18 @@ class EngineSpec:
     # Sessions at once the VRAM plan budgeted this engine for (the catalog entry's ``sessions``):
     # a server that queues requests should be told to serve this many in parallel.
     sessions: int = 1
+
+    @property
+    def device_kind(self) -> str:
+        """``cpu`` or ``cuda``, without the GPU index (what ``device=`` arguments that take the
+        index apart want, e.g. CTranslate2's ``device`` and ``device_index``)."""
+        return self.device.partition(":")[0]
+
+    @property
+    def device_index(self) -> int | None:
+        """The GPU of ``cuda:N`` (NVML's numbering, PCI bus order); None for cpu or bare cuda."""
+        kind, _, index = self.device.partition(":")
+        return int(index) if kind == "cuda" and index else None
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,14 @@ class ServerEngine(ABC):
     def default_env(self) -> dict[str, str]:
         return {}
 
+    def device_env(self) -> dict[str, str]:
+        """A server placed on GPU N (``cuda:N``) sees that GPU only, as its cuda:0; NVML's
+        numbering (PCI bus order) is the planner's, so CUDA is told to count the same way."""
+        index = self.spec.device_index
+        if index is None:
+            return {}
+        return {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": str(index)}
+
     def readiness_probe(self) -> Probe:
         return TcpProbe()
 
@@ -155,7 +163,7 @@ class ServerEngine(ABC):
         return ProcessSpec(
             name=self.name,
             command=command,
-            env={**self.default_env(), **options.env},
+            env={**self.device_env(), **self.default_env(), **options.env},
             cwd=options.cwd,
             host=parts.hostname or "127.0.0.1",
             port=parts.port or (443 if parts.scheme == "https" else 80),

@@ -163,7 +163,7 @@ class PersonaPlexEngine(ServerEngine):
         command = [str(self.python), "-m", options.module, "--host", "127.0.0.1"]
         command += ["--port", str(port), "--static", "none"]
         command += ["--voice-prompt-dir", str(self.voice_dir), "--hf-repo", self.hf_repo]
-        command += ["--device", self.spec.device]
+        command += ["--device", self.spec.device_kind]  # cuda:N is its only GPU (device_env)
         for flag, path in (
             ("--moshi-weight", options.moshi_weight),
             ("--mimi-weight", options.mimi_weight),

@@ -62,9 +62,11 @@ class PiperEngine(InProcessEngine):
     def _load_model(self) -> None:
         from piper import PiperVoice
 
+        if self.spec.device_index:  # Piper hands onnxruntime no device id: its CUDA is GPU 0
+            raise ValueError(f"piper runs on cuda:0 only, not {self.spec.device}")
         self._voice = PiperVoice.load(
             self._onnx_path(),
-            use_cuda=self.spec.device == "cuda",
+            use_cuda=self.spec.device_kind == "cuda",
             download_dir=self.spec.models_dir,
         )
 

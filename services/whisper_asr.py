@@ -59,7 +59,8 @@ class WhisperEngine(InProcessEngine):
         options = self.spec.options
         self._model = WhisperModel(
             str(self._model_dir()),
-            device=self.spec.device,
+            device=self.spec.device_kind,
+            device_index=self.spec.device_index or 0,
             compute_type=self.spec.compute_type,
             cpu_threads=int(options.get("cpu_threads", 0)),
             num_workers=int(options.get("num_workers", 1)),

@@ -13,17 +13,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from orchestrator.config import GpuConfig
+from orchestrator.gpu.gpu_types import GPU_TYPES, gpu_type_for
 from orchestrator.gpu.metrics import GpuGauges
 from orchestrator.gpu.placement import GIB, MIB, GpuView
 from orchestrator.gpu.sampler import GpuSampler
 from orchestrator.gpu.telemetry import (
-    GPU_TYPES,
     NvmlGpu,
     SimulatedGpu,
     VramNotRecovered,
     attribute,
     backend_for,
-    gpu_type_for,
     gpu_views,
     wait_for_vram_recovery,
 )
@@ -144,7 +143,16 @@ def test_backend_follows_the_config() -> None:
 
 def test_named_gpu_types_and_their_seed_prices() -> None:
     assert sorted(GPU_TYPES) == sorted(
-        ["t4-16gb", "l4-24gb", "a10g-24gb", "rtx3090-24gb", "a100-40gb", "a100-80gb", "h100-80gb"]
+        [
+            "gtx1660-6gb",
+            "t4-16gb",
+            "l4-24gb",
+            "a10g-24gb",
+            "rtx3090-24gb",
+            "a100-40gb",
+            "a100-80gb",
+            "h100-80gb",
+        ]
     )
     prices = {name: GPU_TYPES[name].usd_per_hour for name in ("t4-16gb", "a100-40gb", "a100-80gb")}
     assert prices == {"t4-16gb": 0.67, "a100-40gb": 2.95, "a100-80gb": 3.67}
@@ -163,6 +171,7 @@ def test_named_gpu_types_and_their_seed_prices() -> None:
         ("NVIDIA A100-SXM4-40GB", 39.4, "a100-40gb"),
         ("NVIDIA A100-SXM4-80GB", 79.2, "a100-80gb"),
         ("NVIDIA H100 80GB HBM3", 79.6, "h100-80gb"),
+        ("NVIDIA GeForce GTX 1660 SUPER", 5.8, "gtx1660-6gb"),
         ("NVIDIA GeForce RTX 4090", 24.0, None),
     ],
 )

@@ -77,6 +77,8 @@ def test_json_has_the_documented_structure(
         "notes",
     }
     assert report["profile"] == "t4-16gb"
+    engines = {e["name"]: e for e in report["engines"]}
+    on_gpu = engines["asr"]["vram_bytes"] + engines["llm"]["vram_bytes"]
     assert report["gpu"] == {
         "name": "t4-16gb",
         "source": "table",
@@ -85,14 +87,26 @@ def test_json_has_the_documented_structure(
         "stranger_bytes": 0,
         "reserve_bytes": GIB,
         "budget_bytes": 15 * GIB,
+        "devices": [
+            {
+                "device": "cuda:0",
+                "name": "t4-16gb",
+                "type": "t4-16gb",
+                "total_bytes": 16 * GIB,
+                "stranger_bytes": 0,
+                "budget_bytes": 15 * GIB,
+                "used_bytes": on_gpu,
+                "left_bytes": 16 * GIB - on_gpu,
+                "engines": ["asr", "llm"],
+            }
+        ],
     }
-    engines = {e["name"]: e for e in report["engines"]}
+    assert engines["asr"]["device"] == "cuda:0" and engines["tts"]["device"] == "cpu"
     assert engines["asr"]["placement"] == "gpu"
     assert engines["asr"]["estimate_source"] == "catalog"
     assert engines["tts"]["placement"] == "cpu"
     assert set(engines["asr"]) >= {"role", "priority", "vram_bytes", "runs_on", "configured"}
     assert engines["llm"]["placement"] == "gpu" and engines["llm"]["estimate_source"] == "catalog"
-    on_gpu = engines["asr"]["vram_bytes"] + engines["llm"]["vram_bytes"]
     assert report["vram"]["used_bytes"] == on_gpu
     assert report["all_fit"] is True
     assert len(report["modes"]) == 1

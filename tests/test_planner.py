@@ -10,9 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.gpu.catalog import load_catalog
+from orchestrator.gpu.gpu_types import GPU_TYPES
 from orchestrator.gpu.placement import GIB, MIB, Device, EngineView, GpuView, RunsOn
 from orchestrator.gpu.planner import MAX_ENGINES, Action, PlanError, decide, feasible_modes, pack
-from orchestrator.gpu.telemetry import GPU_TYPES, SimulatedGpu, gpu_views, wait_for_vram_recovery
+from orchestrator.gpu.telemetry import SimulatedGpu, gpu_views, wait_for_vram_recovery
 
 RESERVE = 1 * GIB
 
@@ -52,7 +53,7 @@ def test_sizing_seed_t4_set_packs_14_5_of_16_gb() -> None:
     views = from_catalog(
         "sizing-asr", "sizing-tts", "sizing-translation", "sizing-llm", "sizing-vlm"
     )
-    plan = pack(views, named_gpu("t4-16gb"), RESERVE)
+    plan = pack(views, [named_gpu("t4-16gb")], RESERVE)
     assert set(plan.gpu) == {"sizing-llm", "sizing-tts", "sizing-vlm"}
     assert set(plan.cpu) == {"sizing-asr", "sizing-translation"}
     assert plan.used_bytes == gb(14.5)
@@ -63,23 +64,23 @@ def test_cascade_fits_a_t4() -> None:
     views = from_catalog(*CASCADE)
     used = sum(v.vram_bytes for v in views)
     assert 8e9 <= used <= 10e9  # "~8-9 GB"
-    plan = pack(views, named_gpu("t4-16gb"), RESERVE)
+    plan = pack(views, [named_gpu("t4-16gb")], RESERVE)
     assert set(plan.gpu) == set(CASCADE)
-    assert feasible_modes(views, named_gpu("t4-16gb"), RESERVE) == [plan]
+    assert feasible_modes(views, [named_gpu("t4-16gb")], RESERVE) == [plan]
 
 
 def test_personaplex_and_cascade_fit_an_a100_40gb() -> None:
     views = from_catalog("personaplex-7b", *CASCADE)
-    plan = pack(views, named_gpu("a100-40gb"), RESERVE)
+    plan = pack(views, [named_gpu("a100-40gb")], RESERVE)
     assert set(plan.gpu) == {"personaplex-7b", *CASCADE}
 
 
 @pytest.mark.parametrize("gpu", ["l4-24gb", "a10g-24gb", "rtx3090-24gb"])
 def test_a_24gb_card_gets_modes_instead(gpu: str) -> None:
     views = from_catalog("personaplex-7b", *CASCADE)
-    plan = pack(views, named_gpu(gpu), RESERVE)
+    plan = pack(views, [named_gpu(gpu)], RESERVE)
     assert set(plan.gpu) != {"personaplex-7b", *CASCADE}
-    modes = feasible_modes(views, named_gpu(gpu), RESERVE)
+    modes = feasible_modes(views, [named_gpu(gpu)], RESERVE)
     sets = [set(mode.gpu) for mode in modes]
     assert set(CASCADE) in sets  # the full cascade
     assert any({"personaplex-7b", "whisper-small"} <= s for s in sets)  # duplex + ASR
@@ -227,9 +228,9 @@ def test_simple_answers() -> None:
         decide("nope", views, [gpu], RESERVE)
     too_many = [engine(f"e{i}", 1, 0.1) for i in range(MAX_ENGINES + 1)]
     with pytest.raises(PlanError, match="at most"):
-        pack(too_many, gpu, RESERVE)
+        pack(too_many, [gpu], RESERVE)
     with pytest.raises(PlanError, match="unique"):
-        feasible_modes([engine("twin", 1, 1), engine("twin", 2, 1)], gpu, RESERVE)
+        feasible_modes([engine("twin", 1, 1), engine("twin", 2, 1)], [gpu], RESERVE)
 
 
 def test_a_second_gpu_is_used_when_the_first_is_full() -> None:
@@ -322,7 +323,7 @@ def test_packing_matches_brute_force_and_stays_in_budget(
     world: tuple[list[EngineView], GpuView, int],
 ) -> None:
     views, gpu, reserve = world
-    plan = pack(views, gpu, reserve)
+    plan = pack(views, [gpu], reserve)
     forced = [v for v in views if v.held and v.loaded_on is Device.GPU]
     assert {v.name for v in forced} <= set(plan.gpu), "moved a held engine off the GPU"
     if sum(v.vram_bytes for v in forced) <= plan.budget_bytes:
@@ -338,9 +339,9 @@ def test_modes_are_maximal_fit_and_lead_with_the_best(
     world: tuple[list[EngineView], GpuView, int],
 ) -> None:
     views, gpu, reserve = world
-    modes = feasible_modes(views, gpu, reserve)
+    modes = feasible_modes(views, [gpu], reserve)
     assert modes
-    assert modes[0].value == pack(views, gpu, reserve).value
+    assert modes[0].value == pack(views, [gpu], reserve).value
     by_name = {v.name: v for v in views}
     for mode in modes:
         if mode.used_bytes > mode.budget_bytes:

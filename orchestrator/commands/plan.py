@@ -1,6 +1,7 @@
-"""``plan``: which engines of the profile fit on the GPU, the modes when not all do, and the cost.
+"""``plan``: which engines of the profile fit on which GPU, the modes when not all do, the cost.
 
-For a named GPU type (``--gpu t4-16gb``) or the one NVML finds (none: CPU placements only).
+For a named GPU type (``--gpu t4-16gb``), a host of several (``--gpu 2x-t4-16gb``,
+``--gpu t4-16gb+gtx1660-6gb``: cuda:0 first) or the GPUs NVML finds (none: CPU placements only).
 ``--add MODEL`` plans a catalog model the profile does not configure yet. The report itself is
 ``orchestrator.gpu.plan_report``'s, the one the console's plan page shows.
 """
@@ -14,22 +15,24 @@ from orchestrator.commands import CommandError
 from orchestrator.config import AppConfig
 from orchestrator.config.loading import list_profiles, load_config
 from orchestrator.gpu.catalog import UnknownModel
-from orchestrator.gpu.plan_report import (
-    build_report,
-    catalog_row,
-    find_target,
-    format_report,
-    planning_rows,
-)
+from orchestrator.gpu.gpu_types import GPU_TYPES, parse_gpu_set
+from orchestrator.gpu.plan_format import format_report
+from orchestrator.gpu.plan_report import build_report, catalog_row, find_target, planning_rows
 from orchestrator.gpu.planner import PlanError
-from orchestrator.gpu.telemetry import GPU_TYPES, GpuBackend
+from orchestrator.gpu.telemetry import GpuBackend
 
 NAME = "plan"
 HELP = "which engines fit on the GPU, the modes when not all do, and the cost"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gpu", choices=sorted(GPU_TYPES), help="plan for this GPU type")
+    parser.add_argument(
+        "--gpu",
+        type=gpu_set_name,
+        metavar="TYPE[+TYPE...]",
+        help="plan for this GPU type, or several on one host: 2x-t4-16gb, t4-16gb+gtx1660-6gb"
+        f" (cuda:0 first); types: {', '.join(sorted(GPU_TYPES))}",
+    )
     parser.add_argument(
         "--add",
         action="append",
@@ -38,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also plan this catalog model (repeatable), e.g. personaplex-7b@90",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def gpu_set_name(text: str) -> str:
+    """``--gpu``'s value, checked, in its canonical spelling; an error names the known types."""
+    try:
+        return parse_gpu_set(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def profile_for_gpu(args: argparse.Namespace, config: AppConfig) -> tuple[AppConfig, str | None]:

@@ -6,6 +6,7 @@ what a valid configuration is.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,11 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from orchestrator.config.duplex import DuplexConfig
 from orchestrator.config.gateway import GatewayConfig
 from orchestrator.core.idle import IdleState, Thresholds
-from services.adapter_roles import ADAPTER_ROLES
+from services.adapter_roles import ADAPTER_ROLES, adapter_names, planned_only
 from services.base import Role
 from services.errors import VoiceOrchestratorError
 
 AUTO_PROFILE = "auto"
+_DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -206,6 +208,9 @@ class GpuConfig(_Model):
     reserve_mb: Annotated[float, Field(ge=0)] = 1024.0
     backend: Literal["nvml", "simulated"] = "nvml"
     simulated_total_mb: Annotated[float, Field(gt=0)] = 16384.0
+    # Several simulated GPUs instead, written as `plan --gpu` takes them: "2x-t4-16gb",
+    # "t4-16gb+gtx1660-6gb" (cuda:0 first). Checked when the backend is built.
+    simulated_gpus: str | None = None
     recovery_timeout_s: Seconds = 30.0
     recovery_poll_s: Seconds = 0.5
     catalog: Path | None = None
@@ -217,18 +222,40 @@ class EngineConfig(_Model):
     role: Role
     adapter: str
     model: str
-    device: Literal["cpu", "cuda"] = "cpu"
+    # cpu; cuda: a GPU the VRAM planner picks; cuda:N: GPU N only (NVML's index, PCI bus order)
+    device: str = "cpu"
     compute_type: str = "default"
     priority: Annotated[int, Field(ge=0, le=100)] = 50
     preload: bool = True
     estimate_vram_mb: Annotated[float, Field(ge=0)] | None = None
     estimate_ram_mb: Annotated[float, Field(ge=0)] | None = None
+    # Size the engine by this catalog entry ("KEY" or "KEY:PRECISION") instead of finding the
+    # entry by adapter and model (a measured size still wins).
+    catalog: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(
+                f"device {value!r}: cpu, cuda (the VRAM planner picks the GPU) or cuda:N"
+                " (that GPU only, N from 0)"
+            )
+        return value
+
+    @property
+    def gpu_pin(self) -> int | None:
+        """The GPU ``cuda:N`` pins the engine to; None for cpu and for a bare cuda."""
+        _kind, _, index = self.device.partition(":")
+        return int(index) if index else None
 
     @model_validator(mode="after")
     def _known_adapter(self) -> EngineConfig:
+        if planned_only(self.adapter, self.role):
+            return self
         if self.adapter not in ADAPTER_ROLES:
-            known = ", ".join(sorted(ADAPTER_ROLES))
+            known = ", ".join(adapter_names())
             raise ValueError(f"unknown adapter {self.adapter!r}; known adapters: {known}")
         adapter_role = ADAPTER_ROLES[self.adapter]
         if adapter_role is not self.role:

@@ -164,9 +164,9 @@ class Fleet:
         started = time.perf_counter()  # spans measure real elapsed time, not the ladder's clock
         try:
             if self._vram is not None and not record.loaded:
-                why_cpu = await self._vram.admit(name)
-                if why_cpu is not None:
-                    self._move_to_cpu(name, why_cpu)
+                moved = await self._vram.admit(name)
+                if moved is not None:
+                    self._rebuild(name, moved)
             if record.engine.state is not EngineState.LOADED:
                 self._publish_state(name, EngineState.LOADING.value)
             report = await record.engine.load()
@@ -204,11 +204,10 @@ class Fleet:
     async def _evict(self, name: str) -> bool:
         return (await self.unload(name)).unloaded
 
-    def _move_to_cpu(self, name: str, why: str) -> None:
-        """Rebuild a GPU engine for the CPU (the planner found no room and the model allows it)."""
+    def _rebuild(self, name: str, why: str) -> None:
+        """Rebuild an engine where the planner moved it (the CPU, or GPU N: ``vram`` says)."""
         record = self._records[name]
-        record.on_cpu_instead = True
-        record.engine = self._create(name, record.effective_config())
+        record.engine = self._create(name, record.device_config())
         self._adopt(name, record.engine)
         log.warning("%s: %s", name, why)
 

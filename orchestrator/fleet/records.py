@@ -2,8 +2,9 @@
 and what an unload request did.
 
 A record is shared by the fleet's parts: ``fleet`` loads, leases and unloads under its gate,
-``status`` reads it for health checks and the console, ``vram`` describes it to the admission.
-Only ``fleet`` changes leases and load state.
+``status`` reads it for health checks and the console, ``vram`` describes it to the admission
+and notes where the planner put it (``on_cpu_instead``, ``placed_gpu``). Only ``fleet`` changes
+leases and load state.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class EngineRecord:
     downloading: bool = False
     download_error: str | None = None
     on_cpu_instead: bool = False  # the planner placed a GPU engine on the CPU
+    placed_gpu: int | None = None  # the GPU the planner put the engine on (None: none yet)
 
     @property
     def loaded(self) -> bool:
@@ -83,10 +85,25 @@ class EngineRecord:
         return bool(self.leases or self.waiting)
 
     def effective_config(self) -> EngineConfig:
-        """The engine's config as it runs: on the CPU when the planner moved it there."""
+        """The engine's config as the planner sees it: on the CPU when the planner moved it
+        there; otherwise the operator's device (``cuda`` lets the planner choose the GPU)."""
         if self.on_cpu_instead:
             return self.config.model_copy(update={"device": "cpu", "compute_type": "default"})
         return self.config
+
+    def device_config(self) -> EngineConfig:
+        """The config the engine is built from: ``cuda:N`` once the planner put it on GPU N."""
+        config = self.effective_config()
+        if self.placed_gpu is None or config.device == "cpu":
+            return config
+        return config.model_copy(update={"device": f"cuda:{self.placed_gpu}"})
+
+    @property
+    def built_for_gpu(self) -> int:
+        """The GPU the engine object was built for: its placement, its pin, else CUDA's 0."""
+        if self.placed_gpu is not None:
+            return self.placed_gpu
+        return self.config.gpu_pin or 0
 
 
 def spec_for(name: str, engine: EngineConfig, models_dir: Path, sessions: int = 1) -> EngineSpec:

@@ -3,7 +3,8 @@
 Before a load the admission needs the fleet as it stands (what is loaded, loading, held,
 pinned, and on which device), a way to evict an idle engine, and afterwards the VRAM the
 load measured. ``VramAdmission`` gives it those from the fleet's records; the fleet itself
-only asks ``admit`` before a load and moves the engine to the CPU when told to.
+only asks ``admit`` before a load and rebuilds the engine where it is told to: on the CPU, or
+on GPU N (``device = "cuda:N"`` in its spec) on a host of several GPUs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from orchestrator.fleet.records import EngineRecord
 from orchestrator.gpu.admission import Admission
 from orchestrator.gpu.admission import EngineState as AdmissionState
 from orchestrator.gpu.planner import Action
-from services.base import LoadReport
+from services.adapter_roles import planned_only
+from services.base import LoadReport, ProcessBacked
 
 
 class VramAdmission:
@@ -31,11 +33,27 @@ class VramAdmission:
 
     async def admit(self, name: str) -> str | None:
         """Admit a load of ``name``, evicting what the planner says (``AdmissionRefused`` when
-        there is no room). Returns why when the planner put this GPU engine on the CPU instead."""
+        there is no room), and note on its record where it goes. Returns why when the engine
+        must be rebuilt there: on the CPU instead, or on another GPU than it was built for (a
+        server process the old engine left running is stopped first: it holds that GPU and
+        the port). An engine of a role no adapter serves yet (planned only) asks for no room:
+        its load fails at once."""
+        record = self._records[name]
+        if planned_only(record.config.adapter, record.config.role):
+            return None
         decision = await self.admission.admit(name, self.view, self._evict)
-        if decision.action is Action.CPU and self._records[name].config.device != "cpu":
+        if decision.action is Action.CPU and record.config.device != "cpu":
+            record.on_cpu_instead = True
             return decision.message
-        return None
+        if decision.action is not Action.GPU or decision.gpu_index is None:
+            return None
+        moved = decision.gpu_index != record.built_for_gpu
+        record.placed_gpu = decision.gpu_index
+        if not moved:
+            return None
+        if isinstance(record.engine, ProcessBacked):
+            await record.engine.stop_process()
+        return f"placed on cuda:{decision.gpu_index}: {decision.message}"
 
     def loaded(self, record: EngineRecord, report: LoadReport) -> None:
         """Keep the VRAM a real load measured, so the next plan uses it instead of the estimate."""
@@ -49,10 +67,11 @@ class VramAdmission:
                 loading=rec.loading is not None and not rec.loading.done(),
                 held=rec.held,
                 pinned=rec.pinned,
+                gpu_index=rec.placed_gpu,
             )
             for name, rec in self._records.items()
         }
 
     async def budget(self) -> dict[str, Any] | None:
-        """The VRAM budget of the first GPU for the health summary (None without a GPU)."""
+        """The VRAM budget for the health summary, every GPU's (None without a GPU)."""
         return await self.admission.budget(self.view())

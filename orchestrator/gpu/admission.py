@@ -50,6 +50,7 @@ class EngineState:
     loading: bool
     held: bool
     pinned: bool
+    gpu_index: int | None = None  # the GPU it was placed on (None: its device's, else 0)
 
 
 class Admission:
@@ -74,13 +75,20 @@ class Admission:
     def views(self, engines: Mapping[str, EngineState]) -> list[EngineView]:
         views = []
         for name, state in engines.items():
-            on = Device.GPU if state.config.device == "cuda" else Device.CPU
+            config = state.config
+            on = Device.CPU if config.device == "cpu" else Device.GPU
+            try:
+                found = estimate(config, self.catalog, self.store)
+            except ValueError as exc:
+                raise ValueError(f"engines.{name}.{exc}") from None
+            index = state.gpu_index if state.gpu_index is not None else config.gpu_pin or 0
             views.append(
                 engine_view(
                     name,
-                    state.config,
-                    estimate(state.config, self.catalog, self.store),
+                    config,
+                    found,
                     loaded_on=on if (state.loaded or state.loading) else None,
+                    gpu_index=index,
                     loading=state.loading,
                     leased=state.held,
                     pinned=state.pinned,
@@ -119,13 +127,16 @@ class Admission:
     async def _decide(self, name: str, engines: Mapping[str, EngineState]) -> Decision:
         current = {n: s for n, s in engines.items() if n != name}
         target = engines[name]
-        current[name] = EngineState(target.config, False, False, False, target.pinned)
+        current[name] = EngineState(target.config, False, False, False, target.pinned, None)
         try:
             views = self.views(current)
         except ValueError as exc:  # an engine with no size at all cannot be planned
             raise AdmissionRefused(str(exc), engine=name) from None
         samples = await asyncio.to_thread(self.backend.read)
-        return decide(name, views, gpu_views(samples, self.owners()), self.reserve_bytes)
+        gpus = gpu_views(samples, self.owners())
+        if len(gpus) > 1:  # the plan's search over several GPUs may take a moment: off the loop
+            return await asyncio.to_thread(decide, name, views, gpus, self.reserve_bytes)
+        return decide(name, views, gpus, self.reserve_bytes)
 
     def record(self, config: EngineConfig, vram_bytes: int | None) -> None:
         """Keep a measured VRAM figure so the next plan uses it instead of the estimate."""
@@ -133,7 +144,8 @@ class Admission:
             self.store.record_measurement(engine_key(config), vram_bytes)
 
     async def budget(self, engines: Mapping[str, EngineState]) -> dict[str, Any] | None:
-        """The VRAM budget of the first GPU for the health summary (None without a GPU)."""
+        """The VRAM budget for the health summary (None without a GPU): the first GPU's figures
+        at the top, as one GPU has always shown them, and every GPU's under ``gpus``."""
         samples = await asyncio.to_thread(self.backend.read)
         if not samples:
             return None
@@ -141,5 +153,13 @@ class Admission:
             views = self.views(engines)
         except ValueError:
             return None
-        gpu = gpu_views(samples, self.owners())[0]
-        return {"name": samples[0].name, **vram_budget(gpu, views, self.reserve_bytes)}
+        gpus = [
+            {
+                "name": sample.name,
+                "device": f"cuda:{gpu.index}",
+                **vram_budget(gpu, views, self.reserve_bytes),
+                "engines": [v.name for v in views if v.on_gpu(gpu.index)],
+            }
+            for sample, gpu in zip(samples, gpu_views(samples, self.owners()), strict=True)
+        ]
+        return {**gpus[0], "gpus": gpus}

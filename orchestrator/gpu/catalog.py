@@ -5,8 +5,9 @@ validated once into frozen models; a bad value names its key and file, as config
 ``estimate()`` gives an engine's VRAM need, best source first:
 
     measured   a previous load of the same adapter, model and precision on this host
-    catalog    the entry matching the engine's adapter and model, at its compute_type
     config     the engine's own ``estimate_vram_mb``
+    catalog    the entry the engine names (``catalog = "KEY[:PRECISION]"``), else the entry
+               matching its adapter and model, at its compute_type
 
 Model names live here (as data), never in the planner.
 """
@@ -202,7 +203,10 @@ class Estimate:
 def estimate(
     engine: EngineConfig, catalog: Catalog, store: MeasurementStore | None = None
 ) -> Estimate:
-    match = catalog.lookup(engine.adapter, engine.model, engine.compute_type)
+    """The engine's size, best source first; ``ValueError`` when its ``catalog`` names no entry."""
+    match = _named_entry(engine, catalog) or catalog.lookup(
+        engine.adapter, engine.model, engine.compute_type
+    )
     runs_on = _runs_on(engine, match)
     measured = store.lookup(engine_key(engine)) if store else None
     if measured is not None:
@@ -216,9 +220,20 @@ def estimate(
     return Estimate(None, "none", "no catalog entry and no estimate_vram_mb", runs_on)
 
 
+def _named_entry(engine: EngineConfig, catalog: Catalog) -> CatalogMatch | None:
+    if engine.catalog is None:
+        return None
+    try:
+        return catalog.entry(engine.catalog)
+    except UnknownModel as exc:
+        raise ValueError(f"catalog = {engine.catalog!r}: {exc}") from None
+
+
 def planned_sessions(engine: EngineConfig, catalog: Catalog) -> int:
     """Sessions at once the plan budgets the engine's memory for: its catalog entry's
     ``sessions``, else one (an operator's ``estimate_vram_mb`` says nothing of sessions)."""
+    if engine.catalog is not None and engine.catalog.partition(":")[0] in catalog.models:
+        return catalog.models[engine.catalog.partition(":")[0]].sessions
     found = catalog.find(engine.adapter, engine.model)
     return 1 if found is None else found[1].sessions
 
@@ -249,5 +264,6 @@ def engine_view(name: str, engine: EngineConfig, found: Estimate, **state: Any) 
         vram_bytes=found.vram_bytes or 0,
         runs_on=found.runs_on,
         prefers=Device.CPU if engine.device == "cpu" else Device.GPU,
+        gpu_pin=engine.gpu_pin,
         **state,
     )

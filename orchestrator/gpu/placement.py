@@ -6,7 +6,7 @@ the same way and the planner (``orchestrator.gpu.planner``) stays a pure functio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -49,6 +49,8 @@ class EngineView:
 
     ``prefers`` is the operator's device; ``runs_on`` what the model allows. ``loading`` means a
     load is in flight (counted against the GPU, not yet visible in its free memory).
+    ``gpu_pin`` is the GPU the operator named (``device = "cuda:N"``): that GPU or nothing, never
+    another GPU and never the CPU instead; None lets the planner choose.
     """
 
     name: str
@@ -61,6 +63,7 @@ class EngineView:
     loading: bool = False
     leased: bool = False
     pinned: bool = False
+    gpu_pin: int | None = None
 
     @property
     def value(self) -> int:
@@ -78,7 +81,11 @@ class EngineView:
 
     @property
     def cpu_ok(self) -> bool:
-        return self.runs_on is not RunsOn.GPU
+        return self.runs_on is not RunsOn.GPU and self.gpu_pin is None
+
+    def allowed_on(self, index: int) -> bool:
+        """May the planner put this engine on GPU ``index``?"""
+        return self.gpu_pin is None or self.gpu_pin == index
 
     @property
     def held(self) -> bool:
@@ -90,8 +97,40 @@ class EngineView:
 
 
 @dataclass(frozen=True)
+class DevicePacking:
+    """What one GPU of a packing holds."""
+
+    index: int
+    engines: tuple[str, ...]
+    used_bytes: int
+    budget_bytes: int
+    value: int
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{self.index}"
+
+    @property
+    def left_bytes(self) -> int:
+        return self.budget_bytes - self.used_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "engines": list(self.engines),
+            "used_bytes": self.used_bytes,
+            "budget_bytes": self.budget_bytes,
+            "left_bytes": self.left_bytes,
+            "value": self.value,
+        }
+
+
+@dataclass(frozen=True)
 class Packing:
-    """One placement of every engine: on the GPU, on the CPU, or off (GPU-only, no room)."""
+    """One placement of every engine: on a GPU, on the CPU, or off (no room where it may run).
+
+    ``gpu``, ``used_bytes``, ``budget_bytes`` and ``value`` add up every GPU; ``devices`` says
+    which GPU holds what (one entry per GPU planned for, in index order)."""
 
     gpu: tuple[str, ...]
     cpu: tuple[str, ...]
@@ -99,10 +138,18 @@ class Packing:
     used_bytes: int
     budget_bytes: int
     value: int
+    devices: tuple[DevicePacking, ...] = ()
 
     @property
     def left_bytes(self) -> int:
         return self.budget_bytes - self.used_bytes
+
+    def device_of(self, name: str) -> int | None:
+        """The GPU index ``name`` is placed on; None when it is not on a GPU."""
+        for device in self.devices:
+            if name in device.engines:
+                return device.index
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +160,7 @@ class Packing:
             "budget_bytes": self.budget_bytes,
             "left_bytes": self.left_bytes,
             "value": self.value,
+            "devices": [device.to_dict() for device in self.devices],
         }
 
 
@@ -147,25 +195,44 @@ def vram_budget(gpu: GpuView, engines: Sequence[EngineView], reserve_bytes: int)
 
 
 def split(
-    engines: Sequence[EngineView], gpu: GpuView | None
-) -> tuple[list[EngineView], list[EngineView]]:
-    """(forced onto the GPU, candidates for it). Held engines stay where they are."""
-    if gpu is None:
-        return [], []
-    forced = [e for e in engines if e.held and e.on_gpu(gpu.index)]
+    engines: Sequence[EngineView], gpus: Sequence[GpuView]
+) -> tuple[dict[int, list[EngineView]], list[EngineView]]:
+    """(held engines per GPU: they stay there, candidates for a GPU). Held engines stay where
+    they are; engines pinned to a GPU that is not there are no candidates."""
+    forced = {g.index: [e for e in engines if e.held and e.on_gpu(g.index)] for g in gpus}
     movable = [e for e in engines if not (e.held and e.loaded_on is not None)]
-    return forced, [e for e in movable if e.wants_gpu]
+    indices = {g.index for g in gpus}
+    candidates = [e for e in movable if e.wants_gpu and (e.gpu_pin is None or e.gpu_pin in indices)]
+    return forced, candidates
 
 
-def placement(engines: Sequence[EngineView], on_gpu: Sequence[EngineView], budget: int) -> Packing:
-    """Put ``on_gpu`` on the GPU and everything else on the CPU where allowed, else off."""
-    gpu_names = {e.name for e in on_gpu}
-    others = [e for e in engines if e.name not in gpu_names]
+def placement(
+    engines: Sequence[EngineView],
+    assigned: Mapping[str, int],
+    gpus: Sequence[GpuView],
+    reserve_bytes: int,
+) -> Packing:
+    """Put each engine of ``assigned`` on its GPU and everything else on the CPU where allowed,
+    else off."""
+    devices = []
+    for g in gpus:
+        here = [e for e in engines if assigned.get(e.name) == g.index]
+        devices.append(
+            DevicePacking(
+                index=g.index,
+                engines=tuple(e.name for e in here),
+                used_bytes=sum(e.vram_bytes for e in here),
+                budget_bytes=budget_bytes(g, reserve_bytes),
+                value=sum(e.value for e in here),
+            )
+        )
+    others = [e for e in engines if e.name not in assigned]
     return Packing(
-        gpu=tuple(e.name for e in engines if e.name in gpu_names),
+        gpu=tuple(e.name for e in engines if e.name in assigned),
         cpu=tuple(e.name for e in others if e.cpu_ok),
         off=tuple(e.name for e in others if not e.cpu_ok),
-        used_bytes=sum(e.vram_bytes for e in on_gpu),
-        budget_bytes=budget,
-        value=sum(e.value for e in on_gpu),
+        used_bytes=sum(d.used_bytes for d in devices),
+        budget_bytes=sum(d.budget_bytes for d in devices),
+        value=sum(d.value for d in devices),
+        devices=tuple(devices),
     )

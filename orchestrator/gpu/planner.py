@@ -1,45 +1,40 @@
-"""The VRAM planner: pure decisions about which engines sit on the GPU.
+"""The VRAM planner: pure decisions about which engines sit on which GPU.
 
 Nothing here touches a GPU, a clock or an engine. The caller describes the world (GPUs, the
 reserve, engines with sizes, priorities and states) and applies the answer (llama-swap's router
 design: the plan is a pure function, an effects interface carries it out):
 
     decide(name, ...)    one "load X": admit on a GPU, admit after evicting, CPU, or refuse
-    pack(...)            from scratch: the GPU set with the most priority-weighted value
+    pack(...)            from scratch: the best placement over the host's GPUs (``packing``)
     feasible_modes(...)  when not everything fits: the maximal sets that do, best first
 
-An engine on the GPU is worth ``priority + 1`` (priority 0 still counts a little). Eviction only
+An engine on a GPU is worth ``priority + 1`` (priority 0 still counts a little). Eviction only
 takes loaded, unleased, unpinned engines of strictly lower priority, and gives up the least value
-that makes room. Engines are data: no model or engine names live here. Sizes are bytes.
+that makes room. On several GPUs a load goes where ``pack`` would put it with what is loaded
+kept in place, when it fits there now; an engine pinned to a GPU (``device = "cuda:N"``) goes
+to that GPU or is refused, never to another GPU or the CPU. Engines are data: no model or
+engine names live here. Sizes are bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.gpu.packing import MAX_ENGINES, PlanError, check_size, feasible_modes, pack
 from orchestrator.gpu.placement import (
+    Device,
     EngineView,
     GpuView,
-    Packing,
     available_bytes,
     budget_bytes,
     gib,
-    placement,
-    split,
 )
-from services.errors import VoiceOrchestratorError
 
-MAX_ENGINES = 16
-
-
-class PlanError(VoiceOrchestratorError, ValueError):
-    """The planner was asked something it cannot answer: an unknown engine, too many engines."""
-
-    code = "invalid_plan_request"
-    status = 400
+__all__ = ["MAX_ENGINES", "Action", "Decision", "PlanError", "decide", "feasible_modes", "pack"]
 
 
 class Action(StrEnum):
@@ -83,7 +78,7 @@ def decide(
     name: str, engines: Sequence[EngineView], gpus: Sequence[GpuView], reserve_bytes: int
 ) -> Decision:
     """Decide where ``name`` loads: admit > evict idle lower-priority engines > CPU > refuse."""
-    _check_size(engines)
+    check_size(engines)
     engine = _find(name, engines)
     if engine.loaded_on is not None:
         verb = "loading" if engine.loading else "loaded"
@@ -94,14 +89,21 @@ def decide(
         return Decision(name, Action.CPU, f"{name} runs on the CPU ({why})")
     if not gpus:
         return _cpu_or_refuse(engine, "there is no GPU on this host")
-    room = {g.index: available_bytes(g, engines, reserve_bytes) for g in gpus}
-    fitting = [g for g in gpus if room[g.index] >= need]
+    allowed = [g for g in gpus if engine.allowed_on(g.index)]
+    if not allowed:
+        have = ", ".join(f"cuda:{g.index}" for g in gpus)
+        return _cpu_or_refuse(engine, f"this host has {have} only")
+    room = {g.index: available_bytes(g, engines, reserve_bytes) for g in allowed}
+    fitting = [g for g in allowed if room[g.index] >= need]
     if fitting:
-        g = min(fitting, key=lambda g: (room[g.index] - need, g.index))
+        planned = _planned_gpu(engine, engines, gpus, reserve_bytes) if len(gpus) > 1 else None
+        g = min(fitting, key=lambda g: (g.index != planned, room[g.index] - need, g.index))
         message = f"{name} fits on GPU {g.index}: needs {gib(need)}, {gib(room[g.index])} available"
+        if planned is not None and g.index == planned:
+            message += " (where the plan puts it)"
         return _admit(engine, g, engines, reserve_bytes, room[g.index], (), message)
     plans = []
-    for g in gpus:
+    for g in allowed:
         chosen = _cheapest_eviction(engine, g, engines, need - room[g.index])
         if chosen is not None:
             plans.append((_eviction_cost(chosen), g, chosen))
@@ -114,7 +116,18 @@ def decide(
             f" {gib(sum(e.vram_bytes for e in chosen))}"
         )
         return _admit(engine, g, engines, reserve_bytes, room[g.index], names, message)
-    return _cpu_or_refuse(engine, _no_room(engine, engines, gpus, reserve_bytes, room))
+    return _cpu_or_refuse(engine, _no_room(engine, engines, allowed, reserve_bytes, room))
+
+
+def _planned_gpu(
+    engine: EngineView, engines: Sequence[EngineView], gpus: Sequence[GpuView], reserve: int
+) -> int | None:
+    """Where ``pack`` puts ``engine`` when every loaded engine stays where it is (marked held
+    for this question only), so that loads one by one end where the plan says."""
+    fixed = [
+        dataclasses.replace(e, leased=True) if e.loaded_on is Device.GPU else e for e in engines
+    ]
+    return pack(fixed, gpus, reserve).device_of(engine.name)
 
 
 def _admit(
@@ -142,7 +155,14 @@ def _admit(
 def _cpu_or_refuse(engine: EngineView, why: str) -> Decision:
     if engine.cpu_ok:
         return Decision(engine.name, Action.CPU, f"{why}; {engine.name} goes on the CPU")
-    message = f"cannot load {engine.name}: {why}; it cannot run on the CPU"
+    if engine.gpu_pin is not None:
+        message = (
+            f"cannot load {engine.name}: it is pinned to cuda:{engine.gpu_pin} (its device);"
+            f" {why}. A pinned engine never moves to another GPU or the CPU: set its device"
+            ' to "cuda" to let the planner choose'
+        )
+    else:
+        message = f"cannot load {engine.name}: {why}; it cannot run on the CPU"
     return Decision(engine.name, Action.REFUSE, message, needed_bytes=engine.vram_bytes)
 
 
@@ -221,76 +241,8 @@ def _why_held(engine: EngineView) -> str:
     return ", ".join(reasons)
 
 
-def _check_size(engines: Sequence[EngineView]) -> None:
-    if len(engines) > MAX_ENGINES:
-        raise PlanError(f"the planner handles at most {MAX_ENGINES} engines, got {len(engines)}")
-    names = [e.name for e in engines]
-    if len(set(names)) != len(names):
-        raise PlanError(f"engine names must be unique: {', '.join(sorted(names))}")
-
-
 def _find(name: str, engines: Sequence[EngineView]) -> EngineView:
     for engine in engines:
         if engine.name == name:
             return engine
     raise PlanError(f"unknown engine {name!r}")
-
-
-def pack(engines: Sequence[EngineView], gpu: GpuView | None, reserve_bytes: int) -> Packing:
-    """The GPU set with the most value within the budget (exact: 0/1 knapsack by value).
-
-    Held engines already on the GPU stay; among equal values the smaller set in bytes wins.
-    """
-    _check_size(engines)
-    if gpu is None:
-        return placement(engines, (), 0)
-    budget = budget_bytes(gpu, reserve_bytes)
-    forced, candidates = split(engines, gpu)
-    capacity = budget - sum(e.vram_bytes for e in forced)
-    # best[v]: the fewest bytes that reach value v exactly, and which candidates do it
-    best: dict[int, tuple[int, tuple[int, ...]]] = {0: (0, ())}
-    for i, engine in enumerate(candidates):
-        for value, (size, chosen) in list(best.items()):
-            grown = size + engine.vram_bytes
-            if grown > capacity:
-                continue
-            known = best.get(value + engine.value)
-            if known is None or grown < known[0]:
-                best[value + engine.value] = (grown, (*chosen, i))
-    picked = [candidates[i] for i in best[max(best)][1]] if capacity >= 0 else []
-    return placement(engines, [*forced, *picked], budget)
-
-
-def feasible_modes(
-    engines: Sequence[EngineView], gpu: GpuView | None, reserve_bytes: int, limit: int = 8
-) -> list[Packing]:
-    """The maximal GPU sets that fit (no other engine could join), most value first.
-
-    When everything fits this is the one packing with everything; the first mode always
-    carries as much value as ``pack``.
-    """
-    _check_size(engines)
-    if gpu is None:
-        return [placement(engines, (), 0)]
-    budget = budget_bytes(gpu, reserve_bytes)
-    forced, candidates = split(engines, gpu)
-    capacity = budget - sum(e.vram_bytes for e in forced)
-    sizes = [e.vram_bytes for e in candidates]
-    if capacity < 0 or sum(sizes) <= capacity:
-        return [pack(engines, gpu, reserve_bytes)]
-    totals = [0] * (1 << len(candidates))
-    for mask in range(1, len(totals)):
-        low = mask & -mask
-        totals[mask] = totals[mask ^ low] + sizes[low.bit_length() - 1]
-    maximal = [
-        mask
-        for mask, total in enumerate(totals)
-        if total <= capacity
-        and all(mask >> i & 1 or total + size > capacity for i, size in enumerate(sizes))
-    ]
-    modes = [
-        placement(engines, [*forced, *(e for i, e in enumerate(candidates) if m >> i & 1)], budget)
-        for m in maximal
-    ]
-    modes.sort(key=lambda p: (-p.value, p.used_bytes, p.gpu))
-    return modes[:limit]

@@ -1,8 +1,9 @@
-"""GPU telemetry behind one small protocol, a simulated GPU, and the named GPU types.
+"""GPU telemetry behind one small protocol, and simulated GPUs.
 
     GpuBackend.read() -> list[GpuTelemetry]   every GPU: memory, utilization, power, heat, pids
       NvmlGpu        the real GPUs through nvidia-ml-py; no driver means [] ("no GPU")
       SimulatedGpu   a configured total with scriptable usage, for tests and `plan`
+      SimulatedGpus  several of them as one host (``[gpu] simulated_gpus = "2x-t4-16gb"``)
 
 ``attribute()`` splits a GPU's used memory between our engines (by pid) and strangers, and
 ``wait_for_vram_recovery()`` polls, bounded, until an unload's memory is really free again.
@@ -17,8 +18,9 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from orchestrator.config import GpuConfig
-from orchestrator.gpu.placement import GIB, MIB, GpuView, gib
+from orchestrator.config import ConfigError, GpuConfig
+from orchestrator.gpu.gpu_types import parse_gpu_set
+from orchestrator.gpu.placement import MIB, GpuView, gib
 from services import nvml
 from services.errors import EngineError
 from services.nvml import GpuProcess, GpuTelemetry
@@ -87,52 +89,36 @@ class SimulatedGpu:
         ]
 
 
+@dataclass
+class SimulatedGpus:
+    """Several simulated GPUs on one host; ``gpus[i]`` is ``cuda:i`` and reads as index ``i``."""
+
+    gpus: list[SimulatedGpu]
+
+    def __post_init__(self) -> None:
+        for index, gpu in enumerate(self.gpus):
+            gpu.index = index
+
+    @property
+    def polls(self) -> int:
+        return max((gpu.polls for gpu in self.gpus), default=0)
+
+    def read(self) -> list[GpuTelemetry]:
+        return [reading for gpu in self.gpus for reading in gpu.read()]
+
+
 def backend_for(config: GpuConfig) -> GpuBackend:
-    if config.backend == "simulated":
+    if config.backend != "simulated":
+        return NvmlGpu()
+    if config.simulated_gpus is None:
         return SimulatedGpu(int(config.simulated_total_mb * MIB))
-    return NvmlGpu()
-
-
-# -- named GPU types ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GpuType:
-    """A GPU you can rent: nominal memory and an approximate on-demand price for one GPU."""
-
-    name: str
-    memory_bytes: int
-    usd_per_hour: float
-    nvml_names: tuple[str, ...]
-
-
-# Prices are approximate on-demand $/h for a one-GPU machine, for `plan` when the profile sets
-# none. From the seeds: T4 0.67 (GCP n1-standard-4 + T4), A100 40 GB 2.95 and A100 80 GB 3.67
-# (GCP a2), A10G 1.01 (AWS g5.xlarge), RTX 3090 0.15 (Vast.ai marketplace, 0.13-0.20).
-# Our approximations, no seed figure: L4 0.85 (as config/profiles/l4-24gb.toml; GCP g2-standard-4
-# lists about 0.7-0.9), H100 80 GB 4.00 (one-GPU on-demand offers span roughly 2.5-11 $/h).
-# Memory is the nominal size; NVML reports a little less (e.g. 15 GiB for a T4).
-GPU_TYPES: dict[str, GpuType] = {
-    t.name: t
-    for t in (
-        GpuType("t4-16gb", 16 * GIB, 0.67, ("T4",)),
-        GpuType("l4-24gb", 24 * GIB, 0.85, ("L4",)),
-        GpuType("a10g-24gb", 24 * GIB, 1.01, ("A10G",)),
-        GpuType("rtx3090-24gb", 24 * GIB, 0.15, ("3090",)),
-        GpuType("a100-40gb", 40 * GIB, 2.95, ("A100",)),
-        GpuType("a100-80gb", 80 * GIB, 3.67, ("A100",)),
-        GpuType("h100-80gb", 80 * GIB, 4.00, ("H100",)),
+    try:
+        gpu_set = parse_gpu_set(config.simulated_gpus)
+    except ValueError as exc:
+        raise ConfigError(f"gpu.simulated_gpus: {exc}") from None
+    return SimulatedGpus(
+        [SimulatedGpu(t.memory_bytes, name=f"simulated {t.name}") for t in gpu_set.types]
     )
-}
-
-
-def gpu_type_for(nvml_name: str, total_bytes: int) -> GpuType | None:
-    """The named type of a detected GPU: its NVML name, and the memory to tell 40 from 80 GB."""
-    words = nvml_name.upper().replace("-", " ").split()
-    matches = [t for t in GPU_TYPES.values() if any(n in words for n in t.nvml_names)]
-    if not matches:
-        return None
-    return min(matches, key=lambda t: abs(t.memory_bytes - total_bytes))
 
 
 # -- attribution -------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 
 from orchestrator.app.runtime import Runtime
 from orchestrator.gpu.catalog import catalog_files, load_catalog
+from orchestrator.gpu.gpu_types import GPU_TYPES
 from orchestrator.gpu.plan_report import build_report, configured_rows, find_target
-from orchestrator.gpu.telemetry import GPU_TYPES
 from tests.console.conftest import Client
 
 # An LLM of 20 GB on the GPU: too big for a T4 or a 24 GB card, fine on an A100.
