@@ -16,6 +16,7 @@ from services.piper_tts import PiperEngine
 from services.process.supervisor import Supervisor
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
+from services.vibevoice_realtime import VibeVoiceRealtime
 from services.whisper_asr import WhisperEngine
 
 EngineFactory = Callable[[EngineSpec], Engine]
@@ -31,6 +32,7 @@ _FACTORIES: dict[str, EngineFactory] = {
     "whisper-cpp": WhisperCppTranscriber,
     "openai-tts": OpenAISpeech,
     "vibevoice": VibeVoiceSpeech,
+    "vibevoice-realtime": VibeVoiceRealtime,
     "personaplex": PersonaPlexEngine,
 }
 if _FACTORIES.keys() != ADAPTER_ROLES.keys():  # a name in one table and not the other
