@@ -89,10 +89,11 @@ def test_json_has_the_documented_structure(
     engines = {e["name"]: e for e in report["engines"]}
     assert engines["asr"]["placement"] == "gpu"
     assert engines["asr"]["estimate_source"] == "catalog"
-    assert engines["tts"]["placement"] == "cpu"
+    assert engines["piper"]["placement"] == "cpu"  # the fallback voice
     assert set(engines["asr"]) >= {"role", "priority", "vram_bytes", "runs_on", "configured"}
     assert engines["llm"]["placement"] == "gpu" and engines["llm"]["estimate_source"] == "catalog"
-    on_gpu = engines["asr"]["vram_bytes"] + engines["llm"]["vram_bytes"]
+    assert engines["tts"]["placement"] == "gpu" and engines["tts"]["estimate_source"] == "catalog"
+    on_gpu = sum(engines[name]["vram_bytes"] for name in ("asr", "llm", "tts"))
     assert report["vram"]["used_bytes"] == on_gpu
     assert report["all_fit"] is True
     assert len(report["modes"]) == 1
