@@ -34,6 +34,7 @@ from orchestrator.config import load_config
 from orchestrator.core.idle import IdleState
 from orchestrator.gpu.catalog import estimate, load_catalog
 from orchestrator.gpu.placement import RunsOn
+from orchestrator.voice.boundary import SessionEvent
 from orchestrator.voice.session import CascadeSession
 from services.base import EngineState, Role
 from services.vibevoice_realtime import VibeVoiceRealtime
@@ -85,6 +86,17 @@ def installed(tmp: Path) -> str:
         f'source = "{checkout}", offline = false, stop_grace_s = 2.0, '
         "restart = { initial_delay_s = 0.1 }"
     )
+
+
+def audio_per_sentence(events: list[SessionEvent]) -> list[int]:
+    """How many audio chunks followed each sentence's text."""
+    counts: list[int] = []
+    for event in events:
+        if event.kind == "reply_text":
+            counts.append(0)
+        elif event.kind == "reply_audio" and counts:
+            counts[-1] += 1
+    return counts
 
 
 async def open_session(
@@ -145,6 +157,7 @@ async def test_vibevoice_killed_before_its_first_frame_the_turn_completes_on_pip
         "Hello there.",
         "How are you today?",
     ]
+    assert all(audio_per_sentence(events)), "every sentence was heard, none lost in the switch"
     assert done(events).text == SAID  # the turn is whole in the history
     assert session.chains["tts"].current == "piper"
 
