@@ -6,7 +6,7 @@ line), and the tiny Piper voice behind it (``sessions.fallbacks``). The LLM, ASR
 fakes of tests/test_reply_fallback.py. Nothing sleeps: the test waits on the peer's counters
 and the session's events.
 
-- A reply streams from VibeVoice.
+- A reply streams from VibeVoice; so does REST speech, and ``"model": "piper"`` reaches Piper.
 - The README's fallback rule: VibeVoice killed mid-reply before its first audio frame reached
   the client: the turn completes on Piper, each sentence shown once; the supervisor brings the
   server back and the chain's probe takes VibeVoice back for the next turn.
@@ -42,7 +42,7 @@ from tests.conftest import API_KEY, RuntimeFactory, free_port
 from tests.peers.vibevoice_realtime_peer import make_checkout
 from tests.peers.watch import next_engine_state
 from tests.test_reply_fallback import SAID, Client, FakeAsr, FakeChat, FakeVad, done, kinds
-from tests.test_vibevoice_realtime_engine import CHUNK_BYTES, Peer
+from tests.test_vibevoice_realtime_engine import CHUNK_BYTES, TEXT, Peer
 
 Http = Callable[[web.Application], Awaitable[TestClient[Any, Any]]]
 
@@ -209,3 +209,26 @@ def test_the_gpu_profiles_speak_with_vibevoice_and_fall_back_to_piper(profile: s
     assert found.source == "catalog" and found.runs_on is RunsOn.GPU
     cool = config.hibernation.actions[IdleState.COOL].unload_roles
     assert Role.TTS in cool  # COOL unloads both voices (VibeVoice's process stops)
+
+
+async def test_rest_speech_streams_from_vibevoice_and_piper_by_name(
+    tmp_path: Path, tiny_piper_onnx: Path, make_runtime: RuntimeFactory, aiohttp_client: Http
+) -> None:
+    config = load_config(
+        config_file=config_file(tmp_path, tiny_piper_onnx, installed(tmp_path)), environ={}
+    )
+    runtime = make_runtime(config, engines={"vad": FakeVad("vad", Role.VAD)})
+    api = await aiohttp_client(create_api_app(runtime))
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"model": "tts-1", "input": TEXT, "response_format": "pcm"}
+    response = await api.post("/v1/audio/speech", json=body, headers=auth)
+    assert response.status == 200, await response.text()
+    pcm = await response.read()
+    engine = runtime.fleet.engine("tts")
+    assert isinstance(engine, VibeVoiceRealtime)
+    (stream,) = Peer(engine.base_url).state()["streams"]
+    assert stream["text"] == TEXT and len(pcm) == stream["chunks"] * CHUNK_BYTES
+
+    response = await api.post("/v1/audio/speech", json={**body, "model": "piper"}, headers=auth)
+    assert response.status == 200 and len(await response.read()) > 0
+    assert len(Peer(engine.base_url).state()["streams"]) == 1, "Piper spoke that one"
