@@ -2,8 +2,10 @@
 # Run voice-orchestrator: installs itself into .venv on first use, then serves the voice API
 # (port 11400) and the console (127.0.0.1:8766) until Ctrl-C or SIGTERM.
 #   ./start.sh [--profile NAME] [--config FILE] [--log-level LEVEL]
-# PersonaPlex lives in a virtual environment of its own (it pins an older torch); make it with
+# PersonaPlex and VibeVoice live in virtual environments of their own (they pin an older torch,
+# an older transformers); make them with
 #   ./start.sh install personaplex --source PATH [--weights] [--system-deps]
+#   ./start.sh install vibevoice --source PATH [--weights]   (PATH: a microsoft/VibeVoice checkout)
 # The gateway (the always-on front door that starts and stops the GPU host, port 11500):
 #   ./start.sh gateway [--config FILE]
 set -euo pipefail

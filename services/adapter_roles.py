@@ -25,7 +25,8 @@ ADAPTER_ROLES: dict[str, Role] = {
     "openai-asr": Role.ASR,
     "whisper-cpp": Role.ASR,
     "openai-tts": Role.TTS,
-    "vibevoice": Role.TTS,
+    "vibevoice": Role.TTS,  # the community OpenAI-style wrapper
+    "vibevoice-realtime": Role.TTS,  # Microsoft's own real-time demo server (WebSocket)
     "personaplex": Role.DUPLEX,
 }
 

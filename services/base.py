@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from services.model_ref import missing_weights
+from services.model_ref import ModelArtifact as ModelArtifact  # re-exported: engines name it here
 
 
 class Role(StrEnum):
@@ -66,26 +66,6 @@ class EngineState(StrEnum):
     UNLOADING = "unloading"
     FAILED = "failed"
     MISSING = "missing"
-
-
-@dataclass(frozen=True)
-class ModelArtifact:
-    """Files an engine needs from a model hub, and where they live once downloaded."""
-
-    repo_id: str
-    allow_patterns: tuple[str, ...]
-    required_files: tuple[str, ...]
-    revision: str | None = None
-    # The weights, by pattern (their names vary: one file, or shards an index lists).
-    weight_globs: tuple[str, ...] = ()
-
-    def local_dir(self, models_dir: Path) -> Path:
-        return models_dir / self.repo_id.replace("/", "--")
-
-    def missing_files(self, models_dir: Path) -> list[str]:
-        base = self.local_dir(models_dir)
-        named = [name for name in self.required_files if not (base / name).is_file()]
-        return named + missing_weights(base, self.weight_globs)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
     │   ├── CannotPark                 cannot_park            503     no         s.errors
     │   ├── EngineCallError            engine_call_failed     502     yes        s.errors
     │   │   ├── ServerUnavailable      server_unavailable     503     yes        s.server_errors
-    │   │   │   └── ServerLoading      server_loading         503     yes        s.server_errors
+    │   │   │   ├── ServerLoading      server_loading         503     yes        s.server_errors
+    │   │   │   └── ServerBusy         server_busy            503     yes        s.server_errors
     │   │   ├── ServerRejected         server_rejected        502     no         s.server_errors
     │   │   ├── SessionEnded           duplex_session_ended   502     yes        s.duplex_client
     │   │   ├── HandshakeTimeout       duplex_busy            503     yes        s.duplex_client

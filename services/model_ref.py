@@ -4,6 +4,7 @@ weight files a model folder still lacks."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 SHARD_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -37,3 +38,23 @@ def missing_weights(folder: Path, globs: tuple[str, ...]) -> list[str]:
     if any(next(folder.glob(pattern), None) is not None for pattern in globs):
         return []
     return [" or ".join(globs) + " (the weights)"]
+
+
+@dataclass(frozen=True)
+class ModelArtifact:
+    """Files an engine needs from a model hub, and where they live once downloaded."""
+
+    repo_id: str
+    allow_patterns: tuple[str, ...]
+    required_files: tuple[str, ...]
+    revision: str | None = None
+    # The weights, by pattern (their names vary: one file, or shards an index lists).
+    weight_globs: tuple[str, ...] = ()
+
+    def local_dir(self, models_dir: Path) -> Path:
+        return models_dir / self.repo_id.replace("/", "--")
+
+    def missing_files(self, models_dir: Path) -> list[str]:
+        base = self.local_dir(models_dir)
+        named = [name for name in self.required_files if not (base / name).is_file()]
+        return named + missing_weights(base, self.weight_globs)

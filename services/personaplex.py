@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -45,6 +44,7 @@ from pydantic import Field
 from services.base import EngineHealth, EngineState, Persona, Role
 from services.duplex_client import ConnectionSlot, PersonaPlexConnection, connect, make_persona
 from services.errors import ModelMissing
+from services.hub_cache import hub_paths
 from services.managed import ServerEngine
 from services.process.managed_process import ProcessSpec
 from services.process.probes import HttpProbe, Probe
@@ -93,30 +93,6 @@ class PersonaPlexOptions(ServerOptions):
 class MissingPiece:
     message: str
     hint: str
-
-
-@dataclass(frozen=True)
-class HubPaths:
-    """Where a process with a given environment finds the HF cache and token."""
-
-    cache: Path
-    token_file: Path
-    token_set: bool  # HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN) in the environment
-
-
-def hub_paths(env: Mapping[str, str]) -> HubPaths:
-    """huggingface_hub's rules (``constants.py``, the same from the 0.24 the server pins to 1.x)
-    applied to ``env``: HF_HOME defaults to $XDG_CACHE_HOME/huggingface; HF_HUB_CACHE (or the
-    older HUGGINGFACE_HUB_CACHE) wins over HF_HOME/hub; HF_TOKEN_PATH over HF_HOME/token."""
-    xdg = env.get("XDG_CACHE_HOME") or "~/.cache"
-    home = Path(env.get("HF_HOME") or f"{xdg}/huggingface").expanduser()
-    cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
-    token_file = env.get("HF_TOKEN_PATH")
-    return HubPaths(
-        cache=Path(cache).expanduser() if cache else home / "hub",
-        token_file=Path(token_file).expanduser() if token_file else home / "token",
-        token_set=bool(env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN")),
-    )
 
 
 class PersonaPlexEngine(ServerEngine):

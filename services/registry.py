@@ -17,6 +17,7 @@ from services.planned import PlannedEngine
 from services.process.supervisor import Supervisor
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
+from services.vibevoice_realtime import VibeVoiceRealtime
 from services.vllm_llm import VllmChat
 from services.whisper_asr import WhisperEngine
 
@@ -34,6 +35,7 @@ _FACTORIES: dict[str, EngineFactory] = {
     "whisper-cpp": WhisperCppTranscriber,
     "openai-tts": OpenAISpeech,
     "vibevoice": VibeVoiceSpeech,
+    "vibevoice-realtime": VibeVoiceRealtime,
     "personaplex": PersonaPlexEngine,
 }
 if _FACTORIES.keys() != ADAPTER_ROLES.keys():  # a name in one table and not the other

@@ -2,7 +2,8 @@
 
     EngineCallError
     ├── ServerUnavailable   transient, 503: refused, timed out, dropped mid-answer, 5xx, 429
-    │   └── ServerLoading   transient, 503: it answers, but is (re)loading its model right now
+    │   ├── ServerLoading   transient, 503: it answers, but is (re)loading its model right now
+    │   └── ServerBusy      transient, 503: it serves one client at a time and has another now
     └── ServerRejected      permanent, 502: the server understood and said no (bad key, bad request)
 
 ``translate`` maps httpx's exception tree onto these at the adapter boundary, so fallback chains
@@ -29,6 +30,13 @@ class ServerLoading(ServerUnavailable):
     503 ``{"status": "loading model"}`` while ``POST /load`` runs): wait, it is not down."""
 
     code = "server_loading"
+
+
+class ServerBusy(ServerUnavailable):
+    """The server serves one client at a time and refused us for another (VibeVoice's demo
+    server: ``backend_busy``, close 1013): a moment later it may take us."""
+
+    code = "server_busy"
 
 
 class ServerRejected(EngineCallError):

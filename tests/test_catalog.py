@@ -67,6 +67,8 @@ LOOKUPS = [
     ("ollama", "mistral", "q8_0", "mistral-7b:q8_0"),
     ("personaplex", "nvidia/personaplex-7b-v1", "default", "personaplex-7b:bf16"),
     ("piper", "en_US-lessac-medium", "default", "piper-voice:default"),
+    ("vibevoice-realtime", "microsoft/VibeVoice-Realtime-0.5B", "bf16", "vibevoice-0.5b:bf16"),
+    ("vibevoice", "vibevoice-realtime-0.5b", "default", "vibevoice-0.5b-wrapper:bf16"),
 ]
 
 

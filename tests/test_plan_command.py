@@ -78,7 +78,7 @@ def test_json_has_the_documented_structure(
     }
     assert report["profile"] == "t4-16gb"
     engines = {e["name"]: e for e in report["engines"]}
-    on_gpu = engines["asr"]["vram_bytes"] + engines["llm"]["vram_bytes"]
+    on_gpu = sum(engines[name]["vram_bytes"] for name in ("asr", "llm", "tts"))
     assert report["gpu"] == {
         "name": "t4-16gb",
         "source": "table",
@@ -97,16 +97,17 @@ def test_json_has_the_documented_structure(
                 "budget_bytes": 15 * GIB,
                 "used_bytes": on_gpu,
                 "left_bytes": 16 * GIB - on_gpu,
-                "engines": ["asr", "llm"],
+                "engines": ["asr", "tts", "llm"],
             }
         ],
     }
-    assert engines["asr"]["device"] == "cuda:0" and engines["tts"]["device"] == "cpu"
+    assert engines["asr"]["device"] == "cuda:0" and engines["tts"]["device"] == "cuda:0"
     assert engines["asr"]["placement"] == "gpu"
     assert engines["asr"]["estimate_source"] == "catalog"
-    assert engines["tts"]["placement"] == "cpu"
+    assert engines["piper"]["placement"] == "cpu"  # the fallback voice
     assert set(engines["asr"]) >= {"role", "priority", "vram_bytes", "runs_on", "configured"}
     assert engines["llm"]["placement"] == "gpu" and engines["llm"]["estimate_source"] == "catalog"
+    assert engines["tts"]["placement"] == "gpu" and engines["tts"]["estimate_source"] == "catalog"
     assert report["vram"]["used_bytes"] == on_gpu
     assert report["all_fit"] is True
     assert len(report["modes"]) == 1

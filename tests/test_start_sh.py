@@ -114,11 +114,11 @@ def test_start_sh_install_runs_the_install_command() -> None:
     assert done.returncode == 0, done.stderr
     assert "install" in done.stdout and "--source" in done.stdout
     wrong = subprocess.run(
-        [str(ROOT / "start.sh"), "install", "vibevoice"],
+        [str(ROOT / "start.sh"), "install", "kokoro"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-    assert wrong.returncode != 0 and "personaplex" in wrong.stderr
+    assert wrong.returncode != 0 and "'personaplex', 'vibevoice'" in wrong.stderr

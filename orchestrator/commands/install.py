@@ -1,7 +1,8 @@
-"""``install personaplex``: build PersonaPlex's own virtual environment and check that it runs.
+"""``install personaplex|vibevoice``: build an engine's own virtual environment, check that it runs.
 
-PersonaPlex pins torch<2.5, aiohttp<3.11 and sphn<0.2, so it cannot share our environment. The
-steps, each printed, each failing with one clear line:
+PersonaPlex pins torch<2.5, aiohttp<3.11 and sphn<0.2, and VibeVoice's real-time model pins
+transformers 4.51.3, so neither can share our environment. PersonaPlex's steps, each printed,
+each failing with one clear line (VibeVoice's are in ``install_vibevoice``):
 
 1. the source: a checkout of NVIDIA's personaplex repository (its ``moshi/`` folder is the
    package) or a wheel, from ``--source`` or the engine's ``options.source``;
@@ -21,50 +22,54 @@ import argparse
 import ctypes.util
 import os
 import shutil
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestrator.commands import CommandError
+from orchestrator.commands import CommandError, install_vibevoice
+from orchestrator.commands.venvs import ensure_venv, pip_install, run_step
 from orchestrator.config import AppConfig
 
 if TYPE_CHECKING:
     from services.personaplex import PersonaPlexEngine
 
 NAME = "install"
-HELP = "install an engine's separate environment (personaplex)"
+HELP = "install an engine's separate environment (personaplex, vibevoice)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["personaplex"])
-    parser.add_argument("--engine", help="the engine to install for (default: [duplex].engine)")
+    parser.add_argument("target", choices=["personaplex", "vibevoice"])
     parser.add_argument(
-        "--source", help="a personaplex checkout or a wheel (default: options.source)"
+        "--engine",
+        help="the engine to install for (default: [duplex].engine; vibevoice: [sessions].tts)",
+    )
+    parser.add_argument(
+        "--source",
+        help="personaplex: a checkout or a wheel; vibevoice: a checkout of microsoft/VibeVoice "
+        "(default: options.source)",
     )
     parser.add_argument("--python", default=sys.executable, help="interpreter for the new venv")
     parser.add_argument("--pip-arg", action="append", default=[], help="extra pip argument")
-    parser.add_argument("--system-deps", action="store_true", help="apt-get libopus if missing")
-    parser.add_argument("--weights", action="store_true", help="also fetch weights and voices")
+    parser.add_argument(
+        "--system-deps", action="store_true", help="personaplex: apt-get libopus if missing"
+    )
+    parser.add_argument(
+        "--weights", action="store_true", help="also fetch the weights (personaplex: and voices)"
+    )
 
 
 def run(args: argparse.Namespace, config: AppConfig) -> int:
+    if args.target == "vibevoice":
+        return install_vibevoice.run(args, config)
     engine = _engine(config, args.engine)
     source = resolve_source(args.source or engine.options.source)
     print(f"source: {source}")
     check_opus(install=args.system_deps)
     python = engine.python
-    venv = python.parent.parent
-    if not python.is_file():
-        print(f"creating the environment {venv} with {args.python}")
-        _run([args.python, "-m", "venv", str(venv)], "creating the environment")
+    venv = ensure_venv(python, args.python)
     print(f"installing {source.name} into {venv}")
-    _run(
-        [str(python), "-m", "pip", "install", "--disable-pip-version-check", *args.pip_arg,
-         str(source)],
-        "pip install",
-    )  # fmt: skip
+    pip_install(python, str(source), args.pip_arg)
     check_server(python, engine.options.module)
     print(f"ok: `{python} -m {engine.options.module} --help` runs")
     if args.weights:
@@ -113,13 +118,13 @@ def check_opus(*, install: bool) -> None:
         return
     command = ["apt-get", "install", "-y", "libopus-dev"]
     if install and shutil.which("apt-get") and os.geteuid() == 0:
-        _run(command, "installing libopus")
+        run_step(command, "installing libopus")
         return
     print(f"note: libopus not found; if the server cannot decode audio, run `{' '.join(command)}`")
 
 
 def check_server(python: Path, module: str) -> None:
-    _run([str(python), "-m", module, "--help"], f"`{python} -m {module} --help`", timeout_s=300)
+    run_step([str(python), "-m", module, "--help"], f"`{python} -m {module} --help`", timeout_s=300)
 
 
 def fetch_weights(engine: PersonaPlexEngine) -> None:
@@ -150,13 +155,3 @@ def fetch_weights(engine: PersonaPlexEngine) -> None:
                 if extracted is not None:
                     (target / Path(member.name).name).write_bytes(extracted.read())
     print(f"voices in {target}")
-
-
-def _run(command: list[str], what: str, *, timeout_s: float = 3600) -> None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CommandError(f"{what}: {exc}") from exc
-    if done.returncode != 0:
-        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:])
-        raise CommandError(f"{what} failed ({done.returncode}): {tail}")
