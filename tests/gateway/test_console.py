@@ -107,6 +107,8 @@ async def test_the_page_shows_the_host_its_history_and_its_money(gateway: Gatewa
     assert "Content-Security-Policy" in response.headers
     page = await response.text()
     assert 'id="host-state" data-state="stopped">stopped</span>' in page
+    assert '<a class="brand" href="/">voice-orchestrator gateway</a>' in page
+    assert 'data-fragment="status"' not in page  # the server's badge: no runtime here
     assert "stopped (idle: drained for 30 s)" in page  # the cause
     for move in ("stopped → starting", "starting → booting", "booting → ready", "→ stopped"):
         assert move in page, move
