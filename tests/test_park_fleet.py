@@ -263,7 +263,7 @@ async def test_cool_keeps_the_real_whisper_weights_in_ram_and_a_request_resumes_
     kept = cool.memory_after["engines"]["asr"]
     assert kept["state"] == "parked" and kept["parked_ram_bytes"] > 25 * MB
     # the ASR's ~36 MB of weights are still in RSS once COOL is done (Piper's voice went)
-    assert cool.memory_after["rss_bytes"] - baseline > 35 * MB
+    assert cool.memory_after["rss_bytes"] - baseline > 25 * MB  # unloaded: ~19 MB over
 
     async with runtime.fleet.lease(["asr"]):
         assert runtime.fleet.engine("asr").state is EngineState.LOADED
