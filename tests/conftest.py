@@ -230,3 +230,17 @@ async def runtime(make_runtime: RuntimeFactory, tiny_config: AppConfig) -> Runti
 async def cascade_runtime(make_runtime: RuntimeFactory, cascade_config: AppConfig) -> Runtime:
     """A runtime with every cascade engine, its hibernation writer running; stopped after."""
     return make_runtime(cascade_config, writer=True)
+
+
+@pytest.fixture(scope="module")
+def ollama_url(peer_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Ollama peer (``tests/peers/ollama_peer.py``) serving what the module's own
+    ``peer_env`` fixture says (its models, delays, registry), on a free port."""
+    from tests.peers.watch import start_peer, stop_peer
+
+    port = free_port()
+    log_file = tmp_path_factory.mktemp("ollama") / "peer.log"
+    env = {**peer_env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
+    process = start_peer("tests.peers.ollama_peer", ["serve"], env, port, log_file)
+    yield f"http://127.0.0.1:{port}"
+    stop_peer(process)

@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from services.process.supervisor import ProcessState, Supervisor
 from services.server_errors import ServerUnavailable
 from tests.conftest import free_port, tiny_profile_toml
 from tests.peers.ollama_peer import BadRequest, parse_keep_alive
-from tests.peers.watch import StateLog, alive, next_engine_state, start_peer, stop_peer
+from tests.peers.watch import StateLog, alive, next_engine_state
 
 NUM_CTX = 1024
 
@@ -41,16 +41,6 @@ def peer_env(tiny_llm_dir: Path) -> dict[str, str]:
         "OLLAMA_PEER_TOKEN_DELAY": "0.01",
         "OLLAMA_PEER_UNLOAD_DELAY": "0.3",
     }
-
-
-@pytest.fixture(scope="module")
-def ollama_url(peer_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log_file = tmp_path_factory.mktemp("ollama") / "peer.log"
-    env = {**peer_env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
-    process = start_peer("tests.peers.ollama_peer", ["serve"], env, port, log_file)
-    yield f"http://127.0.0.1:{port}"
-    stop_peer(process)
 
 
 def engine_for(url: str, model: str = "tiny", **options: Any) -> OllamaChat:

@@ -5,8 +5,9 @@ middle of a stream."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,6 @@ from services.process.supervisor import Supervisor
 from services.server_errors import ServerUnavailable
 from tests.conftest import free_port, tiny_profile_toml
 from tests.peers.ollama_peer import RUNNER_STOPPED
-from tests.peers.watch import start_peer, stop_peer
 
 NUM_CTX = 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,16 +43,6 @@ def peer_env(tiny_llm_dir: Path) -> dict[str, str]:
         "OLLAMA_PEER_TOKEN_DELAY": "0.01",
         "OLLAMA_PEER_UNLOAD_DELAY": "0.2",
     }
-
-
-@pytest.fixture(scope="module")
-def ollama_url(peer_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log_file = tmp_path_factory.mktemp("ollama-strict") / "peer.log"
-    env = {**peer_env, "OLLAMA_HOST": f"127.0.0.1:{port}"}
-    process = start_peer("tests.peers.ollama_peer", ["serve"], env, port, log_file)
-    yield f"http://127.0.0.1:{port}"
-    stop_peer(process)
 
 
 def engine_for(url: str, model: str = "tiny", sessions: int = 1, **options: Any) -> OllamaChat:
@@ -301,7 +291,12 @@ async def test_a_reply_without_a_limit_is_not_cut_at_128_tokens(
     assert count == 200  # Ollama's default num_predict is -1: until the model stops
     state = await peer_get(ollama_url, "/peer/state")
     assert "num_predict" not in state["requests"][-1]["body"]["options"]
-    assert state["cut_short"] == before + 1  # closing it stopped the generation
+    # closing it stopped the generation: the peer notices when its next write fails
+    async with asyncio.timeout(10):
+        while state["cut_short"] == before:
+            await asyncio.sleep(0.01)  # a bounded poll of the peer's counter, not a race
+            state = await peer_get(ollama_url, "/peer/state")
+    assert state["cut_short"] == before + 1
 
 
 async def test_an_error_line_mid_stream_ends_the_reply_with_ollamas_message(
