@@ -36,12 +36,24 @@ ADAPTER_ROLES: dict[str, Role] = {
 # the adapter classes.
 PARKING_ADAPTERS: frozenset[str] = frozenset({"faster-whisper", "transformers", "vllm"})
 
-# (adapter, role) -> what will serve it. Issue #19: a vision-language model through Ollama's
-# vision models, translation through CTranslate2 (e.g. NLLB); neither adapter exists yet.
+# Adapters that serve a second role with another engine class (``services.registry`` maps each
+# pair to it): the same runtime, here with images. A configuration names the pair as
+# ``adapter`` and ``role``.
+MORE_ROLES: dict[tuple[str, Role], str] = {
+    ("ollama", Role.VLM): "a vision model served by Ollama (qwen2.5vl, llava, minicpm-v...)",
+    ("transformers", Role.VLM): "a vision-language model run in process by transformers",
+}
+
+# (adapter, role) -> what will serve it. Issue #19: translation through CTranslate2 (e.g. NLLB);
+# its adapter does not exist yet.
 PLANNED_ONLY: dict[tuple[str, Role], str] = {
-    ("ollama", Role.VLM): "a vision-language model served by Ollama",
     ("ctranslate2", Role.TRANSLATION): "a CTranslate2 translation model",
 }
+
+
+def serves(adapter: str, role: Role) -> bool:
+    """True when ``adapter`` has an engine class for ``role`` (its own, or one of MORE_ROLES)."""
+    return ADAPTER_ROLES.get(adapter) is role or (adapter, role) in MORE_ROLES
 
 
 def planned_only(adapter: str, role: Role) -> bool:
@@ -53,3 +65,9 @@ def adapter_names() -> list[str]:
     """Every adapter name a configuration may use, planned-only ones marked."""
     planned = {f"{a} ({r} planned only)" for a, r in PLANNED_ONLY if a not in ADAPTER_ROLES}
     return sorted(ADAPTER_ROLES) + sorted(planned)
+
+
+def roles_of(adapter: str) -> list[Role]:
+    """The roles ``adapter`` serves, its main one first."""
+    main = [ADAPTER_ROLES[adapter]] if adapter in ADAPTER_ROLES else []
+    return main + [r for a, r in MORE_ROLES if a == adapter]

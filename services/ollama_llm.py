@@ -45,7 +45,7 @@ from services.errors import (
     InvalidInput,
     ModelMissing,
 )
-from services.managed import ServerEngine
+from services.ollama_server import SharedServer
 from services.ollama_wire import model_key, server_parallelism
 from services.process.probes import HttpProbe, Probe
 from services.server_errors import from_status, translate
@@ -91,7 +91,7 @@ class OllamaOptions(ServerOptions):
         return value
 
 
-class OllamaChat(ServerEngine):
+class OllamaChat(SharedServer):
     role = Role.LLM
     Options = OllamaOptions
     unload_stops_process = False  # Ollama unloads a model on request; its server stays up

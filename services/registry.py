@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.adapter_roles import ADAPTER_ROLES, PARKING_ADAPTERS, planned_only
+from services.adapter_roles import ADAPTER_ROLES, MORE_ROLES, PARKING_ADAPTERS, planned_only
 from services.base import Engine, EngineSpec, Role
 from services.managed import ServerEngine
 from services.ollama_llm import OllamaChat
+from services.ollama_vlm import OllamaVision
 from services.openai_asr import OpenAITranscriber, WhisperCppTranscriber
 from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
@@ -17,6 +18,7 @@ from services.planned import PlannedEngine
 from services.process.supervisor import Supervisor
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
+from services.transformers_vlm import TransformersVision
 from services.vibevoice_realtime import VibeVoiceRealtime
 from services.vllm_llm import VllmChat
 from services.whisper_asr import WhisperEngine
@@ -41,13 +43,25 @@ _FACTORIES: dict[str, EngineFactory] = {
 if _FACTORIES.keys() != ADAPTER_ROLES.keys():  # a name in one table and not the other
     raise ImportError(f"adapter tables differ: {sorted(_FACTORIES.keys() ^ ADAPTER_ROLES.keys())}")
 
-_PARKING = {
-    name
-    for name, factory in _FACTORIES.items()
-    if hasattr(factory, "park") and getattr(factory, "park_refusal", None) is None
+# (adapter, role) -> the adapter's class for a second role (``MORE_ROLES``)
+_ROLE_FACTORIES: dict[tuple[str, Role], EngineFactory] = {
+    ("ollama", Role.VLM): OllamaVision,
+    ("transformers", Role.VLM): TransformersVision,
 }
+if _ROLE_FACTORIES.keys() != MORE_ROLES.keys():
+    raise ImportError(f"role tables differ: {sorted(_ROLE_FACTORIES.keys() ^ MORE_ROLES.keys())}")
+
+
+def _parks(factory: EngineFactory) -> bool:
+    return hasattr(factory, "park") and getattr(factory, "park_refusal", None) is None
+
+
+_PARKING = {name for name, factory in _FACTORIES.items() if _parks(factory)}
 if _PARKING != PARKING_ADAPTERS:
     raise ImportError(f"PARKING_ADAPTERS is wrong about: {sorted(_PARKING ^ PARKING_ADAPTERS)}")
+_MIXED = {a for (a, _r), factory in _ROLE_FACTORIES.items() if _parks(factory) != (a in _PARKING)}
+if _MIXED:  # the fleet decides parking by adapter name: each role's class must agree
+    raise ImportError(f"adapters whose roles differ in parking: {sorted(_MIXED)}")
 
 ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
     name: (ADAPTER_ROLES[name], factory) for name, factory in _FACTORIES.items()
@@ -58,6 +72,8 @@ def create_engine(adapter: str, spec: EngineSpec) -> Engine:
     """The adapter's engine for ``spec``; a planned-only role gets a ``PlannedEngine``."""
     if planned_only(adapter, spec.role):
         return PlannedEngine(spec, adapter)
+    if (adapter, spec.role) in _ROLE_FACTORIES:
+        return _ROLE_FACTORIES[adapter, spec.role](spec)
     try:
         _role, factory = ADAPTERS[adapter]
     except KeyError:

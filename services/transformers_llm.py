@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from services.base import ChatUsage, EngineSpec, ModelArtifact, Role
 from services.errors import EngineCallError, InvalidInput
@@ -30,6 +30,8 @@ _WEIGHTS = ("*.safetensors",)
 
 class TransformersChat(InProcessEngine):
     role = Role.LLM
+    required_files: ClassVar[tuple[str, ...]] = _REQUIRED  # in the model's folder
+    hub_patterns: ClassVar[tuple[str, ...]] = _PATTERNS  # what a download fetches
 
     def __init__(self, spec: EngineSpec) -> None:
         super().__init__(spec)
@@ -39,14 +41,18 @@ class TransformersChat(InProcessEngine):
     def artifacts(self) -> list[ModelArtifact]:
         if local_path(self.spec.model) is not None:
             return []
-        return [ModelArtifact(self.spec.model, _PATTERNS, _REQUIRED, weight_globs=_WEIGHTS)]
+        return [
+            ModelArtifact(
+                self.spec.model, self.hub_patterns, self.required_files, weight_globs=_WEIGHTS
+            )
+        ]
 
     def _folder(self) -> Path:
         path = local_path(self.spec.model)
         return path if path is not None else self.artifacts()[0].local_dir(self.spec.models_dir)
 
     def _model_paths(self) -> list[Path]:
-        return [self._folder() / name for name in _REQUIRED]
+        return [self._folder() / name for name in self.required_files]
 
     def _missing(self) -> list[str]:
         folder = self._folder()
@@ -93,11 +99,19 @@ class TransformersChat(InProcessEngine):
     def _is_loaded(self) -> bool:
         return self._model is not None
 
+    def _prompt_inputs(self, messages: list[dict[str, Any]], room: int) -> Any:
+        """Blocking (the generation thread): the model's inputs for ``messages``, at most
+        ``room`` tokens (the most recent kept)."""
+        inputs = self._tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(self._model.device)
+        return _fit_context(inputs, room)
+
     reports_usage = True
 
     async def chat(
         self,
-        messages: list[dict[str, str]],
+        messages: list[dict[str, Any]],
         *,
         options: dict[str, Any] | None = None,
         usage: ChatUsage | None = None,
@@ -121,16 +135,13 @@ class TransformersChat(InProcessEngine):
                     counted.completion_tokens += 1
                     return stop.is_set()
 
+            max_new = int(settings.get("max_new_tokens", 128))
             try:
-                inputs = tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-                ).to(model.device)
+                inputs = self._prompt_inputs(messages, _context_limit(model) - max_new)
             except Exception as exc:
                 raise EngineCallError(
                     f"could not build the prompt: {exc}", engine=self.name
                 ) from exc
-            max_new = int(settings.get("max_new_tokens", 128))
-            inputs = _fit_context(inputs, _context_limit(model) - max_new)
             counted.prompt_tokens = int(inputs["input_ids"].shape[1])
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
             failure: list[BaseException] = []

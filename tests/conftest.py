@@ -26,6 +26,7 @@ from orchestrator.config import AppConfig, load_config
 from orchestrator.config.secrets import Secrets
 from tests.fixtures.tiny_llm import build_tiny_llm
 from tests.fixtures.tiny_piper import build_tiny_piper_voice
+from tests.fixtures.tiny_vlm import build_tiny_vlm
 from tests.fixtures.tiny_whisper import build_tiny_whisper
 
 # CI replays the same examples every run (a red CI must not be luck); elsewhere hypothesis
@@ -53,6 +54,11 @@ def heavy_whisper_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm"))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from orchestrator.config.duplex import DuplexConfig
 from orchestrator.config.gateway import GatewayConfig
 from orchestrator.core.idle import IdleState, Thresholds
-from services.adapter_roles import ADAPTER_ROLES, adapter_names, planned_only
+from services.adapter_roles import (
+    ADAPTER_ROLES,
+    adapter_names,
+    planned_only,
+    roles_of,
+    serves,
+)
 from services.base import Role
 from services.errors import VoiceOrchestratorError
 
@@ -257,11 +263,9 @@ class EngineConfig(_Model):
         if self.adapter not in ADAPTER_ROLES:
             known = ", ".join(adapter_names())
             raise ValueError(f"unknown adapter {self.adapter!r}; known adapters: {known}")
-        adapter_role = ADAPTER_ROLES[self.adapter]
-        if adapter_role is not self.role:
-            raise ValueError(
-                f"adapter {self.adapter!r} serves role {adapter_role}, not {self.role}"
-            )
+        if not serves(self.adapter, self.role):
+            roles = " and ".join(str(r) for r in roles_of(self.adapter))
+            raise ValueError(f"adapter {self.adapter!r} serves role {roles}, not {self.role}")
         return self
 
 

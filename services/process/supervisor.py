@@ -90,6 +90,14 @@ class Supervisor:
     def get(self, name: str) -> ManagedProcess | None:
         return self._processes.get(name)
 
+    def serving(self, host: str, port: int) -> ManagedProcess | None:
+        """The process handed out for ``host:port``, if any: engines of one server (two
+        Ollama models) share it instead of starting a second server on the same port."""
+        for process in self._processes.values():
+            if (process.spec.host, process.spec.port) == (host, port):
+                return process
+        return None
+
     def statuses(self, lines: int = 20) -> list[ProcessStatus]:
         return [process.status(lines) for process in self._processes.values()]
 
