@@ -28,7 +28,7 @@ class SharedServer(ServerEngine):
         supervisor = self._supervisor
         if self._process is None and self.options.supervise and supervisor is not None:
             spec = self.process_spec()
-            shared = supervisor.serving(spec.host, spec.port)
+            shared = supervisor.serving(spec.host, spec.port) if spec.port else None
             if shared is not None and shared.spec.name != spec.name:
                 log.info("%s: shares the server of %s", self.name, shared.spec.name)
                 self._process = shared

@@ -46,9 +46,10 @@ class OllamaVision(OllamaChat):
             await self._detach()  # it was loaded: give its memory back
             raise EngineLoadError(
                 f"Ollama's {self.spec.model!r} cannot read images (its capabilities: "
-                f"{', '.join(capabilities) or 'none listed'})",
+                f"{', '.join(capabilities) or 'none listed'}); configure a vision model such as "
+                "qwen2.5vl, llava or minicpm-v",
                 engine=self.name,
-                hint="configure a vision model such as qwen2.5vl, llava or minicpm-v",
+                transient=False,
             )
 
     async def chat(

@@ -39,7 +39,9 @@ class TransformersVision(TransformersChat):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         folder = str(self._folder())
-        processor: Any = AutoProcessor.from_pretrained(folder, local_files_only=True)
+        processor: Any = AutoProcessor.from_pretrained(  # type: ignore[no-untyped-call]
+            folder, local_files_only=True
+        )
         model: Any = AutoModelForImageTextToText.from_pretrained(folder, local_files_only=True)
         model.to(self.spec.device)
         self._processor = processor

@@ -21,6 +21,8 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
+from orchestrator.api.errors import MAX_JSON_BYTES
+from orchestrator.api.images import chat_body_limit
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import ApiConfig, AppConfig
 from orchestrator.server import runner_options
@@ -155,17 +157,20 @@ async def test_chat_body_is_typed(
     await still_serves(server, http)
 
 
-async def test_chat_takes_text_parts_and_skips_others(
+async def test_chat_with_an_image_and_no_vision_engine_is_refused(
     server: TestServer, http: ClientSession
 ) -> None:
+    """An image is never silently dropped: without a VLM engine it is a 400 naming why (with
+    one, tests/test_vlm_api.py)."""
     content = [
         {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}},
         {"type": "text", "text": "Hello"},
     ]
     body = {"messages": [{"role": "user", "content": content}], "max_tokens": 4}
     async with http.post(url(server, "/v1/chat/completions"), json=body) as response:
-        assert response.status == 200, await response.text()
-        assert (await response.json())["choices"][0]["message"]["role"] == "assistant"
+        assert response.status == 400, await response.text()
+        error = (await response.json())["error"]
+        assert (error["code"], error["param"]) == ("images_not_supported", "messages")
 
 
 # -- JSON bounds ---------------------------------------------------------------------------
@@ -186,9 +191,17 @@ async def test_json_nested_too_deep_is_a_400(
     await still_serves(server, http)
 
 
-@pytest.mark.parametrize("path", ["/v1/audio/speech", "/v1/chat/completions"])
-async def test_oversized_json_is_a_413(server: TestServer, http: ClientSession, path: str) -> None:
-    big = json.dumps({"input": "a" * (2 << 20)}).encode()
+@pytest.mark.parametrize(
+    ("path", "limit"),
+    [
+        ("/v1/audio/speech", MAX_JSON_BYTES),
+        ("/v1/chat/completions", chat_body_limit(ApiConfig())),  # room for images too
+    ],
+)
+async def test_oversized_json_is_a_413(
+    server: TestServer, http: ClientSession, path: str, limit: int
+) -> None:
+    big = json.dumps({"input": "a" * (limit + 1)}).encode()
     response = await http.post(url(server, path), data=big)
     await expect(response, 413, "request_entity_too_large")
     await still_serves(server, http)

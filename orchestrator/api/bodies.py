@@ -84,19 +84,33 @@ class TextPart(_Body):
     text: str
 
 
-class OtherPart(_Body):
-    """Image, audio and file parts are accepted and not heard: the engines read text."""
+class ImageUrl(_Body):
+    url: Annotated[str, Field(min_length=1)]
+    detail: Literal["auto", "low", "high"] = "auto"  # the engine decides its own resolution
 
-    type: Literal["image_url", "input_audio", "file", "refusal"]
+
+class ImagePart(_Body):
+    """An image for the vision-language role: a data URL, or an allowed host's (``images``)."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+class OtherPart(_Body):
+    """Audio and file parts are accepted and not heard: the engines read text and images."""
+
+    type: Literal["input_audio", "file", "refusal"]
 
 
 def _part_kind(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
-    return "Text" if kind == "text" else "Other"
+    return {"text": "Text", "image_url": "Image"}.get(str(kind), "Other")
 
 
 ContentPart = Annotated[
-    Annotated[TextPart, Tag("Text")] | Annotated[OtherPart, Tag("Other")],
+    Annotated[TextPart, Tag("Text")]
+    | Annotated[ImagePart, Tag("Image")]
+    | Annotated[OtherPart, Tag("Other")],
     Discriminator(_part_kind),
 ]
 
@@ -110,6 +124,13 @@ class Message(_Body):
         if isinstance(self.content, str):
             return self.content
         return " ".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def image_urls(self) -> list[tuple[int, str]]:
+        """``(part index, url)`` of each image part, in order."""
+        if isinstance(self.content, str):
+            return []
+        parts = enumerate(self.content)
+        return [(i, p.image_url.url) for i, p in parts if isinstance(p, ImagePart)]
 
 
 class StreamOptions(_Body):

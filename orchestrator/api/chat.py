@@ -1,5 +1,9 @@
 """``POST /v1/chat/completions``: OpenAI-compatible chat on the configured LLM engine.
 
+A chat whose messages carry ``image_url`` parts goes to the vision-language engine instead
+(``Role.VLM``), each image checked first (``orchestrator.api.images``: data URLs, allowed hosts,
+byte and pixel limits, 4xx codes); OpenAI's chat model names mean the VLM there.
+
 Streams as server-sent events (``chat.completion.chunk`` objects, then ``[DONE]``) when
 ``stream`` is true, else answers one ``chat.completion``. The engine is leased for the
 request, so a hibernated LLM is woken (bounded by the wake timeout). A client that goes away
@@ -25,10 +29,12 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.api.bodies import UNSERVED_CHAT, ChatBody, parse, refuse_unserved
-from orchestrator.api.errors import json_object
+from orchestrator.api.errors import BadRequest, json_object
+from orchestrator.api.images import chat_body_limit, has_image_parts, message_images
 from orchestrator.api.models import resolve
 from orchestrator.app.runtime import RUNTIME
 from services.base import ChatModel, ChatUsage, Role
+from services.vision import IMAGES, Image
 
 
 class StopScanner:
@@ -74,7 +80,7 @@ class Choice:
 
 async def _reply(
     engine: ChatModel,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     options: dict[str, Any],
     stops: list[str],
     choice: Choice,
@@ -111,13 +117,29 @@ def _usage(choices: list[Choice], counted: bool) -> dict[str, int] | None:
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
-    raw = await json_object(request, runtime.config.api.body_timeout_s)
+    limits = runtime.config.api
+    raw = await json_object(request, limits.body_timeout_s, chat_body_limit(limits))
     body = parse(ChatBody, raw)
     refuse_unserved(raw, UNSERVED_CHAT)
-    name = resolve(runtime, Role.LLM, body.model)
-    messages = [
-        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-        for m in body.messages
+    images: list[list[Image]] = [[] for _ in body.messages]
+    if has_image_parts(body.messages):  # a chat about images: the VLM answers it
+        if not runtime.fleet.names_for([Role.VLM]):
+            raise BadRequest(
+                "this server has no vision-language engine to read images",
+                code="images_not_supported",
+                param="messages",
+            )
+        name = resolve(runtime, Role.VLM, body.model)
+        images = await message_images(body.messages, limits)
+    else:
+        name = resolve(runtime, Role.LLM, body.model)
+    messages: list[dict[str, Any]] = [
+        {
+            "role": "system" if m.role == "developer" else m.role,
+            "content": m.text(),
+            **({IMAGES: pictures} if pictures else {}),
+        }
+        for m, pictures in zip(body.messages, images, strict=True)
     ]
     options, stops = body.options(), body.stops()
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())

@@ -145,10 +145,12 @@ def _too_large(limit: int, actual: int) -> web.HTTPRequestEntityTooLarge:
     )
 
 
-async def json_object(request: web.Request, timeout_s: float = 30.0) -> dict[str, Any]:
-    """The request body as a JSON object of bounded size and depth, or a ``BadRequest`` (or
-    413, 408) saying what is wrong with it."""
-    data = await read_bounded(request, MAX_JSON_BYTES, timeout_s)
+async def json_object(
+    request: web.Request, timeout_s: float = 30.0, limit: int = MAX_JSON_BYTES
+) -> dict[str, Any]:
+    """The request body as a JSON object of at most ``limit`` bytes and bounded depth, or a
+    ``BadRequest`` (or 413, 408) saying what is wrong with it."""
+    data = await read_bounded(request, limit, timeout_s)
     too_deep = BadRequest(
         f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
     )

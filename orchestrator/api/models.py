@@ -23,8 +23,10 @@ ALIASES: dict[Role, tuple[str, ...]] = {
     Role.ASR: ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"),
     Role.TTS: ("tts-1", "tts-1-hd", "gpt-4o-mini-tts"),
     Role.LLM: ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-3.5-turbo"),
+    # OpenAI's chat models read images too: a chat that carries images goes to the VLM
+    Role.VLM: ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini"),
 }
-SERVED_ROLES = (Role.ASR, Role.LLM, Role.TTS)  # what the REST routes serve
+SERVED_ROLES = (Role.ASR, Role.LLM, Role.TTS, Role.VLM)  # what the REST routes serve
 
 
 class ModelNotFound(BadRequest):

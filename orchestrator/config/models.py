@@ -29,6 +29,7 @@ from services.errors import VoiceOrchestratorError
 
 AUTO_PROFILE = "auto"
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
+_HOST = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$", re.IGNORECASE)  # a DNS name or IP
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
@@ -83,6 +84,24 @@ class ApiConfig(_Model):
     # of compressed silence can decode to hours. OpenAI's transcription limit is 1500 s.
     max_audio_s: Annotated[float, Field(gt=0, le=86_400)] = 1500.0
     body_timeout_s: Seconds = 30.0  # the whole body must arrive within this (else 408)
+    # Images for the vision-language role (chat ``image_url`` parts, Realtime ``input_image``):
+    # each file at most this many bytes and pixels (413 beyond), this many in one request.
+    # A chat body may be 1 MiB plus max_images data URLs of max_image_bytes (base64: 4/3).
+    max_image_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 5 * 1024 * 1024
+    max_image_pixels: Annotated[int, Field(ge=1)] = 25_000_000
+    max_images: Annotated[int, Field(ge=1, le=32)] = 4
+    # Hosts whose http(s) image URLs the server fetches (no redirects followed); empty: only
+    # data URLs are taken, so the server never fetches an address a client picked.
+    allow_image_urls: tuple[str, ...] = ()
+    image_fetch_timeout_s: Seconds = 10.0
+
+    @field_validator("allow_image_urls")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if not _HOST.match(host):
+                raise ValueError(f"{host!r} is not a host name like images.example.com")
+        return tuple(host.lower() for host in hosts)
 
 
 def normalise_origin(text: str) -> str:
@@ -276,6 +295,9 @@ class SessionsConfig(_Model):
     asr: str = "asr"
     llm: str = "llm"
     tts: str = "tts"
+    # Answers while the conversation holds an image (a Realtime ``input_image``); leased only
+    # once an image arrives, so a session without photos never loads it.
+    vlm: str = "vlm"
     instructions: str = "You are a friendly, patient tutor. Answer in one or two short sentences."
     end_of_turn_silence_ms: Annotated[int, Field(ge=100, le=5000)] = 400
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
