@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.voice.history import History, estimate_tokens
+from orchestrator.voice.history import IMAGE_TOKENS, History, estimate_tokens
+from services.vision import Image
 
 
 def test_system_prompt_first_and_turns_in_order() -> None:
@@ -48,3 +49,16 @@ def test_never_over_budget_and_never_empty_of_the_latest(turns: list) -> None:
         latest = estimate_tokens(history.messages()[-1]["content"]) if len(history) else 0
         # over budget only when the single latest message alone exceeds it
         assert history.tokens <= max(120, estimate_tokens("system prompt") + latest)
+
+
+def test_images_count_against_the_budget_and_leave_with_their_turn() -> None:
+    photo = Image(b"png", "png", 10, 10)
+    history = History("sys", budget_tokens=IMAGE_TOKENS + 50)
+    history.add("user", "", (photo,))  # a photo alone is a turn
+    assert history.has_images() and len(history) == 1
+    assert history.messages()[1] == {"role": "user", "content": "", "images": [photo]}
+    assert history.messages(images=False)[1] == {"role": "user", "content": ""}
+    history.add("assistant", "It is a sum.")
+    history.add("user", "x" * 400)  # over the budget: the photo's turn goes first, whole
+    assert not history.has_images()
+    assert [m["role"] for m in history.messages()] == ["system", "user"]

@@ -42,6 +42,9 @@ SAMPLES: dict[type[Any], list[Any]] = {
     events.ConversationItemCreate: [
         events.ConversationItemCreate("What is 7 times 8?"),
         ASSISTANT_SAID,
+        # GA's input_image parts (beta has none): read as GA whatever the connection speaks
+        events.ConversationItemCreate("And this one?", images=("data:image/png;base64,AAAA",)),
+        events.ConversationItemCreate("", images=("data:image/png;base64,AA==",) * 2),
     ],
     events.ConversationItemTruncate: [events.ConversationItemTruncate("item_1", 1500)],
     events.ResponseCreate: [events.ResponseCreate()],

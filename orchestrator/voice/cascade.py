@@ -49,7 +49,7 @@ class ReplyTimings:
 async def reply(
     llm: ChatModel,
     tts: SpeechSynthesizer,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     *,
     voice: str | None = None,
     llm_options: dict[str, Any] | None = None,
@@ -106,7 +106,7 @@ async def reply(
 
 async def _produce(
     llm: ChatModel,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     options: dict[str, Any] | None,
     out: asyncio.Queue[object],
     timings: ReplyTimings,

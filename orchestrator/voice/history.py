@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from services.vision import IMAGES, Image
 
 Speaker = Literal["system", "user", "assistant"]
+# An image's share of the budget: Ollama counts a CLIP image as 768 tokens (server/prompt.go).
+IMAGE_TOKENS = 768
 
 
 def estimate_tokens(text: str) -> int:
@@ -24,9 +28,13 @@ def estimate_tokens(text: str) -> int:
 class Message:
     role: Speaker
     content: str
+    images: tuple[Image, ...] = ()  # a user's photos (Realtime ``input_image``)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def to_dict(self, images: bool = True) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": self.role, "content": self.content}
+        if images and self.images:
+            message[IMAGES] = list(self.images)
+        return message
 
 
 class History:
@@ -44,13 +52,25 @@ class History:
         self._tokens = 0
         self.dropped = 0
 
-    def add(self, role: Literal["user", "assistant"], content: str) -> None:
+    def add(
+        self,
+        role: Literal["user", "assistant"],
+        content: str,
+        images: tuple[Image, ...] = (),
+    ) -> None:
         content = content.strip()
-        if not content:
+        if not content and not images:
             return
-        self._turns.append(Message(role, content))
-        self._tokens += self._count(content)
+        self._turns.append(Message(role, content, images))
+        self._tokens += self._size(self._turns[-1])
         self._trim()
+
+    def has_images(self) -> bool:
+        """Whether a turn still in the history holds an image (the VLM must answer)."""
+        return any(m.images for m in self._turns)
+
+    def _size(self, message: Message) -> int:
+        return self._count(message.content) + IMAGE_TOKENS * len(message.images)
 
     def replace_last_assistant(self, old: str, new: str) -> None:
         """Shorten the latest assistant turn to what the user actually heard."""
@@ -64,8 +84,9 @@ class History:
                     del self._turns[index]
                 return
 
-    def messages(self) -> list[dict[str, str]]:
-        return [self.system.to_dict(), *(m.to_dict() for m in self._turns)]
+    def messages(self, images: bool = True) -> list[dict[str, Any]]:
+        """The conversation for a model; ``images=False`` leaves the photos out (an LLM)."""
+        return [self.system.to_dict(), *(m.to_dict(images) for m in self._turns)]
 
     @property
     def tokens(self) -> int:
@@ -82,9 +103,9 @@ class History:
     def _drop_oldest_turn(self) -> None:
         """Drop the oldest message and any replies up to the next user message."""
         first = self._turns.popleft()
-        self._tokens -= self._count(first.content)
+        self._tokens -= self._size(first)
         self.dropped += 1
         while self._turns and self._turns[0].role != "user" and len(self._turns) > 1:
             reply = self._turns.popleft()
-            self._tokens -= self._count(reply.content)
+            self._tokens -= self._size(reply)
             self.dropped += 1

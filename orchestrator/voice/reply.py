@@ -1,15 +1,15 @@
 """The speaking half of a cascade session: replies, one at a time, and what was heard of them.
 
-A reply streams LLM text into sentences and sentences into TTS audio (``cascade.reply``),
-resampled to the output rate. Each sentence is remembered with the audio time at its end, so
-when the client says it played only part of a reply (``truncate``), the history keeps only the
-sentences the user heard. A new reply, or the user starting to speak (barge-in), cancels the one
-in progress. When an engine fails before anything was heard and its fallback chain switches,
-the reply goes on with the new engine: a voice that failed is replaced for the sentence it was
-to speak (the text shown stays), an LLM that failed before any text starts the reply again.
-Once audio was sent, a failure ends the reply as failed, with an error naming the engine,
-because a reply never switches voices mid-way. A chain with nothing left fails each reply the
-same way.
+A reply streams LLM text (the VLM's while the history holds a user's photo) into sentences and
+sentences into TTS audio (``cascade.reply``), resampled to the output rate. Each sentence is
+remembered with the audio time at its end, so when the client says it played only part of a
+reply (``truncate``), the history keeps only the sentences the user heard. A new reply, or the
+user starting to speak (barge-in), cancels the one in progress. When an engine fails before
+anything was heard and its fallback chain switches, the reply goes on with the new engine: a
+voice that failed is replaced for the sentence it was to speak (the text shown stays), an LLM
+that failed before any text starts the reply again. Once audio was sent, a failure ends the
+reply as failed, with an error naming the engine, because a reply never switches voices
+mid-way. A chain with nothing left fails each reply the same way.
 
 Every ``reply_started`` is followed by exactly one ``reply_done`` (completed, cancelled or
 failed), whenever the reply is cancelled: before its task ran, while it waits for the turn
@@ -189,12 +189,14 @@ class Responder:
         ids = (current.item_id, current.response_id)
         pending = ""
         try:  # a chain with nothing left raises NoEngine here: the reply still ends
-            llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
+            seeing = "vlm" in self.chains and self.history.has_images()  # a photo to look at
+            llm = self.chains["vlm" if seeing else "llm"].engine
+            tts = self.chains["tts"].engine
             assert isinstance(llm, ChatModel) and isinstance(tts, SpeechSynthesizer)
             pieces = reply(
                 llm,
                 tts,
-                self.history.messages(),
+                self.history.messages(images=seeing),
                 voice=self.voice,
                 llm_options=self.settings.llm_options,
                 timings=timings,

@@ -34,6 +34,7 @@ from orchestrator.voice.turns import TurnSettings
 from services.base import SpeechRecognizer, VoiceActivityDetector
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
+from services.vision import Image
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +94,7 @@ class CascadeSession:
         if missing:
             raise InvalidInput(f"the cascade needs engines that are not configured: {missing}")
 
-        async def waking(engines: list[str]) -> None:
-            await self.emit(SessionEvent("waking", engines=tuple(engines)))
-
-        def on_waking(engines: list[str]) -> None:
-            self._tasks.spawn("waking", waking(engines))
-
+        on_waking = self._on_waking
         timeout = deps.wake_timeout_s
         engines = await self._stack.enter_async_context(
             deps.fleet.lease([s.vad], timeout_s=timeout, on_waking=on_waking)
@@ -124,6 +120,36 @@ class CascadeSession:
         vad = engines[s.vad]
         assert isinstance(vad, VoiceActivityDetector)
         self.listener.attach(vad)
+
+    def _on_waking(self, engines: list[str]) -> None:
+        async def waking() -> None:
+            await self.emit(SessionEvent("waking", engines=tuple(engines)))
+
+        self._tasks.spawn("waking", waking())
+
+    async def _open_vision(self) -> None:
+        """Lease the VLM (``sessions.vlm``) the first time the user shows an image: it answers
+        while the history holds one, and stays leased until the session closes."""
+        if "vlm" in self.chains:
+            return
+        name = self.settings.vlm
+        if name not in self.deps.fleet.names:
+            raise TurnRefused(
+                f"this server has no vision-language engine to read images (sessions.vlm = "
+                f"{name!r} is not configured)",
+                "images_not_supported",
+            )
+        chain = RoleChain(
+            "vlm",
+            [name],
+            self.deps.fleet,
+            timeout_s=self.deps.wake_timeout_s,
+            on_switch=self._switched,
+            on_waking=self._on_waking,
+        )
+        self._stack.push_async_callback(chain.close)
+        await chain.open()
+        self.chains["vlm"] = chain
 
     async def close(self) -> None:
         """Stop the reply, every task, and give the leases back."""
@@ -226,6 +252,12 @@ class CascadeSession:
 
     def add_user_text(self, text: str) -> str:
         self.history.add("user", text)
+        return f"item_{uuid.uuid4().hex[:16]}"
+
+    async def add_user_images(self, text: str, images: tuple[Image, ...]) -> str:
+        """A user's photos (and words): the next replies are the VLM's, which sees them."""
+        await self._open_vision()
+        self.history.add("user", text, images)
         return f"item_{uuid.uuid4().hex[:16]}"
 
     def add_assistant_text(self, text: str) -> str:

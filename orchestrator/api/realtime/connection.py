@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from orchestrator.api.errors import WireError
+from orchestrator.api.images import read_image, too_many
 from orchestrator.api.realtime.duplex import RealtimeDuplex, refusal
 from orchestrator.api.realtime.events import (
     CLIENT_EVENTS,
@@ -192,10 +193,24 @@ class RealtimeConnection:
         if event.role == "assistant":
             item_id = self.session.add_assistant_text(event.text)
             item = assistant_item(item_id, event.text)
+        elif event.images:
+            item = await self._create_image_item(event)
         else:
             item_id = self.session.add_user_text(event.text)
             item = user_item(item_id, {"type": "input_text", "text": event.text})
         await self.send(server_event("conversation.item.created", previous_item_id=None, item=item))
+
+    async def _create_image_item(self, event: ConversationItemCreate) -> dict[str, Any]:
+        """A user's photo: checked as a chat's (``api.images``: limits, 4xx codes), then the
+        session's VLM sees it in the next reply. The item echoed back names each image part
+        without its bytes (the client has them)."""
+        limits = self.runtime.config.api
+        too_many(len(event.images), limits, "item.content")
+        images = tuple([await read_image(url, limits, "item.content") for url in event.images])
+        item_id = await self.session.add_user_images(event.text, images)
+        parts = [{"type": "input_image", "detail": "auto"} for _ in images]
+        text = {"type": "input_text", "text": event.text}
+        return user_item(item_id, text, *parts) if event.text else user_item(item_id, *parts)
 
     async def _create_response(self, event: ResponseCreate) -> None:
         self.conversation_started = True

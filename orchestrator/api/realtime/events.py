@@ -193,18 +193,20 @@ class InputAudioBufferAppend:
 @dataclass(frozen=True)
 class ConversationItemCreate:
     """``conversation.item.create``: a message of the conversation, its text parts joined by
-    spaces: a user's (``input_text``) or, to seed a conversation held elsewhere before (the
+    spaces: a user's (``input_text``, and ``input_image`` parts: GA's, a data URL each, kept as
+    sent and checked by the connection) or, to seed a conversation held elsewhere before (the
     gateway hands a session over from its bridge this way), an assistant's (``text``, GA
     ``output_text``). An assistant message joins the history; no reply is made for it."""
 
     TYPE: ClassVar[str] = "conversation.item.create"
     text: str
     role: Literal["user", "assistant"] = "user"
+    images: tuple[str, ...] = field(default=(), repr=False)  # the input_image parts' URLs
 
     @classmethod
     def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
         item: Any = getattr(model, "item")  # noqa: B009
-        refused = "only user (input_text) and assistant (text) messages can be created"
+        refused = "only user (input_text, input_image) and assistant (text) messages can be created"
         role = getattr(item, "role", None)
         if role not in ("user", "assistant") or getattr(item, "type", None) not in (
             None,
@@ -215,13 +217,26 @@ class ConversationItemCreate:
         parts = getattr(item, "content", None) or []
         texts = [getattr(p, "text", None) for p in parts if getattr(p, "type", None) in kinds]
         text = " ".join(t for t in texts if isinstance(t, str)).strip()
-        if not text:
+        images: list[str] = []
+        for index, part in enumerate(parts):
+            if role == "user" and getattr(part, "type", None) == "input_image":
+                url = getattr(part, "image_url", None)
+                if not isinstance(url, str) or not url:
+                    param = f"item.content[{index}].image_url"
+                    raise InvalidEvent(
+                        "an input_image part needs its image_url (a data URL)",
+                        "missing_required_parameter",
+                        param,
+                    )
+                images.append(url)
+        if not text and not images:
             raise InvalidEvent(refused, "invalid_value", "item.content")
-        return cls(text, role)
+        return cls(text, role, tuple(images))
 
     def to_dict(self) -> dict[str, Any]:
         kind = "input_text" if self.role == "user" else "text"
-        content = [{"type": kind, "text": self.text}]
+        content: list[dict[str, Any]] = [{"type": kind, "text": self.text}] if self.text else []
+        content += [{"type": "input_image", "image_url": url} for url in self.images]
         return {
             "type": self.TYPE,
             "item": {"type": "message", "role": self.role, "content": content},

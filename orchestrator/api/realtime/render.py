@@ -141,15 +141,16 @@ def render(e: SessionEvent) -> ServerEvents:
     return RENDERERS.get(e.kind, _nothing)(e)
 
 
-def user_item(item_id: str, content: dict[str, Any]) -> dict[str, Any]:
-    """The ``item`` of ``conversation.item.created`` for a user message (spoken or typed)."""
+def user_item(item_id: str, content: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
+    """The ``item`` of ``conversation.item.created`` for a user message (spoken or typed, and
+    its images)."""
     return {
         "id": item_id,
         "object": "realtime.item",
         "type": "message",
         "status": "completed",
         "role": "user",
-        "content": [content],
+        "content": [content, *more],
     }
 
 

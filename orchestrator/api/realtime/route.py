@@ -1,8 +1,9 @@
 """``GET /v1/realtime``: the WebSocket upgrade, limits, and the connection's whole life.
 
 The route enforces what a connection cannot see from the inside: sessions per API key,
-``sessions.max_minutes``, the largest message (an append of ``sessions.max_append_bytes`` plus
-its envelope: over it, an ``error`` event and close 1009), and shutdown (every open socket is
+``sessions.max_minutes``, the largest message (an append of ``sessions.max_append_bytes`` or an
+``input_image`` of ``api.max_image_bytes``, plus its envelope: over it, an ``error`` event and
+close 1009), and shutdown (every open socket is
 closed with 1001 by ``on_shutdown``); the first three are shared with ``/v1/duplex``
 (``orchestrator.api.limits``). Client messages are handed to ``RealtimeConnection.handle`` one
 at a time, in order.
@@ -18,6 +19,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from orchestrator.api import limits
+from orchestrator.api.images import base64_size
 from orchestrator.api.keys import DUPLEX_ROUTER, PER_KEY, SOCKETS
 from orchestrator.api.realtime.connection import RealtimeConnection
 from orchestrator.api.realtime.wire import server_event
@@ -34,7 +36,8 @@ async def _serve(request: web.Request) -> web.WebSocketResponse:
     runtime = request.app[RUNTIME]
     settings = runtime.config.sessions
     protocols = [p for p in _offered_protocols(request) if p == "realtime"]
-    largest = settings.max_append_bytes + 4096
+    image = base64_size(runtime.config.api.max_image_bytes) + 64  # an input_image data URL
+    largest = max(settings.max_append_bytes, image) + 4096
     ws = web.WebSocketResponse(
         heartbeat=30, protocols=protocols, max_msg_size=limits.protocol_limit(largest)
     )

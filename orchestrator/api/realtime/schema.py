@@ -80,11 +80,20 @@ GA = _discriminated(ga.RealtimeClientEvent)
 
 
 def is_ga(data: Mapping[str, Any], *, connection_ga: bool) -> bool:
-    """Whether to read this event with the GA models."""
+    """Whether to read this event with the GA models: a ``session.update`` says by its
+    ``session.type``; an item with an ``input_image`` part is GA's (beta has no images)."""
     session = data.get("session")
     if data.get("type") == "session.update" and isinstance(session, Mapping):
         return "type" in session
+    if data.get("type") == "conversation.item.create" and _has_image_part(data.get("item")):
+        return True
     return connection_ga
+
+
+def _has_image_part(item: Any) -> bool:
+    content = item.get("content") if isinstance(item, Mapping) else None
+    parts = content if isinstance(content, list) else []
+    return any(isinstance(p, Mapping) and p.get("type") == "input_image" for p in parts)
 
 
 def validate(data: Mapping[str, Any], *, ga: bool) -> tuple[BaseModel, Extensions]:
