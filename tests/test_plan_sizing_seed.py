@@ -188,7 +188,9 @@ def engine_config(**fields: str) -> EngineConfig:
 def test_planned_only_roles_validate_and_others_do_not() -> None:
     assert engine_config(role="vlm", adapter="ollama").role is Role.VLM
     assert engine_config(role="translation", adapter="ctranslate2").role is Role.TRANSLATION
-    with pytest.raises(ValueError, match="adapter 'ollama' serves role llm, not translation"):
+    with pytest.raises(
+        ValueError, match="adapter 'ollama' serves role llm and vlm, not translation"
+    ):
         engine_config(role="translation", adapter="ollama")
     with pytest.raises(ValueError, match=r"ctranslate2 \(translation planned only\)"):
         engine_config(role="asr", adapter="ctranslate2")
@@ -208,12 +210,12 @@ def test_bad_devices_say_what_is_allowed(tmp_path: Path, device: str) -> None:
 
 
 async def test_a_planned_only_engine_is_missing_and_never_loads(tmp_path: Path) -> None:
-    spec = EngineSpec("vlm", Role.VLM, "qwen2.5vl:3b", tmp_path, device="cuda")
-    engine = create_engine("ollama", spec)
+    spec = EngineSpec("translation", Role.TRANSLATION, "nllb", tmp_path)
+    engine = create_engine("ctranslate2", spec)
     assert engine.state is EngineState.MISSING
     health = await engine.health()
-    assert "planned only: no adapter serves role vlm yet" in health.detail
-    assert "engines.vlm.enabled = false" in health.hint
+    assert "planned only: no adapter serves role translation yet" in health.detail
+    assert "engines.translation.enabled = false" in health.hint
     with pytest.raises(ModelMissing, match="planned only"):
         await engine.load()
     assert engine.artifacts() == []

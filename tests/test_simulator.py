@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.config import HibernationConfig, StateActions
+from orchestrator.config import HibernationConfig, StateActions, load_config
 from orchestrator.core.idle import IdleState
 from orchestrator.credits.simulator import (
+    DEFAULT_LOAD_S,
+    DEFAULT_RESUME_S,
     Policy,
     Session,
     WakeCosts,
@@ -39,11 +41,23 @@ def sessions(*spans: tuple[float, float]) -> list[Session]:
 def test_the_configured_ladder_unloads_cumulatively_and_powers_off_in_dormant() -> None:
     assert LADDER.unloaded[IdleState.WARM] == frozenset()
     assert LADDER.unloaded[IdleState.COOL] == frozenset()
-    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX}  # COOL parks what it unloaded
+    # COOL parks what it unloaded, and the VLM (asked for now and then: homework photos)
+    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX, Role.VLM}
     assert LADDER.unloaded[IdleState.COLD] == frozenset(Role)
     assert LADDER.parked[IdleState.COLD] == frozenset()  # unloading wins over parking
     assert LADDER.host_off == {IdleState.DORMANT}
     assert Policy.ladder(CONFIG, host_power=False).host_off == frozenset()
+
+
+def test_the_shipped_ladder_covers_the_vlm_and_the_simulator_knows_its_times() -> None:
+    shipped = load_config(environ={}).hibernation.actions
+    assert Role.VLM not in shipped[IdleState.WARM].park_roles + shipped[IdleState.WARM].unload_roles
+    assert Role.VLM in shipped[IdleState.COOL].park_roles
+    assert Role.VLM in shipped[IdleState.COLD].unload_roles
+    assert Role.VLM in shipped[IdleState.DORMANT].unload_roles
+    costs = WakeCosts(needs=frozenset({Role.LLM, Role.VLM}), resume_s=DEFAULT_RESUME_S)
+    assert costs.wake_s(Role.VLM, parked=False) == DEFAULT_LOAD_S[Role.VLM] > 0
+    assert costs.wake_s(Role.VLM, parked=True) == DEFAULT_RESUME_S[Role.VLM] > 0
 
 
 def test_one_session_in_cold_pays_the_longest_of_its_parallel_loads() -> None:

@@ -163,7 +163,9 @@ _ALL_ROLES = tuple(Role)
 DEFAULT_ACTIONS: dict[IdleState, StateActions] = {
     IdleState.ACTIVE: StateActions(telemetry_interval_s=2.0),
     IdleState.WARM: StateActions(telemetry_interval_s=15.0),
-    IdleState.COOL: StateActions(park_roles=(Role.TTS, Role.DUPLEX), telemetry_interval_s=30.0),
+    IdleState.COOL: StateActions(
+        park_roles=(Role.TTS, Role.DUPLEX, Role.VLM), telemetry_interval_s=30.0
+    ),
     IdleState.COLD: StateActions(unload_roles=_ALL_ROLES, telemetry_interval_s=60.0),
     IdleState.DORMANT: StateActions(
         unload_roles=_ALL_ROLES, stop_processes=True, host_power_off=True, telemetry_interval_s=60.0
