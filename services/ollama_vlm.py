@@ -5,9 +5,9 @@ residency and VRAM from ``/api/ps``, runner options kept equal, supervision), wi
 message's images go in its ``images`` field, base64 of the file's bytes, as Ollama's
 ``/api/chat`` takes them (ollama v0.33 ``api/types.go``: ``Message.Images []ImageData``, raw
 bytes that Go's JSON writes as base64; ``server/prompt.go`` puts each image's marker before the
-message's text). The load also asks ``/api/show`` whether the model has the ``vision``
-capability, so a text-only model configured as the VLM fails its load with that reason instead
-of answering about images it never saw.
+message's text). Before loading, ``/api/show`` must list the model's ``vision`` capability, so
+a text-only model configured as the VLM fails its load with that reason instead of answering
+about images it never saw.
 
 One server, two models: where the LLM is Ollama too, at the same address, both engines share
 one supervised ``ollama serve`` (``OllamaChat.process``: whichever loads first starts it, the
@@ -36,14 +36,32 @@ class OllamaVision(OllamaChat):
     vision = True
 
     async def _attach(self) -> None:
-        await super()._attach()  # pulls a missing model first, where allowed
+        """Check the capability before loading (another engine may run the same model: a
+        failed check must not unload it); a model the load pulls is checked after."""
+        shown = await self._capabilities()
+        if shown is not None:
+            self._require_vision(shown)
+        await super()._attach()
+        if shown is None:
+            pulled = await self._capabilities() or []
+            if VISION not in pulled:
+                await self._detach()  # pulled and loaded just now: give its memory back
+                self._require_vision(pulled)
+
+    async def _capabilities(self) -> list[str] | None:
+        """What ``/api/show`` says the model can do; None when the server lacks it."""
         try:
             shown = await self._ollama().show(self.spec.model)
-        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+        except ollama.ResponseError as exc:
+            if exc.status_code == 404:
+                return None
             raise self._translate(exc, "show") from exc
-        capabilities = [str(c) for c in (shown.capabilities or [])]
+        except (httpx.HTTPError, ConnectionError) as exc:
+            raise self._translate(exc, "show") from exc
+        return [str(c) for c in (shown.capabilities or [])]
+
+    def _require_vision(self, capabilities: list[str]) -> None:
         if VISION not in capabilities:
-            await self._detach()  # it was loaded: give its memory back
             raise EngineLoadError(
                 f"Ollama's {self.spec.model!r} cannot read images (its capabilities: "
                 f"{', '.join(capabilities) or 'none listed'}); configure a vision model such as "

@@ -24,6 +24,10 @@ What it keeps of Ollama:
 - Errors: ``{"error": "..."}`` with Ollama's status codes; a runner that fails mid-reply ends
   the stream with an ``{"error": ...}`` line (before any content: a 500 JSON body), and the next
   request reloads it.
+- Images (``api/types.go``: ``Message.Images []ImageData``, bytes Go's JSON reads as base64, so
+  a string that is not base64 is a 400 ``illegal base64 data at input byte N``): a model whose
+  folder has a processor (the tiny LLaVA) is a vision model, gets each message's images before
+  its text (``server/prompt.go``), and ``POST /api/show`` lists its ``vision`` capability.
 - ``GET /api/ps`` (``size``, ``size_vram``, ``expires_at``, ``context_length``), ``GET
   /api/tags``, ``POST /api/pull`` (a progress stream; an unknown model ends it with an error
   line), ``GET /api/version``, and at start the ``server config`` log line with the environment
@@ -38,8 +42,9 @@ only: ``GET /peer/state`` (request bodies, loads per model, streams cut short, t
 replies generated at once, requests that waited for a slot) and ``POST /peer/fail``
 (``{"after_tokens": N}``: the next reply's runner dies after N tokens).
 
-Not modelled: the automatic context length by VRAM tier (unset ``num_ctx`` is 4096), the model's
-own training context as a cap, per-architecture parallel limits, cloud models.
+Not modelled: images sent to a model without vision (a 400 here), the 768 tokens an image
+counts for truncation, the automatic context length by VRAM tier (unset ``num_ctx`` is 4096),
+the model's own training context as a cap, per-architecture parallel limits, cloud models.
 
 Run: ``python -m tests.peers.ollama_peer serve``.
 """
@@ -47,6 +52,8 @@ Run: ``python -m tests.peers.ollama_peer serve``.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -61,7 +68,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.peers.ollama_names import Name
-from tests.peers.tiny_lm import TinyLM
+from tests.peers.tiny_lm import TinyLM, TinyVisionLM
 
 VERSION = "0.32.15"
 FOREVER = timedelta(seconds=(2**63 - 1) / 1e9)
@@ -164,10 +171,14 @@ class RunnerOptions:
         return old != new
 
 
+def is_vision(folder: Path) -> bool:
+    return (folder / "processor_config.json").is_file()
+
+
 @dataclass
 class Runner:
     name: Name
-    lm: TinyLM
+    lm: TinyLM | TinyVisionLM
     options: RunnerOptions
     parallel: int
     size: int
@@ -242,7 +253,8 @@ class Peer:
                 self._drop(key)
             while len(self.runners) >= self.max_loaded:
                 self._drop(min(self.runners.values(), key=lambda r: r.expires_at).name.folded)
-            lm = await asyncio.to_thread(TinyLM, folder)
+            kind = TinyVisionLM if is_vision(folder) else TinyLM
+            lm: TinyLM | TinyVisionLM = await asyncio.to_thread(kind, folder)
             size = lm.param_bytes + options.num_ctx * self.parallel * KV_BYTES_PER_TOKEN
             runner = Runner(
                 name=name,
@@ -319,6 +331,10 @@ async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
         keep_alive = parse_keep_alive(body.get("keep_alive", peer.default_keep_alive))
     except BadRequest as exc:
         return error(400, str(exc))
+    try:
+        images = _images(body) if chat else []
+    except BadRequest as exc:
+        return error(400, str(exc))
     model = str(body.get("model") or "")
     if not Name.parse(model).valid:  # parseAndValidateModelRef
         return error(400, "model is required") if chat else error(404, f"model '{model}' not found")
@@ -348,14 +364,91 @@ async def _complete(request: web.Request, *, chat: bool) -> web.StreamResponse:
     if empty:
         peer.release(runner, keep_alive)
         return web.json_response({**reply, "done": True, "done_reason": "load"})
+    if any(images) and not isinstance(runner.lm, TinyVisionLM):
+        peer.release(runner, keep_alive)
+        return error(400, f"{model!r} does not support vision (not modelled: the peer refuses)")
     runner.busy += 1
     try:
+        if isinstance(runner.lm, TinyVisionLM):
+            return await _vision_chat(request, runner.lm, body, images, reply)
         return await _stream(request, peer, runner, body, reply, chat=chat)
     finally:
         runner.busy -= 1
         if not runner.busy:
             runner.idle.set()
         peer.release(runner, keep_alive)
+
+
+def _images(body: dict[str, Any]) -> list[list[bytes]]:
+    """Each message's ``images`` as bytes; Go's JSON decoding of ``[]ImageData`` refuses what
+    is not standard base64."""
+    found: list[list[bytes]] = []
+    for message in body.get("messages") or []:
+        own = []
+        for text in message.get("images") or []:
+            try:
+                own.append(base64.b64decode(str(text), validate=True))
+            except (binascii.Error, ValueError):
+                bad = next((i for i, c in enumerate(str(text)) if c not in _B64), len(text))
+                raise BadRequest(f"illegal base64 data at input byte {bad}") from None
+        found.append(own)
+    return found
+
+
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+async def _vision_chat(
+    request: web.Request,
+    lm: TinyVisionLM,
+    body: dict[str, Any],
+    images: list[list[bytes]],
+    reply: dict[str, Any],
+) -> web.StreamResponse:
+    """A vision model's streamed reply (one NDJSON part per delta, then the final part)."""
+    options = body.get("options") or {}
+    asked = int(options.get("num_predict", -1))
+    limit = 32 if asked < 0 else asked
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    count = 0
+    async for delta in lm.chat(body["messages"], images, max_new=limit):
+        count += 1
+        part = {**reply, "created_at": _now(), "done": False}
+        part["message"] = {"role": "assistant", "content": delta}
+        await response.write(json.dumps(part).encode() + b"\n")
+    final = {**reply, "created_at": _now(), "done": True, "done_reason": "stop"}
+    final.update(prompt_eval_count=1, eval_count=count)
+    await response.write(json.dumps(final).encode() + b"\n")
+    await response.write_eof()
+    return response
+
+
+async def show(request: web.Request) -> web.Response:
+    """``POST /api/show``: the model's details and capabilities (``vision`` for a vision
+    model, as ``Model.Capabilities`` finds a projector)."""
+    peer = request.app[PEER]
+    try:
+        body = await _body(request)
+    except BadRequest as exc:
+        return error(400, str(exc))
+    model = str(body.get("model") or body.get("name") or "")
+    if not model:
+        return error(400, "model is required")
+    found = peer.find(model)
+    if found is None:
+        return error(404, f"model '{model}' not found")
+    capabilities = ["completion", "vision"] if is_vision(found[1]) else ["completion"]
+    return web.json_response(
+        {
+            "modelfile": "",
+            "template": "",
+            "details": peer.details(),
+            "model_info": {},
+            "capabilities": capabilities,
+            "modified_at": _now(),
+        }
+    )
 
 
 async def _stream(
@@ -610,6 +703,7 @@ def create_app() -> web.Application:
     app.router.add_post("/api/generate", generate)
     app.router.add_post("/api/chat", chat)
     app.router.add_post("/api/pull", pull)
+    app.router.add_post("/api/show", show)
     app.router.add_get("/peer/state", peer_state)
     app.router.add_post("/peer/fail", peer_fail)
     return app

@@ -73,3 +73,54 @@ class TinyLM:
             decoded = self.tokenizer.decode(produced, skip_special_tokens=True)
             delta, text = decoded[len(text) :], decoded
             yield delta, token
+
+
+class TinyVisionLM:
+    """The tiny random LLaVA of tests/fixtures/tiny_vlm.py, as a vision model's runner: the
+    prompt's images (raw bytes, as Ollama decodes ``images``) go through its processor."""
+
+    vision = True
+
+    def __init__(self, folder: Path) -> None:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self._torch = torch
+        self.processor: Any = AutoProcessor.from_pretrained(str(folder), local_files_only=True)
+        self.model: Any = AutoModelForImageTextToText.from_pretrained(
+            str(folder), local_files_only=True
+        ).eval()
+        self.context = 512
+
+    @property
+    def param_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+    async def chat(
+        self, messages: list[dict[str, Any]], images: list[list[bytes]], *, max_new: int
+    ) -> AsyncIterator[str]:
+        """The reply's text deltas; each message's images before its text, in order."""
+        import io
+
+        from PIL import Image
+
+        conversation, pictures = [], []
+        for message, own in zip(messages, images, strict=True):
+            parts: list[dict[str, Any]] = [{"type": "image"} for _ in own]
+            parts.append({"type": "text", "text": str(message.get("content") or "")})
+            conversation.append({"role": message["role"], "content": parts})
+            pictures += [Image.open(io.BytesIO(data)).convert("RGB") for data in own]
+        prompt = self.processor.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=False
+        )
+        inputs = self.processor(text=prompt, images=pictures or None, return_tensors="pt")
+        length = int(inputs["input_ids"].shape[1])
+        out = await asyncio.to_thread(
+            self.model.generate, **inputs, max_new_tokens=max_new, do_sample=False
+        )
+        tokenizer, text = self.processor.tokenizer, ""
+        for end in range(length + 1, int(out.shape[1]) + 1):
+            decoded = tokenizer.decode(out[0, length:end], skip_special_tokens=True)
+            delta, text = decoded[len(text) :], decoded
+            if delta:
+                yield delta
