@@ -34,6 +34,7 @@ from orchestrator.duplex.session import DuplexSession
 from services.base import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
+from services.ogg import OggError, OggSplicer
 
 log = logging.getLogger(__name__)
 
@@ -41,31 +42,56 @@ MAX_MESSAGE_BYTES = 1 << 20
 
 
 class DuplexSocket:
-    """The client's side of a session: Ogg Opus in and out, text out, one send at a time."""
+    """The client's side of a session: Ogg Opus in and out, text out, one send at a time.
+
+    The client's audio is decoded (the session counts, holds and, on the cascade, hears its
+    samples) and its Ogg bytes go with it, for a duplex engine to hear as they came. Out, the
+    engine's own pages are passed on and our encoder speaks only for the cascade and silence;
+    ``OggSplicer`` keeps both one Ogg stream for the client. Nothing is encoded twice.
+    """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
         self.writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self.splicer = OggSplicer()
+        self._headers = b""  # the client's pages that decoded to no audio yet (its headers)
+        self._pass_pages = True  # False once the engine's pages could not be spliced
         self._lock = asyncio.Lock()
         self.end_reason: str | None = None
 
-    def decode(self, ogg: bytes) -> Pcm | None:
-        """The client's audio; an undecodable message is dropped and the stream starts over."""
+    def decode(self, ogg: bytes) -> tuple[Pcm, bytes] | None:
+        """The client's audio and the Ogg bytes it came in (with the header pages before it);
+        an undecodable message is dropped and the stream starts over."""
         try:
             pcm = self.reader.append_bytes(ogg)
         except ValueError as exc:
             log.warning("duplex: dropped an undecodable audio message (%s)", exc)
             self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            self._headers = b""
             return None
         if pcm is None or len(pcm) == 0:
+            self._headers += ogg
             return None
-        return np.clip(np.asarray(pcm, dtype=np.float32), -1, 1)
+        ogg, self._headers = self._headers + ogg, b""
+        return np.clip(np.asarray(pcm, dtype=np.float32), -1, 1), ogg
 
-    async def audio(self, frame: Pcm) -> None:
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
+        """Audio to the client: the engine's own pages when it sent some, else ``frame``
+        encoded here."""
+        if ogg and self._pass_pages:
+            try:
+                pages = self.splicer.feed(ogg, "engine")
+            except OggError as exc:
+                log.warning("duplex: the engine's pages cannot be passed on (%s): encoding", exc)
+                self._pass_pages = False  # one source after the other: from here on, ours
+            else:
+                if pages:
+                    await self._send(Audio(pages).encode())
+                return
         encoded = self.writer.append_pcm(np.asarray(frame, dtype=np.float32))
-        if encoded:
-            await self._send(Audio(encoded).encode())
+        if encoded and (pages := self.splicer.feed(encoded, "ours")):
+            await self._send(Audio(pages).encode())
 
     async def text(self, piece: str) -> None:
         await self._send(Text(piece).encode())
@@ -125,9 +151,9 @@ async def _serve(request: web.Request) -> web.WebSocketResponse:
                 elif message.type is not WSMsgType.BINARY or not message.data:
                     continue  # the real server ignores anything but binary messages
                 elif message.data[0] == Audio.KIND:
-                    pcm = socket.decode(message.data[1:])
-                    if pcm is not None:
-                        await session.feed(pcm)
+                    decoded = socket.decode(message.data[1:])
+                    if decoded is not None:
+                        await session.feed(*decoded)
     except TimeoutError:
         minutes = runtime.config.sessions.max_minutes
         await ws.close(

@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 class FrontEnd(Protocol):
     """The client side: where output goes, and how the session ends it."""
 
-    async def audio(self, frame: Pcm) -> None: ...
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
+        """Audio out; ``ogg``: the duplex engine's Ogg Opus pages it was decoded from, if any
+        (a front-end that speaks Ogg Opus sends them on instead of encoding ``frame``)."""
 
     async def text(self, piece: str) -> None: ...
 
@@ -75,6 +77,7 @@ class DuplexSession:
         self.opened_at = time.time()
         self._pending = np.zeros(0, dtype=np.float32)
         self._held: list[Pcm] | None = None  # frames that came while switching
+        self._ogg_in: bool | None = None  # the duplex engine hears the client's own Ogg stream
         self._tasks = TaskSet(f"duplex-session-{self.id}")
         self._registered = False
 
@@ -163,11 +166,31 @@ class DuplexSession:
 
     # -- audio in ----------------------------------------------------------------------------
 
-    async def feed(self, pcm: Pcm) -> None:
-        """Mono float32 audio at 24 kHz, any length; sent on in 80 ms frames."""
+    async def feed(self, pcm: Pcm, ogg: bytes | None = None) -> None:
+        """Mono float32 audio at 24 kHz, any length; sent on in 80 ms frames. ``ogg``: the
+        client's Ogg Opus bytes ``pcm`` was decoded from (``/v1/duplex``), given from the first
+        audio of the session on: a duplex engine that takes them hears them as they came."""
         self._pending = np.concatenate([self._pending, np.asarray(pcm, dtype=np.float32)])
-        while len(self._pending) >= FRAME_SAMPLES:
-            frame, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
+        whole = len(self._pending) // FRAME_SAMPLES * FRAME_SAMPLES
+        frames = [self._pending[at : at + FRAME_SAMPLES] for at in range(0, whole, FRAME_SAMPLES)]
+        self._pending = self._pending[whole:]
+        backend = self.backend
+        if ogg is not None and isinstance(backend, DuplexBackend) and self._held is None:
+            if self._ogg_in is None:
+                self._ogg_in = backend.takes_ogg  # decided once: the engine hears one stream
+            if self._ogg_in:
+                self.frames_in += len(frames)
+                try:
+                    await backend.send_ogg(ogg, len(frames))
+                    return
+                except EngineError as exc:
+                    backend.fail(exc.message)
+                    self._held = []  # the watcher moves the session; keep what comes meanwhile
+                for frame in frames:
+                    self._held.append(frame)
+                    await self.audio(SILENCE)
+                return
+        for frame in frames:
             await self._send(frame)
 
     async def _send(self, frame: Pcm) -> None:
@@ -192,9 +215,9 @@ class DuplexSession:
     def frames_out(self) -> int:
         return self._samples_out // FRAME_SAMPLES
 
-    async def audio(self, frame: Pcm) -> None:
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
         self._samples_out += len(frame)
-        await self.front.audio(frame)
+        await self.front.audio(frame, ogg)
 
     async def text(self, piece: str) -> None:
         if isinstance(self.backend, DuplexBackend):
