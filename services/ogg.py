@@ -1,4 +1,5 @@
-"""Ogg pages of an Opus stream, and one continuous stream spliced from several (RFC 3533, 7845).
+"""Ogg pages of an Opus stream: one continuous stream spliced from several, and the audio a
+stream carries counted without decoding it (RFC 3533, 7845).
 
 A ``/v1/duplex`` client hears one Ogg Opus stream for the whole session, while its audio may come
 from the duplex engine's own stream first and from our encoder after a failover. Passing the
@@ -15,6 +16,9 @@ positions follow on from the last one sent, the serial number is the stream's an
 the stream. Both sources here are Ogg Opus at the same rate (the engine's and ours are 24 kHz
 mono), so the client's decoder goes on across the seam. A page that needs no change (the first
 source's, normally all of them) is passed on byte for byte; a changed one gets its CRC again.
+
+``OggCounter`` reads how much audio the client's pages carry from their granule positions, so
+that ``/v1/duplex`` counts the frames it passes on to the engine without decoding them.
 """
 
 from __future__ import annotations
@@ -127,3 +131,38 @@ class OggSplicer:
         changed[_CRC_AT : _CRC_AT + 4] = bytes(4)
         struct.pack_into("<I", changed, _CRC_AT, ogg_crc(changed))
         return bytes(changed)
+
+
+class OggCounter:
+    """How much audio an Ogg Opus stream's pages carry, read from their granule positions
+    (48 kHz samples, RFC 7845) without decoding them, and the stream's header pages, so that a
+    decoder can still be started mid-stream. A new stream (a BOS page) starts the count over."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.headers = b""  # the current stream's header pages (granule position 0)
+        self._granule = 0  # the last granule position counted, of the current stream
+        self._total = 0  # 48 kHz samples counted, all streams
+        self._given = 0  # samples at ``rate`` returned so far
+        self._rest = b""
+
+    def count(self, data: bytes) -> int:
+        """The samples at ``rate`` that ``data``'s complete pages add; ``OggError`` when it is
+        not Ogg (then nothing held is kept)."""
+        try:
+            pages, self._rest = split_pages(self._rest + data)
+        except OggError:
+            self._rest = b""
+            raise
+        for page in pages:
+            granule = _FIELDS.unpack_from(page, 6)[0]
+            if page[5] & _BOS:
+                self.headers, self._granule = b"", 0
+            if granule == 0:
+                self.headers += page
+            elif granule > self._granule:
+                self._total += granule - self._granule
+                self._granule = granule
+        samples = self._total * self.rate // 48_000 - self._given
+        self._given += samples
+        return samples

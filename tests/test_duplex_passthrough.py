@@ -1,7 +1,8 @@
 """``/v1/duplex`` passes Ogg Opus on instead of decoding and encoding it again.
 
-In: the duplex engine hears the client's own Ogg stream, byte for byte (the session still
-decodes it, to count frames and to keep them for a failover). Out: the client gets the engine's
+In: the duplex engine hears the client's own Ogg stream, byte for byte, counted from its pages'
+granule positions; it is decoded only when the audio is wanted (the cascade, or the frames
+kept while a failover runs), mid-stream if need be. Out: the client gets the engine's
 own pages and, after a failover, ours, spliced into one Ogg stream (``services.ogg``) that one
 reader decodes from start to end. Ogg Opus is sphn's, as the real clients and server use it.
 """
@@ -23,7 +24,7 @@ from orchestrator.duplex.session import DuplexSession
 from services.base import Output, Pcm
 from services.duplex_protocol import FRAME_SAMPLES, SAMPLE_RATE
 from services.errors import EngineCallError
-from services.ogg import OggError, OggSplicer, ogg_crc, split_pages
+from services.ogg import OggCounter, OggError, OggSplicer, ogg_crc, split_pages
 
 FRAME = FRAME_SAMPLES
 
@@ -159,14 +160,27 @@ async def on_duplex(connection: FakeConnection) -> tuple[DuplexSession, Heard, D
     return session, front, backend
 
 
-async def test_the_engine_hears_the_clients_own_stream() -> None:
+def test_the_counter_reads_the_audio_from_the_pages_and_keeps_the_headers() -> None:
+    messages = encoded(tone(12))
+    counter = OggCounter(SAMPLE_RATE)
+    assert sum(counter.count(m) for m in messages) == 12 * FRAME
+    assert counter.headers.count(b"OggS") == 2  # OpusHead and OpusTags
+    late = sphn.OpusStreamReader(SAMPLE_RATE)  # a decoder started mid-stream
+    late.append_bytes(counter.headers)
+    heard = [late.append_bytes(m) for m in messages[6:]]
+    assert sum(len(pcm) for pcm in heard if pcm is not None) == 6 * FRAME
+    again = encoded(tone(2))  # the client starts a new stream: counted from its start
+    assert sum(counter.count(m) for m in again) == 2 * FRAME
+
+
+async def test_the_engine_hears_the_clients_own_stream_undecoded() -> None:
     messages = encoded(tone(5))
-    reader = sphn.OpusStreamReader(SAMPLE_RATE)
     connection = FakeConnection()
     session, _, backend = await on_duplex(connection)
+    counter = OggCounter(SAMPLE_RATE)
+    assert session.hears_ogg
     for message in messages:
-        pcm = reader.append_bytes(message)
-        await session.feed(pcm, message)
+        await session.feed_ogg(message, counter.count(message), never_decoded)
     await backend.close()
     assert b"".join(ogg for ogg, _ in connection.ogg) == b"".join(messages), "as it came"
     assert connection.frames == [], "nothing encoded again"
@@ -174,12 +188,17 @@ async def test_the_engine_hears_the_clients_own_stream() -> None:
     assert session.frames_in == 5
 
 
+def never_decoded() -> Pcm:
+    raise AssertionError("the engine hears the Ogg bytes: nothing is decoded")
+
+
 async def test_an_engine_without_ogg_input_gets_frames() -> None:
     pcm = tone(3)
     connection = FakeConnection(takes_ogg=False)
     session, _, backend = await on_duplex(connection)
-    await session.feed(pcm[: FRAME + 100], b"ogg bytes")
-    await session.feed(pcm[FRAME + 100 :], b"more ogg bytes")
+    assert not session.hears_ogg
+    await session.feed(pcm[: FRAME + 100])
+    await session.feed(pcm[FRAME + 100 :])
     await backend.close()
     assert connection.ogg == []
     assert [len(frame) for frame in connection.frames] == [FRAME] * 3
@@ -190,8 +209,9 @@ async def test_a_send_that_fails_keeps_the_frames_and_answers_with_silence() -> 
     connection = FakeConnection(broken=True)
     session, front, backend = await on_duplex(connection)
     pcm = tone(2)
-    await session.feed(pcm, b"OggS...")
+    await session.feed_ogg(b"OggS...", 2 * FRAME, lambda: pcm)
     assert backend.failed.done(), "the watcher moves the session to the cascade"
+    assert not session.hears_ogg, "from here on the client's audio is decoded"
     assert session._held is not None and np.array_equal(np.concatenate(session._held), pcm)
     assert len(front.frames) == 2 and all(frame is SILENCE for frame in front.frames)
     await backend.close()
@@ -223,3 +243,13 @@ async def test_the_client_hears_the_engines_pages_then_ours_as_one_stream() -> N
     stream = b"".join(m[1:] for m in ws.sent)
     check_one_stream(stream)
     assert decoded_samples(stream) == 10 * FRAME
+
+
+async def test_the_socket_decodes_mid_stream_once_the_audio_is_wanted() -> None:
+    socket = DuplexSocket(cast(Any, Socket()))
+    messages = encoded(tone(8))
+    assert sum(socket.count(m) or 0 for m in messages[:5]) == 5 * FRAME  # to the engine
+    assert socket.reader is None, "nothing decoded while the engine hears the pages"
+    heard = [socket.decode(m) for m in messages[5:]]  # the engine failed: the cascade listens
+    assert sum(len(pcm) for pcm in heard if pcm is not None) == 3 * FRAME
+    assert socket.count(b"not Ogg at all, not even close") is None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import numpy as np
 import sphn
@@ -34,7 +35,7 @@ from orchestrator.duplex.session import DuplexSession
 from services.base import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
-from services.ogg import OggError, OggSplicer
+from services.ogg import OggCounter, OggError, OggSplicer
 
 log = logging.getLogger(__name__)
 
@@ -44,37 +45,47 @@ MAX_MESSAGE_BYTES = 1 << 20
 class DuplexSocket:
     """The client's side of a session: Ogg Opus in and out, text out, one send at a time.
 
-    The client's audio is decoded (the session counts, holds and, on the cascade, hears its
-    samples) and its Ogg bytes go with it, for a duplex engine to hear as they came. Out, the
-    engine's own pages are passed on and our encoder speaks only for the cascade and silence;
-    ``OggSplicer`` keeps both one Ogg stream for the client. Nothing is encoded twice.
+    In, the client's Ogg bytes go to a duplex engine as they came, counted from their granule
+    positions; they are decoded only for the cascade (or once the engine failed), by a reader
+    started, if need be, mid-stream from the stream's header pages. Out, the engine's own pages
+    are passed on and our encoder speaks only for the cascade and silence; ``OggSplicer`` keeps
+    both one Ogg stream for the client. Nothing is encoded twice.
     """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+        self.reader: sphn.OpusStreamReader | None = None  # started when audio is wanted
         self.writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self.counter = OggCounter(SAMPLE_RATE)
         self.splicer = OggSplicer()
-        self._headers = b""  # the client's pages that decoded to no audio yet (its headers)
         self._pass_pages = True  # False once the engine's pages could not be spliced
         self._lock = asyncio.Lock()
         self.end_reason: str | None = None
 
-    def decode(self, ogg: bytes) -> tuple[Pcm, bytes] | None:
-        """The client's audio and the Ogg bytes it came in (with the header pages before it);
-        an undecodable message is dropped and the stream starts over."""
+    def count(self, ogg: bytes) -> int | None:
+        """The samples the client's Ogg bytes carry; None for a message that is not Ogg (it
+        is dropped)."""
+        try:
+            return self.counter.count(ogg)
+        except OggError as exc:
+            log.warning("duplex: dropped an audio message that is not Ogg (%s)", exc)
+            return None
+
+    def decode(self, ogg: bytes) -> Pcm | None:
+        """The client's audio; an undecodable message is dropped and the stream starts over."""
+        if self.reader is None:  # mid-stream, after counting: the stream's headers first
+            self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            if self.counter.headers and not ogg.startswith(self.counter.headers):
+                self.reader.append_bytes(self.counter.headers)
         try:
             pcm = self.reader.append_bytes(ogg)
         except ValueError as exc:
             log.warning("duplex: dropped an undecodable audio message (%s)", exc)
             self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
-            self._headers = b""
             return None
         if pcm is None or len(pcm) == 0:
-            self._headers += ogg
             return None
-        ogg, self._headers = self._headers + ogg, b""
-        return np.clip(np.asarray(pcm, dtype=np.float32), -1, 1), ogg
+        return np.clip(np.asarray(pcm, dtype=np.float32), -1, 1)
 
     async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
         """Audio to the client: the engine's own pages when it sent some, else ``frame``
@@ -151,9 +162,12 @@ async def _serve(request: web.Request) -> web.WebSocketResponse:
                 elif message.type is not WSMsgType.BINARY or not message.data:
                     continue  # the real server ignores anything but binary messages
                 elif message.data[0] == Audio.KIND:
-                    decoded = socket.decode(message.data[1:])
-                    if decoded is not None:
-                        await session.feed(*decoded)
+                    ogg = message.data[1:]
+                    if not session.hears_ogg:
+                        if (pcm := socket.decode(ogg)) is not None:
+                            await session.feed(pcm)
+                    elif (samples := socket.count(ogg)) is not None:
+                        await session.feed_ogg(ogg, samples, partial(socket.decode, ogg))
     except TimeoutError:
         minutes = runtime.config.sessions.max_minutes
         await ws.close(

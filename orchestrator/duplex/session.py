@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -78,6 +79,7 @@ class DuplexSession:
         self._pending = np.zeros(0, dtype=np.float32)
         self._held: list[Pcm] | None = None  # frames that came while switching
         self._ogg_in: bool | None = None  # the duplex engine hears the client's own Ogg stream
+        self._ogg_samples = 0  # of the client's Ogg audio, short of a whole frame
         self._tasks = TaskSet(f"duplex-session-{self.id}")
         self._registered = False
 
@@ -166,32 +168,46 @@ class DuplexSession:
 
     # -- audio in ----------------------------------------------------------------------------
 
-    async def feed(self, pcm: Pcm, ogg: bytes | None = None) -> None:
-        """Mono float32 audio at 24 kHz, any length; sent on in 80 ms frames. ``ogg``: the
-        client's Ogg Opus bytes ``pcm`` was decoded from (``/v1/duplex``), given from the first
-        audio of the session on: a duplex engine that takes them hears them as they came."""
-        self._pending = np.concatenate([self._pending, np.asarray(pcm, dtype=np.float32)])
-        whole = len(self._pending) // FRAME_SAMPLES * FRAME_SAMPLES
-        frames = [self._pending[at : at + FRAME_SAMPLES] for at in range(0, whole, FRAME_SAMPLES)]
-        self._pending = self._pending[whole:]
+    @property
+    def hears_ogg(self) -> bool:
+        """The duplex engine hears the client's own Ogg Opus stream (``feed_ogg``), so the
+        client's audio need not be decoded; decided at the first audio, for the engine's
+        whole conversation (it hears one stream)."""
         backend = self.backend
-        if ogg is not None and isinstance(backend, DuplexBackend) and self._held is None:
-            if self._ogg_in is None:
-                self._ogg_in = backend.takes_ogg  # decided once: the engine hears one stream
-            if self._ogg_in:
-                self.frames_in += len(frames)
-                try:
-                    await backend.send_ogg(ogg, len(frames))
-                    return
-                except EngineError as exc:
-                    backend.fail(exc.message)
-                    self._held = []  # the watcher moves the session; keep what comes meanwhile
-                for frame in frames:
-                    self._held.append(frame)
-                    await self.audio(SILENCE)
-                return
-        for frame in frames:
+        if self._held is not None or not isinstance(backend, DuplexBackend):
+            return False
+        if self._ogg_in is None:
+            self._ogg_in = backend.takes_ogg
+        return self._ogg_in
+
+    async def feed(self, pcm: Pcm) -> None:
+        """Mono float32 audio at 24 kHz, any length; sent on in 80 ms frames."""
+        self._pending = np.concatenate([self._pending, np.asarray(pcm, dtype=np.float32)])
+        while len(self._pending) >= FRAME_SAMPLES:
+            frame, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
             await self._send(frame)
+
+    async def feed_ogg(self, ogg: bytes, samples: int, decode: Callable[[], Pcm | None]) -> None:
+        """The client's Ogg Opus bytes, ``samples`` of audio at 24 kHz, to the duplex engine as
+        they came while ``hears_ogg``; ``decode`` gives their audio when the engine cannot take
+        them (then they are fed as audio: kept for the cascade, answered with silence)."""
+        backend = self.backend
+        if not self.hears_ogg:
+            if (pcm := decode()) is not None:
+                await self.feed(pcm)
+            return
+        assert isinstance(backend, DuplexBackend)
+        frames, rest = divmod(self._ogg_samples + samples, FRAME_SAMPLES)
+        try:
+            await backend.send_ogg(ogg, frames)
+        except EngineError as exc:
+            backend.fail(exc.message)
+            self._held = []  # the watcher moves the session; keep what comes meanwhile
+            if (pcm := decode()) is not None:
+                await self.feed(pcm)
+            return
+        self._ogg_samples = rest
+        self.frames_in += frames
 
     async def _send(self, frame: Pcm) -> None:
         self.frames_in += 1
