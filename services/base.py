@@ -345,9 +345,8 @@ class Persona:
 
 @dataclass(frozen=True)
 class AudioOut:
-    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame), and the Ogg Opus
-    pages it was decoded from when the engine speaks Ogg Opus (else b""): a front-end that
-    speaks Ogg Opus too passes them on rather than encoding ``pcm`` again."""
+    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame), and the engine's
+    Ogg Opus pages it came in (b"" if none), for a front-end to pass on instead of encoding."""
 
     pcm: Pcm
     ogg: bytes = b""
@@ -384,18 +383,6 @@ class DuplexConnection(Protocol):
 
     async def close(self) -> None:
         """End the conversation; safe to call twice."""
-        ...
-
-
-@runtime_checkable
-class OggOpusInput(Protocol):
-    """A duplex connection that takes the client's own Ogg Opus stream as it came (no decoding
-    and encoding again on the way). A conversation is fed either this way or by ``send_frame``
-    from its start, never both: the engine hears one Ogg stream."""
-
-    async def send_ogg(self, ogg: bytes, samples: int) -> None:
-        """Send the client's next Ogg Opus bytes, which decode to ``samples`` samples (the
-        audio counted as sent, so that ``drain_tail`` knows what is still to be answered)."""
         ...
 
 

@@ -158,8 +158,8 @@ class PersonaPlexConnection:
             await self._send(encoded)
 
     async def send_ogg(self, ogg: bytes, samples: int) -> None:
-        """Send the client's own Ogg Opus bytes as they came (``OggOpusInput``): no encoding
-        again, and the server hears the client's stream itself."""
+        """Send the client's own Ogg Opus bytes as they came (``services.ogg.OggOpusInput``):
+        no encoding again, and the server hears the client's stream itself."""
         self._check_open()
         self._feeding("ogg")
         self.samples_sent += samples

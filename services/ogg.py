@@ -24,6 +24,7 @@ that ``/v1/duplex`` counts the frames it passes on to the engine without decodin
 from __future__ import annotations
 
 import struct
+from typing import Protocol, runtime_checkable
 
 CAPTURE = b"OggS"
 HEADER_BYTES = 27  # up to the segment table
@@ -52,6 +53,19 @@ def ogg_crc(page: bytes | bytearray) -> int:
     for byte in page:
         crc = ((crc << 8) & 0xFFFFFFFF) ^ _TABLE[(crc >> 24) ^ byte]
     return crc
+
+
+@runtime_checkable
+class OggOpusInput(Protocol):
+    """A duplex connection (``services.base.DuplexConnection``) that takes the client's own Ogg
+    Opus stream as it came: no decoding and encoding again on the way. A conversation is fed
+    either this way or by ``send_frame`` from its start, never both: the engine hears one
+    Ogg stream."""
+
+    async def send_ogg(self, ogg: bytes, samples: int) -> None:
+        """Send the client's next Ogg Opus bytes, which hold ``samples`` samples (counted as
+        sent, so that ``drain_tail`` knows what is still to be answered)."""
+        ...
 
 
 class OggError(ValueError):

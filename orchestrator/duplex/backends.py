@@ -26,9 +26,10 @@ import numpy as np
 
 from orchestrator.voice.boundary import SessionDeps, SessionEvent
 from orchestrator.voice.session import CascadeSession
-from services.base import AudioOut, DuplexConnection, DuplexModel, OggOpusInput, Pcm, Persona
+from services.base import AudioOut, DuplexConnection, DuplexModel, Pcm, Persona
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, EngineLoadError
+from services.ogg import OggOpusInput
 from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
