@@ -15,6 +15,7 @@ from typing import Any
 
 from services.base import AudioChunk, EngineSpec, ModelArtifact, Role
 from services.errors import EngineCallError, InvalidInput
+from services.espeak_voice import remember_voice
 from services.in_process import InProcessEngine
 from services.model_ref import local_path
 from services.threads import iterate_in_thread
@@ -67,8 +68,10 @@ class PiperEngine(InProcessEngine):
         ran (about 20 MB of RSS in a 90-minute lesson); planning each run costs no measurable
         time here."""
         import onnxruntime
-        from piper import PiperVoice
+        from piper import PiperVoice, espeakbridge
         from piper.config import PiperConfig
+
+        remember_voice(espeakbridge)  # espeak-ng leaks in every voice change Piper asks for
 
         if self.spec.device_index:  # Piper hands onnxruntime no device id: its CUDA is GPU 0
             raise ValueError(f"piper runs on cuda:0 only, not {self.spec.device}")
