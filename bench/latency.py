@@ -90,11 +90,13 @@ class Watched:
     async def _call(self, *args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
         call = Call(args, kwargs, time.perf_counter())
         self.calls.append(call)
-        async with aclosing(self.original(*args, **kwargs)) as items:
-            async for item in items:
-                call.items.append(time.perf_counter())
-                yield item
-        call.ended = time.perf_counter()
+        try:
+            async with aclosing(self.original(*args, **kwargs)) as items:
+                async for item in items:
+                    call.items.append(time.perf_counter())
+                    yield item
+        finally:  # a cancelled call (a partial transcription) ends once its thread is done
+            call.ended = time.perf_counter()
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Stages:
     tts: float  # the TTS's call up to its first chunk
     transcription: Call
     chat: Call
+    overlapped: bool  # a partial transcription was still running when the final one started
 
     @property
     def total(self) -> float:
@@ -116,15 +119,17 @@ def stages(asr: Watched, llm: Watched, tts: Watched, since: int) -> Stages:
     """The engines' time on the path of the turn whose LLM call is ``llm.calls[since]``."""
     chat = llm.calls[since]
     speech = next(c for c in tts.calls if c.started >= chat.started)
-    final = [c for c in asr.calls if c.started <= chat.started and c.ended is not None][-1]
+    final = [c for c in asr.calls if c.started <= chat.started][-1]
     assert final.ended is not None
     sentence_at = max(t for t in chat.items if t <= speech.started)
+    earlier = [c for c in asr.calls if c.started < final.started]
     return Stages(
         final.ended - final.started,
         sentence_at - chat.started,
         speech.items[0] - speech.started,
         final,
         chat,
+        any(c.ended is None or c.ended > final.started for c in earlier),
     )
 
 
@@ -252,6 +257,8 @@ async def main() -> None:
     for name in ("asr", "llm", "tts"):
         print(row(f"  {name} in the server", [getattr(t.stages, name) for t in turns]))
         print(row(f"  {name} direct", [getattr(r, name) for r in replayed]))
+    overlapped = sum(t.stages.overlapped for t in turns)
+    print(f"turns whose transcription began while a partial one still ran: {overlapped}")
     ratio = statistics.median(after_stop) / statistics.median(direct)
     added = (statistics.median(after_stop) - statistics.median(direct)) * 1000
     paired = statistics.median(a - d for a, d in zip(after_stop, direct, strict=True)) * 1000
