@@ -28,19 +28,21 @@ ADAPTER_ROLES: dict[str, Role] = {
     "vibevoice": Role.TTS,  # the community OpenAI-style wrapper
     "vibevoice-realtime": Role.TTS,  # Microsoft's own real-time demo server (WebSocket)
     "personaplex": Role.DUPLEX,
+    "ctranslate2": Role.TRANSLATION,  # NLLB-200, M2M-100 or Marian, converted
 }
 
 # Adapters with a parked state (weights kept in host RAM, resumed without reading files); the
 # others are unloaded where a state parks their role. A vllm server parks only when it was
 # started with sleep mode (the supervised one is). ``services.registry`` checks this against
 # the adapter classes.
-PARKING_ADAPTERS: frozenset[str] = frozenset({"faster-whisper", "transformers", "vllm"})
+PARKING_ADAPTERS: frozenset[str] = frozenset(
+    {"faster-whisper", "transformers", "vllm", "ctranslate2"}
+)
 
 # (adapter, role) -> what will serve it. Issue #19: a vision-language model through Ollama's
-# vision models, translation through CTranslate2 (e.g. NLLB); neither adapter exists yet.
+# vision models; no adapter serves it yet.
 PLANNED_ONLY: dict[tuple[str, Role], str] = {
     ("ollama", Role.VLM): "a vision-language model served by Ollama",
-    ("ctranslate2", Role.TRANSLATION): "a CTranslate2 translation model",
 }
 
 

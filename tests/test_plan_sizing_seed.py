@@ -190,7 +190,7 @@ def test_planned_only_roles_validate_and_others_do_not() -> None:
     assert engine_config(role="translation", adapter="ctranslate2").role is Role.TRANSLATION
     with pytest.raises(ValueError, match="adapter 'ollama' serves role llm, not translation"):
         engine_config(role="translation", adapter="ollama")
-    with pytest.raises(ValueError, match=r"ctranslate2 \(translation planned only\)"):
+    with pytest.raises(ValueError, match="adapter 'ctranslate2' serves role translation, not asr"):
         engine_config(role="asr", adapter="ctranslate2")
 
 

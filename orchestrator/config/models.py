@@ -138,7 +138,9 @@ _ALL_ROLES = tuple(Role)
 DEFAULT_ACTIONS: dict[IdleState, StateActions] = {
     IdleState.ACTIVE: StateActions(telemetry_interval_s=2.0),
     IdleState.WARM: StateActions(telemetry_interval_s=15.0),
-    IdleState.COOL: StateActions(park_roles=(Role.TTS, Role.DUPLEX), telemetry_interval_s=30.0),
+    IdleState.COOL: StateActions(
+        park_roles=(Role.TTS, Role.DUPLEX, Role.TRANSLATION), telemetry_interval_s=30.0
+    ),
     IdleState.COLD: StateActions(unload_roles=_ALL_ROLES, telemetry_interval_s=60.0),
     IdleState.DORMANT: StateActions(
         unload_roles=_ALL_ROLES, stop_processes=True, host_power_off=True, telemetry_interval_s=60.0
@@ -272,6 +274,12 @@ class SessionsConfig(_Model):
     asr: str = "asr"
     llm: str = "llm"
     tts: str = "tts"
+    translation: str = "translation"  # the engine that translates replies (reply_language)
+    # Speak the tutor's replies in this language (LibreTranslate's code: "de", "zh-Hans"):
+    # each sentence the LLM writes in reply_source_language is translated before TTS. For an
+    # LLM that does not answer in that language reliably. Unset: spoken as written.
+    reply_language: str | None = None
+    reply_source_language: str = "en"
     instructions: str = "You are a friendly, patient tutor. Answer in one or two short sentences."
     end_of_turn_silence_ms: Annotated[int, Field(ge=100, le=5000)] = 400
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
