@@ -130,7 +130,7 @@ class CTranslate2Translator(InProcessEngine):
 
     def _language_tokens(self) -> dict[str, str]:
         """The languages this model has, each with its token (module docstring)."""
-        vocabulary = self._tokenizer.get_vocab()
+        tokenizer = self._tokenizer
         wanted = self.spec.options.get("languages")
         if self._family == "marian":
             pair = [self.spec.options.get(k) for k in ("source_language", "target_language")]
@@ -141,7 +141,8 @@ class CTranslate2Translator(InProcessEngine):
             tokens = {code: flores for code, flores in NLLB_CODES.items()}
         else:
             tokens = {code: f"__{_M2M_CODES.get(code, code)}__" for code in NAMES}
-        present = {code: tok for code, tok in tokens.items() if tok in vocabulary}
+        unknown = (None, tokenizer.unk_token_id)  # (M2M-100's are not in get_vocab())
+        present = {c: t for c, t in tokens.items() if tokenizer.convert_tokens_to_ids(t) not in unknown}
         if wanted:
             present = {c: t for c, t in present.items() if c in {canonical(w) for w in wanted}}
         if not present:
@@ -210,7 +211,8 @@ class CTranslate2Translator(InProcessEngine):
         """Each line's hypotheses, best first, whitespace around it as it was."""
         tokenizer, options = self._tokenizer, self.spec.options
         if self._family != "marian":
-            tokenizer.src_lang = self._tokens[source]
+            token = self._tokens[source]  # M2M-100's tokenizer takes "de" for __de__
+            tokenizer.src_lang = token.strip("_") if self._family == "m2m100" else token
         batch = [tokenizer.convert_ids_to_tokens(tokenizer.encode(line.strip())) for line in lines]
         prefix = [[self._tokens[target]]] * len(batch) if self._family != "marian" else None
         beam = max(int(options.get("beam_size", 2)), alternatives + 1)
