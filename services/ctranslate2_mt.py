@@ -75,7 +75,9 @@ class CTranslate2Translator(InProcessEngine):
             found.append(ModelArtifact(self.spec.model, _PATTERNS, _REQUIRED))
         tokenizer = self.spec.options.get("tokenizer")
         if tokenizer and local_path(str(tokenizer)) is None:
-            found.append(ModelArtifact(str(tokenizer), _TOKENIZER_FILES, ("tokenizer_config.json",)))
+            found.append(
+                ModelArtifact(str(tokenizer), _TOKENIZER_FILES, ("tokenizer_config.json",))
+            )
         return found
 
     def _folder(self, reference: str) -> Path:
@@ -142,7 +144,9 @@ class CTranslate2Translator(InProcessEngine):
         else:
             tokens = {code: f"__{_M2M_CODES.get(code, code)}__" for code in NAMES}
         unknown = (None, tokenizer.unk_token_id)  # (M2M-100's are not in get_vocab())
-        present = {c: t for c, t in tokens.items() if tokenizer.convert_tokens_to_ids(t) not in unknown}
+        present = {
+            c: t for c, t in tokens.items() if tokenizer.convert_tokens_to_ids(t) not in unknown
+        }
         if wanted:
             present = {c: t for c, t in present.items() if c in {canonical(w) for w in wanted}}
         if not present:

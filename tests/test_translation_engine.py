@@ -58,7 +58,9 @@ async def test_it_translates_text_line_by_line(
 async def test_alternatives_are_distinct_from_the_best(tiny_nllb_dir: Path, tmp_path: Path) -> None:
     engine = translator(tiny_nllb_dir, tmp_path)
     await engine.load()
-    [result] = await engine.translate(["Let us study numbers."], source="en", target="fr", alternatives=2)
+    [result] = await engine.translate(
+        ["Let us study numbers."], source="en", target="fr", alternatives=2
+    )
     assert 1 <= len(result.alternatives) <= 2
     assert result.text not in result.alternatives
     assert len(set(result.alternatives)) == len(result.alternatives)

@@ -20,6 +20,8 @@ from orchestrator.api.errors import WireError, error_response, json_errors
 from orchestrator.api.models import add_model_routes
 from orchestrator.api.realtime.route import add_realtime_routes
 from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
+from orchestrator.api.translate import PATHS as LIBRETRANSLATE_PATHS
+from orchestrator.api.translate import add_translate_routes, with_body_key
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet import health
 from services.base import EngineState
@@ -62,6 +64,8 @@ async def require_api_key(request: web.Request, handler: Handler) -> web.StreamR
     if request.path in runtime.config.server.open_paths:
         return await handler(request)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" and request.path in LIBRETRANSLATE_PATHS:
+        return await with_body_key(request, handler)  # LibreTranslate's api_key field
     if scheme.lower() != "bearer":
         token = _subprotocol_key(request)  # browsers cannot set headers on a WebSocket
     if not token or not runtime.secrets.api_key_valid(token.strip()):
@@ -157,4 +161,5 @@ def create_api_app(runtime: Runtime) -> web.Application:
     add_realtime_routes(app)
     add_chat_routes(app)
     add_duplex_routes(app)
+    add_translate_routes(app)
     return app

@@ -77,6 +77,10 @@ class ApiConfig(_Model):
     # of compressed silence can decode to hours. OpenAI's transcription limit is 1500 s.
     max_audio_s: Annotated[float, Field(gt=0, le=86_400)] = 1500.0
     body_timeout_s: Seconds = 30.0  # the whole body must arrive within this (else 408)
+    # POST /translate (LibreTranslate's char_limit, batch_limit and alternatives_limit)
+    translate_char_limit: Annotated[int, Field(ge=1)] = 5000  # characters per text
+    translate_batch_limit: Annotated[int, Field(ge=1)] = 64  # texts per request
+    translate_alternatives_limit: Annotated[int, Field(ge=0, le=10)] = 3
 
 
 def normalise_origin(text: str) -> str:
