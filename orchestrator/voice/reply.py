@@ -25,7 +25,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +36,18 @@ from orchestrator.config import SessionsConfig
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.fallback import RoleChain
 from orchestrator.voice.boundary import Emit, SessionEvent, TurnRefused
-from orchestrator.voice.cascade import ReplyTimings, reply
+from orchestrator.voice.cascade import ReplyTimings, Translate, reply
 from orchestrator.voice.history import History
 from services.base import AudioChunk, ChatModel, SpeechSynthesizer
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
+from services.translation import TextTranslator
 
 OUT_RATE = 24_000
 DELTA_MS = 200  # about the audio one ``reply_audio`` event carries (soxr works in blocks)
 Failover = Callable[[EngineError], Awaitable[bool]]  # True when another engine took over
+# Lease the translation engine for one reply (``reply_language``): waking it if needed.
+LeaseTranslator = Callable[[], AbstractAsyncContextManager[TextTranslator]]
 
 
 @dataclass
@@ -76,12 +79,16 @@ class Responder:
         *,
         failover: Failover,
         metrics: Metrics,
+        lease_translator: LeaseTranslator | None = None,
     ) -> None:
         self.settings = settings
         self.history = history
         self.chains = chains
         self.emit = emit
         self.voice: str | None = None
+        # Replies are spoken in this language, translated sentence by sentence (None: as written)
+        self.reply_language: str | None = settings.reply_language
+        self._lease_translator = lease_translator
         self.turn_metrics: list[dict[str, float]] = []  # the last 100 turns' latencies
         self._tasks = tasks
         self._failover = failover
@@ -193,6 +200,34 @@ class Responder:
         took over its role, so the reply starts again. A voice that fails before anything was
         heard is replaced within the try (``_other_voice``): the text shown stays."""
         ids = (current.item_id, current.response_id)
+        async with AsyncExitStack() as stack:
+            try:
+                translate = await self._translation(stack)
+            except EngineError as exc:
+                current.status = "failed"
+                await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc), error=exc))
+                return False
+            return await self._speak_with(current, timings, translate)
+
+    async def _translation(self, stack: AsyncExitStack) -> Translate | None:
+        """What turns the LLM's sentences into the reply language, its engine leased for the
+        reply; None when replies are spoken as written."""
+        language, lease = self.reply_language, self._lease_translator
+        if not language or lease is None:
+            return None
+        engine = await stack.enter_async_context(lease())
+        source = self.settings.reply_source_language
+
+        async def translate(sentence: str) -> str:
+            [done] = await engine.translate([sentence], source=source, target=language)
+            return done.text
+
+        return translate
+
+    async def _speak_with(
+        self, current: _Reply, timings: ReplyTimings, translate: Translate | None
+    ) -> bool:
+        ids = (current.item_id, current.response_id)
         pending = ""
         try:  # a chain with nothing left raises NoEngine here: the reply still ends
             llm, tts = self.chains["llm"].engine, self.chains["tts"].engine
@@ -206,6 +241,7 @@ class Responder:
                 timings=timings,
                 stall_timeout_s=self.settings.engine_timeout_s,
                 replace_tts=self._other_voice,
+                translate=translate,
             )
             async with aclosing(pieces):
                 async for piece in pieces:
