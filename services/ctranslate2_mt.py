@@ -135,10 +135,11 @@ class CTranslate2Translator(InProcessEngine):
         tokenizer = self._tokenizer
         wanted = self.spec.options.get("languages")
         if self._family == "marian":
-            pair = [self.spec.options.get(k) for k in ("source_language", "target_language")]
-            if not all(isinstance(code, str) for code in pair):
+            source = self.spec.options.get("source_language")
+            target = self.spec.options.get("target_language")
+            if not isinstance(source, str) or not isinstance(target, str):
                 raise ValueError("a Marian model needs options.source_language and target_language")
-            return {canonical(code): "" for code in pair}
+            return {canonical(source): "", canonical(target): ""}
         if self._family == "nllb":
             tokens = {code: flores for code, flores in NLLB_CODES.items()}
         else:
@@ -250,11 +251,11 @@ class CTranslate2Translator(InProcessEngine):
 
 def _family(tokenizer: Any, configured: object) -> Family:
     if configured in ("nllb", "m2m100", "marian"):
-        return configured  # type: ignore[return-value]
+        return configured
     name = type(tokenizer).__name__.lower()
     for family in ("nllb", "m2m100", "marian"):
         if family in name:
-            return family  # type: ignore[return-value]
+            return family
     raise ValueError(
         f"cannot tell the model family from its tokenizer {type(tokenizer).__name__}: set"
         " options.family to nllb, m2m100 or marian"

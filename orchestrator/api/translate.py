@@ -133,8 +133,9 @@ async def _translate(runtime: Runtime, fields: Mapping[str, Any]) -> dict[str, A
         if not value:
             raise Refusal(400, f"Invalid request: missing {name} parameter")
     batch = isinstance(q, list)
-    texts = q if isinstance(q, list) else [q]
-    if not all(isinstance(text, str) for text in texts):
+    given: list[Any] = q if isinstance(q, list) else [q]
+    texts = [text for text in given if isinstance(text, str)]
+    if len(texts) != len(given):
         raise Refusal(400, "Invalid request: q must be a string or a list of strings")
     if not isinstance(source, str) or not isinstance(target, str):
         raise Refusal(400, "Invalid request: source and target must be language codes")

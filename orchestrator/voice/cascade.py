@@ -82,9 +82,10 @@ async def reply(
             if not any(ch.isalnum() for ch in sentence):
                 continue  # nothing to say: punctuation or symbols only
             if translate is not None:
-                sentence = await _within(translate(sentence), stall_s, "translation")
-                if not sentence.strip():
+                spoken: str = await _within(translate(sentence), stall_s, "translation")
+                if not spoken.strip():
                     continue
+                sentence = spoken
             yield ReplyPiece(text=sentence)
             while True:  # once more with another voice, while none was heard
                 try:
