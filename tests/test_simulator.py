@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from orchestrator.config import HibernationConfig, StateActions
 from orchestrator.core.idle import IdleState
 from orchestrator.credits.simulator import (
+    DEFAULT_LOAD_S,
+    DEFAULT_RESUME_S,
     Policy,
     Session,
     WakeCosts,
@@ -19,6 +21,7 @@ from orchestrator.credits.simulator import (
     simulate,
     standard_policies,
 )
+from services.adapter_roles import ADAPTER_ROLES
 from services.base import Role
 
 H = 3600.0
@@ -39,11 +42,19 @@ def sessions(*spans: tuple[float, float]) -> list[Session]:
 def test_the_configured_ladder_unloads_cumulatively_and_powers_off_in_dormant() -> None:
     assert LADDER.unloaded[IdleState.WARM] == frozenset()
     assert LADDER.unloaded[IdleState.COOL] == frozenset()
-    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX}  # COOL parks what it unloaded
+    # COOL parks what it unloaded, and the translation engine
+    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX, Role.TRANSLATION}
     assert LADDER.unloaded[IdleState.COLD] == frozenset(Role)
     assert LADDER.parked[IdleState.COLD] == frozenset()  # unloading wins over parking
     assert LADDER.host_off == {IdleState.DORMANT}
     assert Policy.ladder(CONFIG, host_power=False).host_off == frozenset()
+
+
+def test_every_served_role_has_a_load_and_a_resume_time() -> None:
+    served = set(ADAPTER_ROLES.values())
+    assert Role.TRANSLATION in served
+    assert served <= DEFAULT_LOAD_S.keys() and served <= DEFAULT_RESUME_S.keys()
+    assert DEFAULT_RESUME_S[Role.TRANSLATION] < DEFAULT_LOAD_S[Role.TRANSLATION]
 
 
 def test_one_session_in_cold_pays_the_longest_of_its_parallel_loads() -> None:
