@@ -11,8 +11,8 @@ translation role is served in its shape rather than a new one:
 Errors are LibreTranslate's: ``{"error": "..."}`` with its words and statuses (400 for a bad
 request or an unsupported language, 403 for a wrong key). The key: ``Authorization: Bearer``
 as on every route, or LibreTranslate's ``api_key`` field (body, or query for ``/languages``).
-``source = "auto"`` detects the language with ``langdetect`` (LibreTranslate's own detector)
-where it is installed; without it, it is refused with a 400 that says so.
+``source = "auto"`` detects the language with ``langdetect`` (a dependency, as in
+LibreTranslate); an install without it refuses ``auto`` with a 400 that says so.
 """
 
 from __future__ import annotations
