@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from orchestrator.config.duplex import DuplexConfig
 from orchestrator.config.gateway import GatewayConfig
+from orchestrator.config.scale import ScaleConfig
 from orchestrator.core.idle import IdleState, Thresholds
 from services.adapter_roles import ADAPTER_ROLES, adapter_names, planned_only
 from services.base import Role
@@ -319,6 +320,7 @@ class AppConfig(_Model):
     sessions: SessionsConfig = SessionsConfig()
     duplex: DuplexConfig = DuplexConfig()
     gateway: GatewayConfig = GatewayConfig()
+    scale: ScaleConfig = ScaleConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -341,4 +343,17 @@ class AppConfig(_Model):
         unknown = [name for name in self.routing.default if name not in self.engines]
         if unknown:
             raise ValueError(f"routing.default names unknown engines: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _drain_outlasts_a_session(self) -> AppConfig:
+        """A replica taken away must be able to finish its longest session (a lesson)."""
+        drain = self.scale.graceful_shutdown_timeout_s
+        longest = self.sessions.max_minutes * 60
+        if drain is not None and drain < longest:
+            raise ValueError(
+                f"scale.graceful_shutdown_timeout_s ({drain:g} s) is shorter than a session may"
+                f" last (sessions.max_minutes = {self.sessions.max_minutes:g}, {longest:g} s):"
+                " a draining replica would cut a lesson"
+            )
         return self
