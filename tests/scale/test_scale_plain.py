@@ -178,3 +178,19 @@ def test_the_product_start_path_never_imports_ray() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_serve_ray_without_ray_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import main
+
+    ray_side = ("ray", "orchestrator.scale.app", "orchestrator.scale.replica")
+    ray_side += ("orchestrator.scale.ingress", "orchestrator.scale.router")
+    for name in [m for m in sys.modules if m.split(".")[0] == "ray" or m in ray_side]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    path = tmp_path / "c.toml"
+    path.write_text(f'profile = "cpu"\n[state]\ndir = "{tmp_path / "state"}"\n')
+    assert main(["serve", "--ray", "--config", str(path)]) == 2
+    assert "pip install '.[ray]'" in capsys.readouterr().err
