@@ -1,12 +1,15 @@
 """One long voice session over ``/v1/realtime``: does the server's memory stay flat?
 
-    python bench/soak.py [--minutes 90] [--config FILE] [--top 15] [--no-trace]
+    python bench/soak.py [--minutes 90] [--warmup 10] [--config FILE] [--top 15] [--no-trace]
 
 Simulates a lesson of ``--minutes`` of audio, time-compressed (audio is sent as fast as the
 server takes it): turns of espeak-ng speech followed by silence, each answered by a spoken
 reply. The client runs in the same process as the server. Prints the process's RSS every
-simulated 10 minutes (``--every``) and its growth after the first 10 (warm-up: first loads,
-allocator pools).
+simulated 10 minutes (``--every``) and its growth after the warm-up (``--warmup``, default the
+first report: first loads, allocator pools). The conversation's history grows until it fills
+its budget (``[sessions] history_tokens``, 3000: some 190 turns, 30 simulated minutes, here),
+and each longer prompt needs the LLM a larger working set; ``--warmup 30`` counts the growth
+once the history is full (with ``history_tokens = 100`` the two agree).
 Tiny test engines unless ``--config``.
 
 It also traces Python's allocations (``tracemalloc``): a snapshot at the end of the warm-up and
@@ -82,9 +85,16 @@ async def main() -> None:
     parser.add_argument("--frames", type=int, default=4, help="traceback depth of a site")
     parser.add_argument("--no-trace", action="store_true", help="no tracemalloc")
     parser.add_argument(
-        "--every", type=float, default=10.0, help="simulated minutes between reports (warm-up)"
+        "--every", type=float, default=10.0, help="simulated minutes between reports"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="simulated minutes of warm-up, growth counted from the first report after"
+        " (default: --every)",
     )
     args = parser.parse_args()
+    warmup = (args.every if args.warmup is None else args.warmup) * 60
     from tests.speech import silence, speak
 
     scratch = Path(tempfile.mkdtemp(prefix="vo-soak-"))
@@ -113,7 +123,7 @@ async def main() -> None:
             await ws.receive()  # session.created
             while audio_s < args.minutes * 60:
                 if audio_s >= next_report:
-                    if next_report == every and tracemalloc.is_tracing():
+                    if warm is None and audio_s >= warmup and tracemalloc.is_tracing():
                         warm = tracemalloc.take_snapshot()
                     rss, net = rss_mb(me)
                     samples.append((audio_s / 60, net))
@@ -135,7 +145,8 @@ async def main() -> None:
         rss, net = rss_mb(me)
         samples.append((audio_s / 60, net))
         end = tracemalloc.take_snapshot() if warm is not None else None
-    base = samples[1][1] if len(samples) > 2 else samples[0][1]
+    after = [net for minute, net in samples[:-1] if minute * 60 >= warmup]
+    base = after[0] if after else samples[0][1]
     took = time.perf_counter() - started
     print(f"{audio_s / 60:.1f} simulated minutes, {turn} turns, in {took:.0f} s")
     print(f"RSS after warm-up {base:.1f} MB, at the end {net:.1f} MB: growth {net - base:+.1f} MB")
