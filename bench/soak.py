@@ -9,7 +9,7 @@ simulated 10 minutes (``--every``) and its growth after the warm-up (``--warmup`
 first report: first loads, allocator pools). The conversation's history grows until it fills
 its budget (``[sessions] history_tokens``, 3000: some 190 turns, 30 simulated minutes, here),
 and each longer prompt needs the LLM a larger working set; ``--warmup 30`` counts the growth
-once the history is full (with ``history_tokens = 100`` the two agree).
+once the history is full.
 Tiny test engines unless ``--config``.
 
 It also traces Python's allocations (``tracemalloc``): a snapshot at the end of the warm-up and
