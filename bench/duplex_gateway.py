@@ -5,12 +5,15 @@
 It runs the PersonaPlex test peer (tests/peers/personaplex_peer.py: the real server's protocol,
 tiny random Moshi models on the CPU) under the orchestrator's supervisor, beside the tiny test
 cascade, and in one run alternates conversations straight to the peer's ``/api/chat`` and
-through the gateway's ``/v1/duplex`` (which decodes the client's Ogg Opus, routes, and encodes
-again). Each frame is sent when the previous one was answered; its latency is send -> its
-answering audio decoded. It prints the median and p90 of both, the gateway's added latency per
-frame and the ratio gateway / direct (medians). Then it kills the peer mid-conversation and
-prints the failover gap the session recorded (last PersonaPlex audio -> cascade serving) and the
-longest wait the client saw for any frame's answer.
+through the gateway's ``/v1/duplex`` (which decodes the client's Ogg Opus to count and keep its
+frames, routes it, and passes the Ogg pages on each way). Each frame is sent when the previous
+one was answered; its latency is send -> its answering audio decoded. It prints the median and
+p90 of both, the gateway's added latency per frame and the ratio gateway / direct (medians),
+and the gateway's own CPU time per frame (the client and the server share one event loop: its
+CPU time through the gateway less straight to the peer, which the machine's load hardly
+changes). Then it kills the peer mid-conversation and prints the failover gap the session
+recorded (last PersonaPlex audio -> cascade serving) and the longest wait the client saw for
+any frame's answer.
 """
 
 from __future__ import annotations
@@ -83,8 +86,9 @@ def describe(name: str, waits: list[float]) -> str:
 
 async def measure(
     server: Served, frames: int, rounds: int
-) -> tuple[list[float], list[float], dict[str, Any], float]:
-    """Per-frame waits direct and through the gateway, then the failover after a SIGKILL."""
+) -> tuple[list[float], list[float], dict[str, Any], float, float]:
+    """Per-frame waits direct and through the gateway, then the failover after a SIGKILL; and
+    the gateway's CPU per frame (the event loop's CPU time through the gateway less direct)."""
     runtime = server.runtime
     await runtime.fleet.load("duplex")
     await asyncio.gather(*(runtime.fleet.load(n) for n in ("vad", "asr", "llm", "tts")))
@@ -94,13 +98,19 @@ async def measure(
     auth = {"Authorization": f"Bearer {KEY}"}
     direct: list[float] = []
     gateway: list[float] = []
+    cpu = {"direct": 0.0, "gateway": 0.0}
     async with aiohttp.ClientSession() as http:
         for _ in range(rounds):
-            for url, headers, waits in ((direct_url, {}, direct), (gateway_url, auth, gateway)):
+            for arm, url, headers, waits in (
+                ("direct", direct_url, {}, direct),
+                ("gateway", gateway_url, auth, gateway),
+            ):
                 client = await conversation(http, url, headers)
                 await client.talk(5)  # warm-up frames are not counted
                 client.waits.clear()
+                started = time.thread_time()
                 await client.talk(frames)
+                cpu[arm] += time.thread_time() - started
                 waits.extend(client.waits)
                 await client.ws.close()
 
@@ -119,7 +129,8 @@ async def measure(
         longest = max(client.waits)
         await client.ws.close()
         moved.close()
-    return direct, gateway, event, longest
+    cpu_ms = (cpu["gateway"] - cpu["direct"]) / (rounds * frames) * 1000
+    return direct, gateway, event, longest, cpu_ms
 
 
 async def main() -> None:
@@ -131,7 +142,7 @@ async def main() -> None:
     from tests.duplex_helpers import duplex_toml
 
     async with served(tiny_config(scratch, duplex_toml(scratch))) as server:
-        direct, gateway, event, longest = await measure(server, args.frames, args.rounds)
+        direct, gateway, event, longest, cpu_ms = await measure(server, args.frames, args.rounds)
 
     print(f"{args.rounds} rounds x {args.frames} frames of 80 ms each way, lockstep")
     print(f"{'per-frame latency':<28}{'p50 ms':>9}{'p90 ms':>9}")
@@ -140,6 +151,7 @@ async def main() -> None:
     added = (statistics.median(gateway) - statistics.median(direct)) * 1000
     ratio = statistics.median(gateway) / statistics.median(direct)
     print(f"gateway adds {added:.2f} ms per frame; ratio gateway / direct (medians): {ratio:.2f}")
+    print(f"the gateway's own CPU per frame (its event loop's time): {cpu_ms:.2f} ms")
     print(
         f"failover after SIGKILL: gap {event['gap_s'] * 1000:.0f} ms (detect "
         f"{event['detect_s'] * 1000:.0f} ms + switch {event['switch_s'] * 1000:.0f} ms), "

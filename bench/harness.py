@@ -17,8 +17,13 @@ from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import load_config
 from orchestrator.config.secrets import Secrets
+from services import measure
 
 KEY = "bench-key"
+# The server sets glibc up before anything runs in threads (its in-process engines do, when the
+# runtime is made); a bench process builds the tiny models first, so it does it here, or the
+# threads of those builds would leave the server heap arenas it never has.
+measure.keep_large_allocations_returnable()
 
 
 def tiny_config(scratch: Path, extra_toml: str = "") -> Path:

@@ -28,13 +28,16 @@ ADAPTER_ROLES: dict[str, Role] = {
     "vibevoice": Role.TTS,  # the community OpenAI-style wrapper
     "vibevoice-realtime": Role.TTS,  # Microsoft's own real-time demo server (WebSocket)
     "personaplex": Role.DUPLEX,
+    "ctranslate2": Role.TRANSLATION,  # NLLB-200, M2M-100 or Marian, converted
 }
 
 # Adapters with a parked state (weights kept in host RAM, resumed without reading files); the
 # others are unloaded where a state parks their role. A vllm server parks only when it was
 # started with sleep mode (the supervised one is). ``services.registry`` checks this against
 # the adapter classes.
-PARKING_ADAPTERS: frozenset[str] = frozenset({"faster-whisper", "transformers", "vllm"})
+PARKING_ADAPTERS: frozenset[str] = frozenset(
+    {"faster-whisper", "transformers", "vllm", "ctranslate2"}
+)
 
 # Adapters that serve a second role with another engine class (``services.registry`` maps each
 # pair to it): the same runtime, here with images. A configuration names the pair as
@@ -44,11 +47,10 @@ MORE_ROLES: dict[tuple[str, Role], str] = {
     ("transformers", Role.VLM): "a vision-language model run in process by transformers",
 }
 
-# (adapter, role) -> what will serve it. Issue #19: translation through CTranslate2 (e.g. NLLB);
-# its adapter does not exist yet.
-PLANNED_ONLY: dict[tuple[str, Role], str] = {
-    ("ctranslate2", Role.TRANSLATION): "a CTranslate2 translation model",
-}
+# (adapter, role) -> what will serve it: engines a configuration may describe (and the planner
+# size) before any adapter serves their role. Every role has an adapter now; the mechanism
+# stays for the next one.
+PLANNED_ONLY: dict[tuple[str, Role], str] = {}
 
 
 def serves(adapter: str, role: Role) -> bool:

@@ -345,9 +345,11 @@ class Persona:
 
 @dataclass(frozen=True)
 class AudioOut:
-    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame)."""
+    """Decoded model audio, mono float32 at 24 kHz (normally one 80 ms frame), and the engine's
+    Ogg Opus pages it came in (b"" if none), for a front-end to pass on instead of encoding."""
 
     pcm: Pcm
+    ogg: bytes = b""
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,14 @@ The order matters and is enforced by construction: ``connect()`` returns a conne
 only after the server's 0x00 handshake, so nothing can be sent before it (the server's prefill
 reads and throws away early messages, and a lost OpusHead page ends the session). Audio goes out
 as Ogg Opus from one writer per connection (its first page is the stream's BOS page), one 80 ms
-frame at a time; the caller streams continuously, silence when muted, because the model only
-advances when audio arrives. ``close()`` keeps the socket up to ``tail_s`` after the last frame,
-so the reply to the last frames still arrives. The persona is ``text_prompt`` (required,
-non-empty) and ``voice_prompt`` (a file in the server's voice directory); ``seed`` is never sent:
-the server reads it from the wrong place and drops the session.
+frame at a time, or, when the caller has the client's own Ogg Opus stream (``/v1/duplex``), as
+that stream's bytes (``send_ogg``: no encoding again); one or the other for a whole connection.
+The caller streams continuously, silence when muted, because the model only advances when audio
+arrives. Audio that comes back keeps its Ogg pages (``AudioOut.ogg``) beside the decoded PCM.
+``close()`` keeps the socket up to ``tail_s`` after the last frame, so the reply to the last
+frames still arrives. The persona is ``text_prompt`` (required, non-empty) and ``voice_prompt``
+(a file in the server's voice directory); ``seed`` is never sent: the server reads it from the
+wrong place and drops the session.
 
 One server, one connection of ours, also by construction: ``connect()`` takes the server's
 ``ConnectionSlot`` before any byte goes out and the connection gives it back on ``close()``; a
@@ -134,6 +137,8 @@ class PersonaPlexConnection:
         self.text_received = 0
         self.ignored = 0  # messages that were not audio or text (logged, skipped)
         self._received = asyncio.Event()
+        self._fed_by: str | None = None  # "frames" (our encoder) or "ogg" (the client's stream)
+        self._headers = b""  # pages that decoded to no audio yet: they go with the next audio
 
     @property
     def closed(self) -> bool:
@@ -145,14 +150,35 @@ class PersonaPlexConnection:
 
     async def send_frame(self, pcm: Pcm) -> None:
         """Encode and send audio (normally one 80 ms frame); raises SessionEnded once closed."""
-        if self._ws.closed:
-            raise SessionEnded(f"connection closed ({self._ws.close_code})", engine=self.name)
+        self._check_open()
+        self._feeding("frames")
         encoded = self._writer.append_pcm(np.asarray(pcm, dtype=np.float32))
         self.samples_sent += len(pcm)
-        if not encoded:
-            return
+        if encoded:
+            await self._send(encoded)
+
+    async def send_ogg(self, ogg: bytes, samples: int) -> None:
+        """Send the client's own Ogg Opus bytes as they came (``services.ogg.OggOpusInput``):
+        no encoding again, and the server hears the client's stream itself."""
+        self._check_open()
+        self._feeding("ogg")
+        self.samples_sent += samples
+        await self._send(ogg)
+
+    def _check_open(self) -> None:
+        if self._ws.closed:
+            raise SessionEnded(f"connection closed ({self._ws.close_code})", engine=self.name)
+
+    def _feeding(self, how: str) -> None:
+        """The server reads one Ogg stream: ours (frames) or the client's (ogg), never both."""
+        if self._fed_by is None:
+            self._fed_by = how
+        elif self._fed_by != how:
+            raise RuntimeError(f"this conversation is fed {self._fed_by}, not {how}")
+
+    async def _send(self, ogg: bytes) -> None:
         try:
-            await self._ws.send_bytes(Audio(encoded).encode())
+            await self._ws.send_bytes(Audio(ogg).encode())
         except (ConnectionError, aiohttp.ClientError) as exc:
             raise SessionEnded(f"sending audio: {exc}", engine=self.name) from exc
 
@@ -197,10 +223,12 @@ class PersonaPlexConnection:
             self.ignored += 1
             return None
         if pcm is None or len(pcm) == 0:
-            return None  # the stream's header pages
+            self._headers += parsed.ogg  # the stream's header pages
+            return None
         self.samples_received += len(pcm)
         self._received.set()
-        return AudioOut(np.asarray(pcm, dtype=np.float32))
+        ogg, self._headers = self._headers + parsed.ogg, b""
+        return AudioOut(np.asarray(pcm, dtype=np.float32), ogg)
 
     async def drain_tail(self, tail_s: float | None = None) -> None:
         """Wait (at most ``tail_s``) until the audio sent so far has been answered; whoever

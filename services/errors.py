@@ -18,6 +18,7 @@
     │   ├── InvalidInput               invalid_input          400     no         s.errors
     │   │   ├── InvalidEvent           (OpenAI's, per field)  400     no         o.api.realtime
     │   │   ├── BadRequest             (each case's own)      400     no         o.api.errors
+    │   │   ├── UnsupportedLanguage    unsupported_language   400     no         s.translation
     │   │   └── AudioTooLong           audio_too_long         413     no         o.voice.audio
     │   ├── AdmissionRefused           insufficient_vram      503     yes        o.gpu.admission
     │   ├── VramNotRecovered           vram_not_recovered     503     yes        o.gpu.telemetry

@@ -7,6 +7,7 @@ chunk per sentence, which is the unit we stream.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from services.base import AudioChunk, EngineSpec, ModelArtifact, Role
 from services.errors import EngineCallError, InvalidInput
+from services.espeak_voice import remember_voice
 from services.in_process import InProcessEngine
 from services.model_ref import local_path
 from services.threads import iterate_in_thread
@@ -60,14 +62,31 @@ class PiperEngine(InProcessEngine):
         return [onnx, onnx.with_name(onnx.name + ".json")]
 
     def _load_model(self) -> None:
-        from piper import PiperVoice
+        """Piper's own ``PiperVoice.load``, but for one session option: ONNX Runtime's memory
+        pattern (a memory plan it keeps for each input shape) is off. A sentence's phoneme count
+        makes a new shape nearly every call, so the plans piled up for as long as the server
+        ran (about 20 MB of RSS in a 90-minute lesson); planning each run costs no measurable
+        time here."""
+        import onnxruntime
+        from piper import PiperVoice, espeakbridge
+        from piper.config import PiperConfig
+
+        remember_voice(espeakbridge)  # espeak-ng leaks in every voice change Piper asks for
 
         if self.spec.device_index:  # Piper hands onnxruntime no device id: its CUDA is GPU 0
             raise ValueError(f"piper runs on cuda:0 only, not {self.spec.device}")
-        self._voice = PiperVoice.load(
-            self._onnx_path(),
-            use_cuda=self.spec.device_kind == "cuda",
-            download_dir=self.spec.models_dir,
+        onnx = self._onnx_path()
+        config = json.loads(onnx.with_name(onnx.name + ".json").read_text(encoding="utf-8"))
+        options = onnxruntime.SessionOptions()
+        options.enable_mem_pattern = False
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if self.spec.device_kind == "cuda":  # as Piper asks for CUDA
+            providers = [("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"})]
+        session = onnxruntime.InferenceSession(str(onnx), sess_options=options, providers=providers)
+        self._voice = PiperVoice(
+            session=session,
+            config=PiperConfig.from_dict(config),
+            download_dir=Path(self.spec.models_dir),
         )
 
     def _release_model(self) -> None:

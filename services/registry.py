@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from services.adapter_roles import ADAPTER_ROLES, MORE_ROLES, PARKING_ADAPTERS, planned_only
 from services.base import Engine, EngineSpec, Role
+from services.ctranslate2_mt import CTranslate2Translator
 from services.managed import ServerEngine
 from services.ollama_llm import OllamaChat
 from services.ollama_vlm import OllamaVision
@@ -39,6 +40,7 @@ _FACTORIES: dict[str, EngineFactory] = {
     "vibevoice": VibeVoiceSpeech,
     "vibevoice-realtime": VibeVoiceRealtime,
     "personaplex": PersonaPlexEngine,
+    "ctranslate2": CTranslate2Translator,
 }
 if _FACTORIES.keys() != ADAPTER_ROLES.keys():  # a name in one table and not the other
     raise ImportError(f"adapter tables differ: {sorted(_FACTORIES.keys() ^ ADAPTER_ROLES.keys())}")

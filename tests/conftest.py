@@ -26,6 +26,7 @@ from orchestrator.config import AppConfig, load_config
 from orchestrator.config.secrets import Secrets
 from tests.fixtures.tiny_llm import build_tiny_llm
 from tests.fixtures.tiny_piper import build_tiny_piper_voice
+from tests.fixtures.tiny_translator import build_tiny_translator
 from tests.fixtures.tiny_vlm import build_tiny_vlm
 from tests.fixtures.tiny_whisper import build_tiny_whisper
 
@@ -64,6 +65,16 @@ def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_piper_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_piper_voice(tmp_path_factory.mktemp("tiny-piper"))
+
+
+@pytest.fixture(scope="session")
+def tiny_nllb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_translator(tmp_path_factory.mktemp("tiny-nllb"), "nllb")
+
+
+@pytest.fixture(scope="session")
+def tiny_m2m100_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_translator(tmp_path_factory.mktemp("tiny-m2m100"), "m2m100")
 
 
 def free_port() -> int:

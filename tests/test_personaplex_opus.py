@@ -3,7 +3,8 @@ decodes what the other encodes, as the bytes travel on the wire.
 
 The server's side is tests/peers/personaplex_opus.py, run in a venv of its own with sphn 0.1.x
 (tests/opus_venv.py). Our side is the client's own code path: ``send_frame`` into a socket that
-keeps what it is given, and the received messages through the client's ``_output``.
+keeps what it is given, and the received messages through the client's ``_output``, whose Ogg
+pages ``/v1/duplex`` passes on to its client, spliced with ours after a failover.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any
 import aiohttp
 import numpy as np
 import pytest
+import sphn
 
 from services import duplex_protocol as protocol
 from services.base import AudioOut
 from services.duplex_client import PersonaPlexConnection
+from services.ogg import OggSplicer
 from tests import opus_venv
 
 FRAME = protocol.FRAME_SAMPLES
@@ -112,18 +115,29 @@ async def test_the_servers_sphn_and_ours_decode_each_other(
         assert len(decoded) == len(pcm), "every frame we sent reached the model"
         assert likeness(decoded, pcm) > 0.9
 
-        # we decode what the server sends, message by message
-        blob, heard = server["encoded"].tobytes(), []
+        # we decode what the server sends, message by message, and keep its pages
+        blob, heard, pages = server["encoded"].tobytes(), [], []
         offset = 0
         for length in server["encoded_lengths"].tolist():
             output = client._output(b"\x01" + blob[offset : offset + length])
             offset += length
             if isinstance(output, AudioOut):
                 heard.append(output.pcm)
+                pages.append(output.ogg)
         assert protocol.starts_with_opus_head(blob[: server["encoded_lengths"][0]])
         assert client.ignored == 0, "no message of the server's was undecodable"
         received = np.concatenate(heard)
         assert len(received) == len(pcm), "one frame back for each frame the server encoded"
         assert likeness(received, pcm) > 0.9
+
+        # its pages, passed on to a /v1/duplex client, then ours after a failover: one stream
+        assert b"".join(pages) == blob, "every byte the server sent, headers included"
+        splicer, writer = OggSplicer(), sphn.OpusStreamWriter(protocol.SAMPLE_RATE)
+        stream = b"".join([splicer.feed(page, "engine") for page in pages])
+        for i in range(FRAMES):
+            stream += splicer.feed(writer.append_pcm(pcm[i * FRAME : (i + 1) * FRAME]), "ours")
+        assert stream.count(b"OpusHead") == 1
+        client_side = sphn.OpusStreamReader(protocol.SAMPLE_RATE).append_bytes(stream)
+        assert len(client_side) == 2 * len(pcm)
     finally:
         await client.close()

@@ -16,8 +16,7 @@ from orchestrator.commands import plan
 from orchestrator.config import AppConfig, ConfigError, EngineConfig, load_config
 from orchestrator.gpu.placement import GIB
 from orchestrator.gpu.telemetry import SimulatedGpu, SimulatedGpus
-from services.base import EngineSpec, EngineState, Role
-from services.errors import ModelMissing
+from services.base import EngineSpec, Role
 from services.managed import ServerEngine
 from services.registry import create_engine
 from tests.test_plan_command import parse, run_json, run_plan
@@ -178,21 +177,21 @@ def test_an_engine_naming_no_catalog_entry_is_left_out_with_the_key(
     )
 
 
-# -- the planned-only roles -------------------------------------------------------------------
+# -- the sizing plan's roles ---------------------------------------------------------------------
 
 
 def engine_config(**fields: str) -> EngineConfig:
     return EngineConfig.model_validate({"model": "m", **fields})
 
 
-def test_planned_only_roles_validate_and_others_do_not() -> None:
+def test_the_new_roles_validate_and_others_do_not() -> None:
     assert engine_config(role="vlm", adapter="ollama").role is Role.VLM
     assert engine_config(role="translation", adapter="ctranslate2").role is Role.TRANSLATION
     with pytest.raises(
         ValueError, match="adapter 'ollama' serves role llm and vlm, not translation"
     ):
         engine_config(role="translation", adapter="ollama")
-    with pytest.raises(ValueError, match=r"ctranslate2 \(translation planned only\)"):
+    with pytest.raises(ValueError, match="adapter 'ctranslate2' serves role translation, not asr"):
         engine_config(role="asr", adapter="ctranslate2")
 
 
@@ -207,18 +206,6 @@ def test_devices_and_their_pins(device: str, pin: int | None) -> None:
 def test_bad_devices_say_what_is_allowed(tmp_path: Path, device: str) -> None:
     with pytest.raises(ConfigError, match=r"engines\.llm\.device.*cpu, cuda .* or cuda:N"):
         sizing(tmp_path, f'[engines.llm]\ndevice = "{device}"\n')
-
-
-async def test_a_planned_only_engine_is_missing_and_never_loads(tmp_path: Path) -> None:
-    spec = EngineSpec("translation", Role.TRANSLATION, "nllb", tmp_path)
-    engine = create_engine("ctranslate2", spec)
-    assert engine.state is EngineState.MISSING
-    health = await engine.health()
-    assert "planned only: no adapter serves role translation yet" in health.detail
-    assert "engines.translation.enabled = false" in health.hint
-    with pytest.raises(ModelMissing, match="planned only"):
-        await engine.load()
-    assert engine.artifacts() == []
 
 
 def test_the_spec_reads_its_device() -> None:

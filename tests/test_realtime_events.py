@@ -35,6 +35,8 @@ SAMPLES: dict[type[Any], list[Any]] = {
         events.SessionUpdate(vad_enabled=False),
         events.SessionUpdate(ga=True, vad_enabled=False),
         events.SessionUpdate(backend="duplex", instructions="Tutor.", voice="NATF2"),
+        events.SessionUpdate(reply_language="de"),
+        events.SessionUpdate(ga=True, reply_language=""),
     ],
     events.InputAudioBufferAppend: [events.InputAudioBufferAppend(b"\x01\x00\xff\x7f")],
     events.InputAudioBufferCommit: [events.InputAudioBufferCommit()],
@@ -208,7 +210,19 @@ def test_our_extension_is_taken_out_before_openai_s_model_sees_it() -> None:
         backend="duplex", instructions="Tutor."
     )
     assert data["session"]["backend"] == "duplex"  # the caller's event is left as it was
-    assert set(schema.EXTENSIONS) == {("session.update", ("session", "backend"))}
+    assert set(schema.EXTENSIONS) == {
+        ("session.update", ("session", "backend")),
+        ("session.update", ("session", "reply_language")),
+    }
+
+
+@pytest.mark.parametrize("value", ["deu latn", "de;", 5, None, "german-language"])
+def test_a_reply_language_must_look_like_a_language_code(value: object) -> None:
+    with pytest.raises(events.InvalidEvent) as caught:
+        events.parse(session(reply_language=value), LIMITS)
+    assert (caught.value.code, caught.value.param) == ("invalid_value", "session.reply_language")
+    update = events.parse(session(reply_language="zh-Hans"), LIMITS)
+    assert update == events.SessionUpdate(reply_language="zh-Hans")
 
 
 def test_a_duplex_update_ignores_turn_detection_and_reads_the_ga_voice() -> None:

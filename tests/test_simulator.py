@@ -21,6 +21,7 @@ from orchestrator.credits.simulator import (
     simulate,
     standard_policies,
 )
+from services.adapter_roles import ADAPTER_ROLES, MORE_ROLES
 from services.base import Role
 
 H = 3600.0
@@ -41,8 +42,9 @@ def sessions(*spans: tuple[float, float]) -> list[Session]:
 def test_the_configured_ladder_unloads_cumulatively_and_powers_off_in_dormant() -> None:
     assert LADDER.unloaded[IdleState.WARM] == frozenset()
     assert LADDER.unloaded[IdleState.COOL] == frozenset()
-    # COOL parks what it unloaded, and the VLM (asked for now and then: homework photos)
-    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX, Role.VLM}
+    # COOL parks what it unloaded, the VLM (asked for now and then: homework photos) and the
+    # translation engine
+    assert LADDER.parked[IdleState.COOL] == {Role.TTS, Role.DUPLEX, Role.VLM, Role.TRANSLATION}
     assert LADDER.unloaded[IdleState.COLD] == frozenset(Role)
     assert LADDER.parked[IdleState.COLD] == frozenset()  # unloading wins over parking
     assert LADDER.host_off == {IdleState.DORMANT}
@@ -58,6 +60,13 @@ def test_the_shipped_ladder_covers_the_vlm_and_the_simulator_knows_its_times() -
     costs = WakeCosts(needs=frozenset({Role.LLM, Role.VLM}), resume_s=DEFAULT_RESUME_S)
     assert costs.wake_s(Role.VLM, parked=False) == DEFAULT_LOAD_S[Role.VLM] > 0
     assert costs.wake_s(Role.VLM, parked=True) == DEFAULT_RESUME_S[Role.VLM] > 0
+
+
+def test_every_served_role_has_a_load_and_a_resume_time() -> None:
+    served = set(ADAPTER_ROLES.values()) | {role for _, role in MORE_ROLES}
+    assert {Role.TRANSLATION, Role.VLM} <= served
+    assert served <= DEFAULT_LOAD_S.keys() and served <= DEFAULT_RESUME_S.keys()
+    assert DEFAULT_RESUME_S[Role.TRANSLATION] < DEFAULT_LOAD_S[Role.TRANSLATION]
 
 
 def test_one_session_in_cold_pays_the_longest_of_its_parallel_loads() -> None:

@@ -47,10 +47,13 @@ def spec(port: int, *args: str, **kwargs: object) -> ProcessSpec:
 
 @pytest.fixture
 async def supervisor(tmp_path: Path) -> AsyncIterator[Supervisor]:
+    # children another test's fixtures keep (a module's peer server) are not this one's
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     supervisor = Supervisor(tmp_path / "pids")
     yield supervisor
     await supervisor.stop_all()
-    assert not [p for p in psutil.Process().children(recursive=True) if alive(p.pid)]
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not [p for p in left if alive(p.pid)], [p.cmdline() for p in left if alive(p.pid)]
 
 
 async def test_ready_only_once_the_probe_passes(supervisor: Supervisor) -> None:

@@ -233,3 +233,24 @@ async def test_rest_speech_streams_from_vibevoice_and_piper_by_name(
     response = await api.post("/v1/audio/speech", json={**body, "model": "piper"}, headers=auth)
     assert response.status == 200 and len(await response.read()) > 0
     assert len(Peer(engine.base_url).state()["streams"]) == 1, "Piper spoke that one"
+
+
+async def test_rest_speech_falls_back_to_piper_when_vibevoice_cannot_load(
+    tmp_path: Path, tiny_piper_onnx: Path, make_runtime: RuntimeFactory, aiohttp_client: Http
+) -> None:
+    """REST speech for the default voice uses the sessions' chain: VibeVoice missing, Piper
+    speaks and the response says so; a request naming VibeVoice gets VibeVoice's error."""
+    absent = f'home = "{tmp_path / "nothing-here"}", offline = false'
+    config = load_config(config_file=config_file(tmp_path, tiny_piper_onnx, absent), environ={})
+    runtime = make_runtime(config, engines={"vad": FakeVad("vad", Role.VAD)})
+    api = await aiohttp_client(create_api_app(runtime))
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"model": "tts-1", "input": TEXT, "response_format": "pcm"}
+    response = await api.post("/v1/audio/speech", json=body, headers=auth)
+    assert response.status == 200, await response.text()
+    assert response.headers["X-Voice-Fallback"] == "tts->piper"
+    assert len(await response.read()) > 0
+
+    named = await api.post("/v1/audio/speech", json={**body, "model": "tts"}, headers=auth)
+    assert named.status >= 500 and "X-Voice-Fallback" not in named.headers
+    assert "VibeVoice environment is missing" in (await named.json())["error"]["message"]

@@ -4,6 +4,7 @@ with the pre-roll kept, and barge-in is signalled when speech starts."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -79,3 +80,43 @@ async def test_turns_are_cut_at_the_engines_frame_and_rate() -> None:
     # silence that ended the turn: whole 10 ms frames at 8 kHz, not Silero's 32 ms at 16 kHz
     pre_roll = int(PRE_ROLL_S * 8_000 / 80) - 1
     assert len(audio) == pre_roll * 80 + 4_000 + 1_600
+
+
+async def test_no_partial_starts_while_the_user_pauses_before_the_turn_ends() -> None:
+    """A partial started in the silence that ends a turn would still be decoding when the
+    final transcription starts, and slow it: partials go out while the user speaks."""
+    asked: list[float] = []  # the audio each partial was asked for, in seconds
+    heard = asyncio.Event()
+    tasks = TaskSet("test-listener-partials")
+
+    class Recognizer:
+        async def transcribe(self, audio: Any) -> Any:
+            asked.append(len(audio) / 8_000)
+            yield SimpleNamespace(text="so far")
+
+    async def emit(event: SessionEvent) -> None:
+        return None
+
+    async def on_speech() -> None:
+        return None
+
+    async def on_turn(audio: Any, stopped: float, reply: bool) -> None:
+        heard.set()
+
+    settings = SessionsConfig(end_of_turn_silence_ms=300, partial_transcript_s=0.1)
+    listener = Listener(
+        settings, emit, tasks, recognizer=Recognizer, on_speech=on_speech, on_turn=on_turn
+    )
+    vad: Any = FakeVad()
+    listener.attach(vad)
+    voiced_until = 0.0
+    for level, seconds in ((0.0, 0.5), (0.5, 0.6), (0.0, 0.5)):
+        for _ in range(int(seconds / 0.01)):  # 10 ms at a time: the partials' tasks run
+            await listener.append(pcm16(0.01, level), rate=8_000)
+        if level:
+            voiced_until = len(listener._utterance) * 80 / 8_000
+    async with asyncio.timeout(5):
+        await heard.wait()
+    await tasks.cancel_all()
+    assert len(asked) >= 3, "partials while the user speaks"
+    assert max(asked) <= voiced_until, "none in the silence that ended the turn"

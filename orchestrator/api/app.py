@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -20,6 +21,8 @@ from orchestrator.api.errors import WireError, error_response, json_errors
 from orchestrator.api.models import add_model_routes
 from orchestrator.api.realtime.route import add_realtime_routes
 from orchestrator.api.speech import MAX_UPLOAD_BYTES, add_voice_routes
+from orchestrator.api.translate import PATHS as LIBRETRANSLATE_PATHS
+from orchestrator.api.translate import add_translate_routes, with_body_key
 from orchestrator.app.runtime import API_KEY_USED, RUNTIME, Runtime
 from orchestrator.fleet import health
 from services.base import EngineState
@@ -61,28 +64,31 @@ async def require_api_key(request: web.Request, handler: Handler) -> web.StreamR
     runtime = request.app[RUNTIME]
     if request.path in runtime.config.server.open_paths:
         return await handler(request)
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        token = _subprotocol_key(request)  # browsers cannot set headers on a WebSocket
-    if not token or not runtime.secrets.api_key_valid(token.strip()):
-        return error_response(
-            WireError(
-                401,
-                "invalid_api_key",
-                "missing or invalid API key: send 'Authorization: Bearer <key>'",
-            ),
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    request[API_KEY_USED] = token.strip()
+    token = presented_key(request.headers)
+    if not token and request.path in LIBRETRANSLATE_PATHS:
+        return await with_body_key(request, handler)  # LibreTranslate's api_key field
+    if not token or not runtime.secrets.api_key_valid(token):
+        return error_response(BAD_KEY, headers={"WWW-Authenticate": "Bearer"})
+    request[API_KEY_USED] = token
     return await handler(request)
 
 
-def _subprotocol_key(request: web.Request) -> str:
-    """The OpenAI convention for browsers: ``Sec-WebSocket-Protocol: openai-insecure-api-key.K``."""
-    for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+BAD_KEY = WireError(
+    401, "invalid_api_key", "missing or invalid API key: send 'Authorization: Bearer <key>'"
+)
+
+
+def presented_key(headers: Mapping[str, str]) -> str:
+    """The key a request presents: ``Authorization: Bearer K``, else (browsers cannot set
+    headers on a WebSocket) OpenAI's ``Sec-WebSocket-Protocol: openai-insecure-api-key.K``.
+    The scale-out ingress checks keys with it too, before it wakes a replica."""
+    scheme, _, token = headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip()
+    for protocol in headers.get("Sec-WebSocket-Protocol", "").split(","):
         name, _, key = protocol.strip().partition("openai-insecure-api-key.")
         if not name and key:
-            return key
+            return key.strip()
     return ""
 
 
@@ -157,4 +163,5 @@ def create_api_app(runtime: Runtime) -> web.Application:
     add_realtime_routes(app)
     add_chat_routes(app)
     add_duplex_routes(app)
+    add_translate_routes(app)
     return app

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import numpy as np
 import sphn
@@ -34,6 +35,7 @@ from orchestrator.duplex.session import DuplexSession
 from services.base import DuplexModel, Pcm
 from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
 from services.errors import EngineError, InvalidInput
+from services.ogg import OggCounter, OggError, OggSplicer
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +43,40 @@ MAX_MESSAGE_BYTES = 1 << 20
 
 
 class DuplexSocket:
-    """The client's side of a session: Ogg Opus in and out, text out, one send at a time."""
+    """The client's side of a session: Ogg Opus in and out, text out, one send at a time.
+
+    In, the client's Ogg bytes go to a duplex engine as they came, counted from their granule
+    positions; they are decoded only for the cascade (or once the engine failed), by a reader
+    started, if need be, mid-stream from the stream's header pages. Out, the engine's own pages
+    are passed on and our encoder speaks only for the cascade and silence; ``OggSplicer`` keeps
+    both one Ogg stream for the client. Nothing is encoded twice.
+    """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
-        self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+        self.reader: sphn.OpusStreamReader | None = None  # started when audio is wanted
         self.writer = sphn.OpusStreamWriter(SAMPLE_RATE)
+        self.counter = OggCounter(SAMPLE_RATE)
+        self.splicer = OggSplicer()
+        self._pass_pages = True  # False once the engine's pages could not be spliced
         self._lock = asyncio.Lock()
         self.end_reason: str | None = None
 
+    def count(self, ogg: bytes) -> int | None:
+        """The samples the client's Ogg bytes carry; None for a message that is not Ogg (it
+        is dropped)."""
+        try:
+            return self.counter.count(ogg)
+        except OggError as exc:
+            log.warning("duplex: dropped an audio message that is not Ogg (%s)", exc)
+            return None
+
     def decode(self, ogg: bytes) -> Pcm | None:
         """The client's audio; an undecodable message is dropped and the stream starts over."""
+        if self.reader is None:  # mid-stream, after counting: the stream's headers first
+            self.reader = sphn.OpusStreamReader(SAMPLE_RATE)
+            if self.counter.headers and not ogg.startswith(self.counter.headers):
+                self.reader.append_bytes(self.counter.headers)
         try:
             pcm = self.reader.append_bytes(ogg)
         except ValueError as exc:
@@ -62,10 +87,22 @@ class DuplexSocket:
             return None
         return np.clip(np.asarray(pcm, dtype=np.float32), -1, 1)
 
-    async def audio(self, frame: Pcm) -> None:
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
+        """Audio to the client: the engine's own pages when it sent some, else ``frame``
+        encoded here."""
+        if ogg and self._pass_pages:
+            try:
+                pages = self.splicer.feed(ogg, "engine")
+            except OggError as exc:
+                log.warning("duplex: the engine's pages cannot be passed on (%s): encoding", exc)
+                self._pass_pages = False  # one source after the other: from here on, ours
+            else:
+                if pages:
+                    await self._send(Audio(pages).encode())
+                return
         encoded = self.writer.append_pcm(np.asarray(frame, dtype=np.float32))
-        if encoded:
-            await self._send(Audio(encoded).encode())
+        if encoded and (pages := self.splicer.feed(encoded, "ours")):
+            await self._send(Audio(pages).encode())
 
     async def text(self, piece: str) -> None:
         await self._send(Text(piece).encode())
@@ -125,9 +162,12 @@ async def _serve(request: web.Request) -> web.WebSocketResponse:
                 elif message.type is not WSMsgType.BINARY or not message.data:
                     continue  # the real server ignores anything but binary messages
                 elif message.data[0] == Audio.KIND:
-                    pcm = socket.decode(message.data[1:])
-                    if pcm is not None:
-                        await session.feed(pcm)
+                    ogg = message.data[1:]
+                    if not session.hears_ogg:
+                        if (pcm := socket.decode(ogg)) is not None:
+                            await session.feed(pcm)
+                    elif (samples := socket.count(ogg)) is not None:
+                        await session.feed_ogg(ogg, samples, partial(socket.decode, ogg))
     except TimeoutError:
         minutes = runtime.config.sessions.max_minutes
         await ws.close(

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from contextlib import AbstractAsyncContextManager, aclosing
+from contextlib import aclosing
 from typing import Any, Literal, TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from orchestrator.api.bodies import SpeechBody, TranscriptionForm, TranslationForm, parse
+from orchestrator.api.chains import first_that_works, leased_chain
 from orchestrator.api.errors import BadRequest, json_object
 from orchestrator.api.models import resolve
-from orchestrator.app.runtime import RUNTIME, Runtime
+from orchestrator.app.runtime import RUNTIME
 from orchestrator.voice import audio
-from services.base import AudioChunk, Engine, Role, SpeechRecognizer, SpeechSynthesizer
+from services.base import AudioChunk, Engine, Role, Segment, SpeechRecognizer, SpeechSynthesizer
 
 _F = TypeVar("_F", TranscriptionForm, TranslationForm)
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -116,20 +117,23 @@ async def _recognize(
     name = resolve(runtime, Role.ASR, form.model)
     samples = await asyncio.to_thread(audio.decode, file, ASR_RATE, runtime.config.api.max_audio_s)
     woke: list[str] = []
-    async with _lease(runtime, name, woke) as engines:
-        engine = engines[name]
+    switched: list[str] = []
+
+    async def recognize(engine: Engine) -> list[Segment]:
         assert isinstance(engine, SpeechRecognizer)
         if task == "translate" and not getattr(engine, "translates", False):
             raise BadRequest(
-                f"the speech recognizer {name!r} cannot translate; use a Whisper engine",
+                f"the speech recognizer {engine.name!r} cannot translate; use a Whisper engine",
                 code="unsupported_model",
                 param="model",
             )
         options = {"task": task} if task == "translate" else {}
-        stream = engine.transcribe(samples, language=language, **options)
-        segments = [s async for s in stream]
+        return [s async for s in engine.transcribe(samples, language=language, **options)]
+
+    async with leased_chain(runtime, Role.ASR, name, form.model, woke, switched) as chain:
+        segments = await first_that_works(chain, recognize)
     text = "".join(s.text for s in segments).strip()
-    headers = _waking(woke)
+    headers = _waking(woke, switched)
     if fmt == "text":
         return web.Response(text=text, headers=headers)
     body: dict[str, Any] = {"text": text}
@@ -167,24 +171,37 @@ async def speech(request: web.Request) -> web.StreamResponse:
     body = parse(SpeechBody, await json_object(request, runtime.config.api.body_timeout_s))
     name = resolve(runtime, Role.TTS, body.model)
     woke: list[str] = []
-    async with _lease(runtime, name, woke) as engines:
-        engine = engines[name]
+    switched: list[str] = []
+
+    async def start(engine: Engine) -> tuple[AsyncGenerator[AudioChunk, None], AudioChunk]:
+        """The engine's stream and its first chunk: errors before any byte may move on."""
         assert isinstance(engine, SpeechSynthesizer)
         native = body.speed != 1.0 and getattr(engine, "native_speed", False)
         speed = {"speed": body.speed} if native else {}
         chunks = engine.synthesize(body.input, voice=body.voice or None, **speed)
         if body.speed != 1.0 and not native:
             chunks = _paced(chunks, body.speed)
-        first = await anext(chunks, None)  # errors before any byte still get a status code
+        try:
+            first = await anext(chunks, None)
+        except BaseException:
+            await chunks.aclose()
+            raise
         if first is None:
             raise BadRequest(
                 "'input' has nothing to speak (only punctuation or symbols?)",
                 code="nothing_to_speak",
                 param="input",
             )
+        return chunks, first
+
+    async with leased_chain(runtime, Role.TTS, name, body.model, woke, switched) as chain:
+        chunks, first = await first_that_works(chain, start)
         encoder = audio.StreamEncoder(body.response_format, first.sample_rate)
         response = web.StreamResponse(
-            headers={"Content-Type": encoder.content_type, **_waking(woke)}
+            headers={
+                "Content-Type": encoder.content_type,
+                **_waking(woke, switched),
+            }
         )
         response.enable_chunked_encoding()
         await response.prepare(request)
@@ -210,17 +227,11 @@ async def _paced(
             yield AudioChunk(pcm16=faster, sample_rate=rate)
 
 
-def _lease(
-    runtime: Runtime, name: str, woke: list[str]
-) -> AbstractAsyncContextManager[dict[str, Engine]]:
-    """Lease one engine, waking it if needed (bounded); ``woke`` hears what had to load."""
-    return runtime.fleet.lease(
-        [name], timeout_s=runtime.config.hibernation.wake_timeout_s, on_waking=woke.extend
-    )
-
-
-def _waking(woke: list[str]) -> dict[str, str]:
-    return {"X-Voice-Waking": ",".join(woke)} if woke else {}
+def _waking(woke: list[str], switched: list[str]) -> dict[str, str]:
+    """What had to load (``X-Voice-Waking``) and which engines stood in (``X-Voice-Fallback``:
+    ``failed->next``)."""
+    headers = {"X-Voice-Waking": ",".join(woke)} if woke else {}
+    return headers | ({"X-Voice-Fallback": ",".join(switched)} if switched else {})
 
 
 async def _write(

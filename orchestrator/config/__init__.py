@@ -40,6 +40,7 @@ from orchestrator.config.models import (
     StateActions,
     StateConfig,
 )
+from orchestrator.config.scale import ScaleConfig
 
 __all__ = [
     "AUTO_PROFILE",
@@ -60,6 +61,7 @@ __all__ = [
     "ModelsConfig",
     "Port",
     "RoutingConfig",
+    "ScaleConfig",
     "Seconds",
     "ServerConfig",
     "SessionsConfig",

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from orchestrator.config.duplex import DuplexConfig
 from orchestrator.config.gateway import GatewayConfig
+from orchestrator.config.scale import ScaleConfig
 from orchestrator.core.idle import IdleState, Thresholds
 from services.adapter_roles import (
     ADAPTER_ROLES,
@@ -103,6 +104,11 @@ class ApiConfig(_Model):
                 raise ValueError(f"{host!r} is not a host name like images.example.com")
         return tuple(host.lower() for host in hosts)
 
+    # POST /translate (LibreTranslate's char_limit, batch_limit and alternatives_limit)
+    translate_char_limit: Annotated[int, Field(ge=1)] = 5000  # characters per text
+    translate_batch_limit: Annotated[int, Field(ge=1)] = 64  # texts per request
+    translate_alternatives_limit: Annotated[int, Field(ge=0, le=10)] = 3
+
 
 def normalise_origin(text: str) -> str:
     """``scheme://host[:port]`` as browsers send it in ``Origin`` (lower case, no default port);
@@ -164,7 +170,7 @@ DEFAULT_ACTIONS: dict[IdleState, StateActions] = {
     IdleState.ACTIVE: StateActions(telemetry_interval_s=2.0),
     IdleState.WARM: StateActions(telemetry_interval_s=15.0),
     IdleState.COOL: StateActions(
-        park_roles=(Role.TTS, Role.DUPLEX, Role.VLM), telemetry_interval_s=30.0
+        park_roles=(Role.TTS, Role.DUPLEX, Role.VLM, Role.TRANSLATION), telemetry_interval_s=30.0
     ),
     IdleState.COLD: StateActions(unload_roles=_ALL_ROLES, telemetry_interval_s=60.0),
     IdleState.DORMANT: StateActions(
@@ -300,6 +306,12 @@ class SessionsConfig(_Model):
     # Answers while the conversation holds an image (a Realtime ``input_image``); leased only
     # once an image arrives, so a session without photos never loads it.
     vlm: str = "vlm"
+    translation: str = "translation"  # the engine that translates replies (reply_language)
+    # Speak the tutor's replies in this language (LibreTranslate's code: "de", "zh-Hans"):
+    # each sentence the LLM writes in reply_source_language is translated before TTS. For an
+    # LLM that does not answer in that language reliably. Unset: spoken as written.
+    reply_language: str | None = None
+    reply_source_language: str = "en"
     instructions: str = "You are a friendly, patient tutor. Answer in one or two short sentences."
     end_of_turn_silence_ms: Annotated[int, Field(ge=100, le=5000)] = 400
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
@@ -335,6 +347,7 @@ class AppConfig(_Model):
     sessions: SessionsConfig = SessionsConfig()
     duplex: DuplexConfig = DuplexConfig()
     gateway: GatewayConfig = GatewayConfig()
+    scale: ScaleConfig = ScaleConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -357,4 +370,17 @@ class AppConfig(_Model):
         unknown = [name for name in self.routing.default if name not in self.engines]
         if unknown:
             raise ValueError(f"routing.default names unknown engines: {', '.join(unknown)}")
+        return self
+
+    @model_validator(mode="after")
+    def _drain_outlasts_a_session(self) -> AppConfig:
+        """A replica taken away must be able to finish its longest session (a lesson)."""
+        drain = self.scale.graceful_shutdown_timeout_s
+        longest = self.sessions.max_minutes * 60
+        if drain is not None and drain < longest:
+            raise ValueError(
+                f"scale.graceful_shutdown_timeout_s ({drain:g} s) is shorter than a session may"
+                f" last (sessions.max_minutes = {self.sessions.max_minutes:g}, {longest:g} s):"
+                " a draining replica would cut a lesson"
+            )
         return self

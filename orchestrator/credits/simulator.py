@@ -30,6 +30,7 @@ DEFAULT_LOAD_S: dict[Role, float] = {
     Role.DUPLEX: 25.0,
     Role.VAD: 0.5,
     Role.VLM: 8.0,  # a 3-4 GB vision model (qwen2.5vl:3b via Ollama): language model + projector
+    Role.TRANSLATION: 4.0,  # CTranslate2 NLLB-200 1.3B int8 from disk (~1.4 GB), on the CPU
 }
 # Resume from the parked state: the weights copied back from host RAM. Typical figures on a GPU
 # host: faster-whisper small ~0.2-0.5 s, a vLLM 7B ~1-3 s (vLLM's sleep-mode docs and blog: wakes
@@ -41,6 +42,7 @@ DEFAULT_RESUME_S: dict[Role, float] = {
     Role.DUPLEX: 3.0,
     Role.VAD: 0.1,
     Role.VLM: 1.5,  # parked in process (transformers): the weights copied back
+    Role.TRANSLATION: 0.3,  # CTranslate2's load_model() from its host-RAM copy
 }
 DEFAULT_BOOT_S = 90.0
 DEFAULT_TIMEOUTS_MIN = (15.0, 30.0)

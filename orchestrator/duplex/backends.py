@@ -1,8 +1,10 @@
 """The two back-ends of a full-duplex session, behind one small interface.
 
 Both take 80 ms frames of mono float32 audio at 24 kHz (``send``) and give audio frames and text
-pieces to a ``Sink``. ``failed`` resolves with a reason when the back-end breaks; the session
-then moves to the other one.
+pieces to a ``Sink``; a duplex engine that speaks Ogg Opus also takes the client's own Ogg Opus
+stream as it came (``send_ogg``) and hands its pages on with the audio, so that ``/v1/duplex``
+does not encode the audio again either way. ``failed`` resolves with a reason when the back-end
+breaks; the session then moves to the other one.
 
 - ``DuplexBackend``: a conversation with the duplex engine, under a lease (never unloaded by
   the ladder or the planner meanwhile). It fails when the server closes or the connection breaks
@@ -18,7 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from contextlib import AsyncExitStack
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -27,6 +29,7 @@ from orchestrator.voice.session import CascadeSession
 from services.base import AudioOut, DuplexConnection, DuplexModel, Pcm, Persona
 from services.duplex_protocol import FRAME_SAMPLES
 from services.errors import EngineError, EngineLoadError
+from services.ogg import OggOpusInput
 from services.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,8 @@ SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.float32)
 class Sink(Protocol):
     """Where a back-end's output goes (the session, which hands it to the front-end)."""
 
-    async def audio(self, frame: Pcm) -> None: ...
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
+        """Audio out; ``ogg``: the engine's Ogg Opus pages it was decoded from, if any."""
 
     async def text(self, piece: str) -> None: ...
 
@@ -80,10 +84,25 @@ class DuplexBackend:
             raise
         return cls(engine, connection, stack, sink, hang_timeout_s)
 
+    @property
+    def takes_ogg(self) -> bool:
+        """The engine can hear the client's Ogg Opus stream itself (``send_ogg``)."""
+        return isinstance(self.connection, OggOpusInput)
+
     async def send(self, frame: Pcm) -> None:
-        self._unanswered.append(asyncio.get_running_loop().time())
-        self._progress.set()
+        self._sent(1)
         await self.connection.send_frame(frame)
+
+    async def send_ogg(self, ogg: bytes, frames: int) -> None:
+        """The client's Ogg Opus bytes, holding ``frames`` whole 80 ms frames (``takes_ogg``;
+        not checked here: a protocol's isinstance costs more than the rest of a frame)."""
+        self._sent(frames)
+        await cast(OggOpusInput, self.connection).send_ogg(ogg, frames * FRAME_SAMPLES)
+
+    def _sent(self, frames: int) -> None:
+        now = asyncio.get_running_loop().time()
+        self._unanswered.extend([now] * frames)
+        self._progress.set()
 
     async def _listen(self) -> None:
         try:
@@ -96,7 +115,7 @@ class DuplexBackend:
                         self._received -= FRAME_SAMPLES
                     self.last_audio_at = asyncio.get_running_loop().time()
                     self._progress.set()
-                    await self._sink.audio(output.pcm)
+                    await self._sink.audio(output.pcm, output.ogg)
                 else:
                     await self._sink.text(output.text)
         except EngineError as exc:

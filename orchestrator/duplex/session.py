@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 class FrontEnd(Protocol):
     """The client side: where output goes, and how the session ends it."""
 
-    async def audio(self, frame: Pcm) -> None: ...
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
+        """Audio out; ``ogg``: the duplex engine's Ogg Opus pages it was decoded from, if any
+        (a front-end that speaks Ogg Opus sends them on instead of encoding ``frame``)."""
 
     async def text(self, piece: str) -> None: ...
 
@@ -75,6 +78,8 @@ class DuplexSession:
         self.opened_at = time.time()
         self._pending = np.zeros(0, dtype=np.float32)
         self._held: list[Pcm] | None = None  # frames that came while switching
+        self._ogg_in: bool | None = None  # the duplex engine hears the client's own Ogg stream
+        self._ogg_samples = 0  # of the client's Ogg audio, short of a whole frame
         self._tasks = TaskSet(f"duplex-session-{self.id}")
         self._registered = False
 
@@ -163,12 +168,46 @@ class DuplexSession:
 
     # -- audio in ----------------------------------------------------------------------------
 
+    @property
+    def hears_ogg(self) -> bool:
+        """The duplex engine hears the client's own Ogg Opus stream (``feed_ogg``), so the
+        client's audio need not be decoded; decided at the first audio, for the engine's
+        whole conversation (it hears one stream)."""
+        backend = self.backend
+        if self._held is not None or not isinstance(backend, DuplexBackend):
+            return False
+        if self._ogg_in is None:
+            self._ogg_in = backend.takes_ogg
+        return self._ogg_in
+
     async def feed(self, pcm: Pcm) -> None:
         """Mono float32 audio at 24 kHz, any length; sent on in 80 ms frames."""
         self._pending = np.concatenate([self._pending, np.asarray(pcm, dtype=np.float32)])
         while len(self._pending) >= FRAME_SAMPLES:
             frame, self._pending = self._pending[:FRAME_SAMPLES], self._pending[FRAME_SAMPLES:]
             await self._send(frame)
+
+    async def feed_ogg(self, ogg: bytes, samples: int, decode: Callable[[], Pcm | None]) -> None:
+        """The client's Ogg Opus bytes, ``samples`` of audio at 24 kHz, to the duplex engine as
+        they came while ``hears_ogg``; ``decode`` gives their audio when the engine cannot take
+        them (then they are fed as audio: kept for the cascade, answered with silence)."""
+        backend = self.backend
+        if not self.hears_ogg:
+            if (pcm := decode()) is not None:
+                await self.feed(pcm)
+            return
+        assert isinstance(backend, DuplexBackend)
+        frames, rest = divmod(self._ogg_samples + samples, FRAME_SAMPLES)
+        try:
+            await backend.send_ogg(ogg, frames)
+        except EngineError as exc:
+            backend.fail(exc.message)
+            self._held = []  # the watcher moves the session; keep what comes meanwhile
+            if (pcm := decode()) is not None:
+                await self.feed(pcm)
+            return
+        self._ogg_samples = rest
+        self.frames_in += frames
 
     async def _send(self, frame: Pcm) -> None:
         self.frames_in += 1
@@ -192,9 +231,9 @@ class DuplexSession:
     def frames_out(self) -> int:
         return self._samples_out // FRAME_SAMPLES
 
-    async def audio(self, frame: Pcm) -> None:
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
         self._samples_out += len(frame)
-        await self.front.audio(frame)
+        await self.front.audio(frame, ogg)
 
     async def text(self, piece: str) -> None:
         if isinstance(self.backend, DuplexBackend):

@@ -44,6 +44,7 @@ class RoleChain:
         self.names = list(dict.fromkeys(names))
         self.current: str | None = None
         self.failed: dict[str, str] = {}
+        self.errors: dict[str, EngineError] = {}  # each failed engine's last error, as raised
         self.permanent: set[str] = set()  # failed engines that probing would not bring back
         self._fleet = fleet
         self._timeout_s = timeout_s
@@ -108,6 +109,7 @@ class RoleChain:
             )
         except EngineError as exc:
             self._failed(name, str(exc), exc.transient)
+            self.errors[name] = exc
             log.warning("%s engine %s unavailable: %s", self.role, name, exc)
             return False
         self._engines[name] = engines[name]

@@ -24,6 +24,7 @@ _END = object()
 T = TypeVar("T")
 # The TTS failed with this error before anything was heard: another voice, or None.
 ReplaceVoice = Callable[[EngineError], Awaitable[SpeechSynthesizer | None]]
+Translate = Callable[[str], Awaitable[str]]  # one sentence, in the language to speak
 log = logging.getLogger(__name__)
 
 
@@ -56,6 +57,7 @@ async def reply(
     timings: ReplyTimings | None = None,
     stall_timeout_s: float | None = None,
     replace_tts: ReplaceVoice | None = None,
+    translate: Translate | None = None,
 ) -> AsyncGenerator[ReplyPiece, None]:
     """Stream a reply: each sentence's text, then its audio chunks, in order.
 
@@ -63,7 +65,9 @@ async def reply(
     chunk from the TTS) fails the reply with ``EngineCallError`` naming it, so a fallback can
     take over. When the TTS fails before any audio of the reply was yielded, ``replace_tts``
     may name another voice: the sentence is spoken again with it and the LLM goes on (no text
-    is repeated); once audio was heard, or with no other voice, the error ends the reply."""
+    is repeated); once audio was heard, or with no other voice, the error ends the reply.
+    ``translate`` (a session's ``reply_language``) turns each sentence into what is spoken and
+    shown, before the TTS; it counts as an engine for ``stall_timeout_s``."""
     timings = timings or ReplyTimings()
     stall_s = stall_timeout_s
     heard = False
@@ -77,6 +81,11 @@ async def reply(
             sentence = "".join(ch for ch in sentence if ch.isprintable() or ch == " ")
             if not any(ch.isalnum() for ch in sentence):
                 continue  # nothing to say: punctuation or symbols only
+            if translate is not None:
+                spoken: str = await _within(translate(sentence), stall_s, "translation")
+                if not spoken.strip():
+                    continue
+                sentence = spoken
             yield ReplyPiece(text=sentence)
             while True:  # once more with another voice, while none was heard
                 try:

@@ -3,11 +3,12 @@
 Client audio (PCM16, any rate) is resampled to the VAD engine's rate and cut into its frames;
 each frame's speech probability feeds a ``TurnDetector``. While nobody speaks only a short
 pre-roll is kept, so a turn starts with the syllable that triggered it. While the user speaks,
-partial transcripts go out now and then; when the turn ends, the utterance goes to the session
-(``on_turn``), which transcribes and answers it. With server VAD off (push-to-talk) the VAD
-is not run and no speech events are sent: the client ends each turn (``commit``), everything
-heard since is the utterance, and it is transcribed but not answered (the client asks for the
-reply); a commit of less than ``MIN_COMMIT_S`` is refused as OpenAI refuses it.
+partial transcripts go out now and then (not in a pause); when the turn ends, the utterance
+goes to the session (``on_turn``), which transcribes and answers it. With server VAD off
+(push-to-talk) the VAD is not run and no speech events are sent: the client ends each turn
+(``commit``), everything heard since is the utterance, and it is transcribed but not answered
+(the client asks for the reply); a commit of less than ``MIN_COMMIT_S`` is refused as OpenAI
+refuses it.
 
 The frame size and rate are the engine's (``VoiceActivityDetector``), never an adapter's
 constants: the listener learns them when the session attaches its leased VAD.
@@ -146,7 +147,7 @@ class Listener:
                 self._utterance = self._utterance[-keep:]
             elif sum(len(f) for f in self._utterance) > self.settings.max_utterance_s * self._rate:
                 await self._end_turn(at)
-            elif self._detector.speaking:
+            elif self._detector.speaking and not self._detector.pausing:
                 self._maybe_partial()
             return
         if turn.event is TurnEvent.SPEECH_STARTED:
@@ -157,7 +158,9 @@ class Listener:
 
     def _maybe_partial(self) -> None:
         """While the user speaks, transcribe what was said so far every ``partial_transcript_s``
-        of audio (one at a time, so partials never queue up behind each other)."""
+        of audio (one at a time, so partials never queue up behind each other). Not while the
+        user pauses: the turn may end within ``end_of_turn_silence_ms``, and a partial still
+        decoding then would slow the final transcription (it cannot be stopped mid-decode)."""
         interval = self.settings.partial_transcript_s
         heard = len(self._utterance) * self._frame_samples / self._rate
         busy = self._partial is not None and not self._partial.done()

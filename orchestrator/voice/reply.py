@@ -1,15 +1,17 @@
 """The speaking half of a cascade session: replies, one at a time, and what was heard of them.
 
-A reply streams LLM text (the VLM's while the history holds a user's photo) into sentences and
-sentences into TTS audio (``cascade.reply``), resampled to the output rate. Each sentence is
-remembered with the audio time at its end, so when the client says it played only part of a
-reply (``truncate``), the history keeps only the sentences the user heard. A new reply, or the
-user starting to speak (barge-in), cancels the one in progress. When an engine fails before
-anything was heard and its fallback chain switches, the reply goes on with the new engine: a
-voice that failed is replaced for the sentence it was to speak (the text shown stays), an LLM
-that failed before any text starts the reply again. Once audio was sent, a failure ends the
-reply as failed, with an error naming the engine, because a reply never switches voices
-mid-way. A chain with nothing left fails each reply the same way.
+A reply streams LLM text (the VLM's while the history holds a user's photo) into sentences
+and sentences into TTS audio (``cascade.reply``), resampled to the output rate and sent on in
+pieces of about ``DELTA_MS`` (the first piece of a sentence is on its way before the rest is
+resampled). Each sentence is remembered with the
+audio time at its end, so when the client says it played only part of a reply (``truncate``),
+the history keeps only the sentences the user heard. A new reply, or the user starting to speak
+(barge-in), cancels the one in progress. When an engine fails before anything was heard and its
+fallback chain switches, the reply goes on with the new engine: a voice that failed is replaced
+for the sentence it was to speak (the text shown stays), an LLM that failed before any text
+starts the reply again. Once audio was sent, a failure ends the reply as failed, with an error
+naming the engine, because a reply never switches voices mid-way. A chain with nothing left
+fails each reply the same way.
 
 Every ``reply_started`` is followed by exactly one ``reply_done`` (completed, cancelled or
 failed), whenever the reply is cancelled: before its task ran, while it waits for the turn
@@ -23,8 +25,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,14 +37,18 @@ from orchestrator.config import SessionsConfig
 from orchestrator.core.metrics import Metrics
 from orchestrator.fleet.fallback import RoleChain
 from orchestrator.voice.boundary import Emit, SessionEvent, TurnRefused
-from orchestrator.voice.cascade import ReplyTimings, reply
+from orchestrator.voice.cascade import ReplyTimings, Translate, reply
 from orchestrator.voice.history import History
-from services.base import ChatModel, SpeechSynthesizer
+from services.base import AudioChunk, ChatModel, SpeechSynthesizer
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
+from services.translation import TextTranslator
 
 OUT_RATE = 24_000
+DELTA_MS = 200  # about the audio one ``reply_audio`` event carries (soxr works in blocks)
 Failover = Callable[[EngineError], Awaitable[bool]]  # True when another engine took over
+# Lease the translation engine for one reply (``reply_language``): waking it if needed.
+LeaseTranslator = Callable[[], AbstractAsyncContextManager[TextTranslator]]
 
 
 @dataclass
@@ -51,10 +57,14 @@ class _Reply:
     item_id: str
     task: asyncio.Task[None] | None = None
     sentences: list[tuple[str, int]] = field(default_factory=list)  # (text, audio ms at its end)
-    audio_ms: int = 0
+    samples: int = 0  # of audio sent, at OUT_RATE
     status: str = "in_progress"
     finishing: bool = False  # its task is past the reply: only ``reply_done`` is left to send
     done: bool = False  # ``reply_done`` was sent (or is being sent)
+
+    @property
+    def audio_ms(self) -> int:
+        return self.samples * 1000 // OUT_RATE
 
 
 class Responder:
@@ -70,12 +80,16 @@ class Responder:
         *,
         failover: Failover,
         metrics: Metrics,
+        lease_translator: LeaseTranslator | None = None,
     ) -> None:
         self.settings = settings
         self.history = history
         self.chains = chains
         self.emit = emit
         self.voice: str | None = None
+        # Replies are spoken in this language, translated sentence by sentence (None: as written)
+        self.reply_language: str | None = settings.reply_language
+        self._lease_translator = lease_translator
         self.turn_metrics: list[dict[str, float]] = []  # the last 100 turns' latencies
         self._tasks = tasks
         self._failover = failover
@@ -187,6 +201,34 @@ class Responder:
         took over its role, so the reply starts again. A voice that fails before anything was
         heard is replaced within the try (``_other_voice``): the text shown stays."""
         ids = (current.item_id, current.response_id)
+        async with AsyncExitStack() as stack:
+            try:
+                translate = await self._translation(stack)
+            except EngineError as exc:
+                current.status = "failed"
+                await self.emit(_reply_event("error", ids, code=exc.code, text=str(exc), error=exc))
+                return False
+            return await self._speak_with(current, timings, translate)
+
+    async def _translation(self, stack: AsyncExitStack) -> Translate | None:
+        """What turns the LLM's sentences into the reply language, its engine leased for the
+        reply; None when replies are spoken as written."""
+        language, lease = self.reply_language, self._lease_translator
+        if not language or lease is None:
+            return None
+        engine = await stack.enter_async_context(lease())
+        source = self.settings.reply_source_language
+
+        async def translate(sentence: str) -> str:
+            [done] = await engine.translate([sentence], source=source, target=language)
+            return done.text
+
+        return translate
+
+    async def _speak_with(
+        self, current: _Reply, timings: ReplyTimings, translate: Translate | None
+    ) -> bool:
+        ids = (current.item_id, current.response_id)
         pending = ""
         try:  # a chain with nothing left raises NoEngine here: the reply still ends
             seeing = "vlm" in self.chains and self.history.has_images()  # a photo to look at
@@ -202,6 +244,7 @@ class Responder:
                 timings=timings,
                 stall_timeout_s=self.settings.engine_timeout_s,
                 replace_tts=self._other_voice,
+                translate=translate,
             )
             async with aclosing(pieces):
                 async for piece in pieces:
@@ -211,23 +254,20 @@ class Responder:
                         pending = piece.text
                         await self.emit(_reply_event("reply_text", ids, text=piece.text + " "))
                     elif piece.audio is not None:
-                        pcm = piece.audio.pcm16
-                        if piece.audio.sample_rate != OUT_RATE:
-                            pcm = await asyncio.to_thread(
-                                _to_out_rate, pcm, piece.audio.sample_rate
-                            )
-                        current.audio_ms += len(pcm) * 1000 // (2 * OUT_RATE)
-                        await self.emit(_reply_event("reply_audio", ids, audio=pcm))
-                        timings.first_sent = timings.first_sent or time.perf_counter()
+                        for pcm in deltas(piece.audio):
+                            current.samples += len(pcm) // 2
+                            await self.emit(_reply_event("reply_audio", ids, audio=pcm))
+                            timings.first_sent = timings.first_sent or time.perf_counter()
+                            await asyncio.sleep(0)  # a long sentence does not hold the loop
             if pending:
                 current.sentences.append((pending, current.audio_ms))
             current.status = "completed"
         except asyncio.CancelledError:
             current.status = "cancelled"
-            if pending and current.audio_ms:
+            if pending and current.samples:
                 current.sentences.append((pending, current.audio_ms))
         except EngineError as exc:
-            nothing_said = not current.sentences and not pending and current.audio_ms == 0
+            nothing_said = not current.sentences and not pending and current.samples == 0
             # (a voice ``_other_voice`` could not replace is no chain's current one any more:
             # this failover finds nothing to switch)
             switched = await self._failover(exc)
@@ -275,6 +315,20 @@ def _reply_event(kind: str, ids: tuple[str, str], **fields: Any) -> SessionEvent
     return SessionEvent(kind, item_id=ids[0], response_id=ids[1], **fields)
 
 
-def _to_out_rate(pcm16: bytes, rate: int) -> bytes:
-    samples = np.frombuffer(pcm16, dtype=np.int16)
-    return np.asarray(soxr.resample(samples, rate, OUT_RATE), dtype=np.int16).tobytes()
+def deltas(chunk: AudioChunk) -> Iterator[bytes]:
+    """A TTS chunk as ``OUT_RATE`` PCM16 pieces of about ``DELTA_MS``, each resampled when it
+    is wanted: the first piece of a long sentence is on its way before the rest is touched.
+    One soxr stream per chunk gives the samples that resampling it whole gives (to a rounding
+    of the last bit), and a piece is small enough to resample on the event loop."""
+    data, rate = chunk.pcm16, chunk.sample_rate
+    step = rate * DELTA_MS // 1000 * 2
+    if rate == OUT_RATE:
+        for at in range(0, len(data), step):
+            yield data[at : at + step]
+        return
+    stream = soxr.ResampleStream(rate, OUT_RATE, 1, dtype="int16")
+    for at in range(0, len(data), step):
+        samples = np.frombuffer(data[at : at + step], dtype=np.int16)
+        out = stream.resample_chunk(samples, last=at + step >= len(data))
+        if len(out):
+            yield out.tobytes()

@@ -22,10 +22,11 @@ import asyncio
 import logging
 import time
 import uuid
-from contextlib import AsyncExitStack, aclosing
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, aclosing, asynccontextmanager
 from typing import Any
 
-from orchestrator.fleet.fallback import RoleChain
+from orchestrator.fleet.fallback import NoEngine, RoleChain
 from orchestrator.voice.boundary import Emit, SessionDeps, SessionEvent, TurnRefused
 from orchestrator.voice.history import History
 from orchestrator.voice.listener import IN_RATE, Audio, Listener
@@ -34,6 +35,7 @@ from orchestrator.voice.turns import TurnSettings
 from services.base import SpeechRecognizer, VoiceActivityDetector
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
+from services.translation import TextTranslator
 from services.vision import Image
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class CascadeSession:
             self._tasks,
             failover=self._failover,
             metrics=deps.metrics,
+            lease_translator=self._lease_translator,
         )
         self.listener = Listener(
             self.settings,
@@ -178,13 +181,33 @@ class CascadeSession:
         voice: str | None,
         vad: dict[str, Any] | None,
         vad_enabled: bool | None,
+        reply_language: str | None = None,
     ) -> None:
+        """Change what ``session.update`` gave; None keeps a setting, ``""`` turns
+        ``voice`` or ``reply_language`` off."""
+        if reply_language is not None:
+            self.replies.reply_language = reply_language or None
         if instructions is not None:
             self.instructions = instructions
             self.history.system = type(self.history.system)("system", instructions)
         if voice is not None:
             self.replies.voice = voice or None
         self.listener.configure(vad=vad, vad_enabled=vad_enabled)
+
+    @asynccontextmanager
+    async def _lease_translator(self) -> AsyncIterator[TextTranslator]:
+        """The translation engine for one reply in ``reply_language``, woken if needed."""
+        name, deps = self.settings.translation, self.deps
+        if name not in deps.fleet.names:
+            raise NoEngine(
+                f"reply_language needs a translation engine named {name!r}"
+                " ([sessions] translation)",
+                engine=name,
+            )
+        async with deps.fleet.lease([name], timeout_s=deps.wake_timeout_s) as engines:
+            engine = engines[name]
+            assert isinstance(engine, TextTranslator)
+            yield engine
 
     # -- fallback ----------------------------------------------------------------------------
 

@@ -41,6 +41,11 @@ class TurnDetector:
         self._first_voiced_at = 0.0
         self._silence_since: float | None = None
 
+    @property
+    def pausing(self) -> bool:
+        """Speaking, but the latest frames were silent: the turn may be about to end."""
+        return self.speaking and self._silence_since is not None
+
     def feed(self, probability: float, frame_start: float) -> Turn | None:
         """One frame's speech probability; returns the turn event it completes, if any."""
         s = self.settings

@@ -113,6 +113,7 @@ class RealtimeConnection:
             "modalities": ["audio", "text"],
             "instructions": s.instructions,
             "voice": s.voice or "default",
+            "reply_language": s.replies.reply_language,
             "input_audio_format": "pcm16",
             "output_audio_format": "pcm16",
             "turn_detection": {
@@ -172,6 +173,7 @@ class RealtimeConnection:
             voice=event.voice,
             vad=event.vad,
             vad_enabled=event.vad_enabled,
+            reply_language=event.reply_language,
         )
         if event.instructions is not None:
             self.client_instructions = event.instructions

@@ -171,8 +171,9 @@ class RealtimeDuplex:
 
     # -- the session's output (FrontEnd) -----------------------------------------------------
 
-    async def audio(self, frame: Pcm) -> None:
-        """Output in 80 ms deltas: the duplex engine's Opus pages decode in smaller pieces."""
+    async def audio(self, frame: Pcm, ogg: bytes = b"") -> None:
+        """Output in 80 ms deltas: the duplex engine's Opus pages decode in smaller pieces
+        (PCM16 on this protocol: its Ogg pages are not used)."""
         await self._running.wait()
         pcm16 = (np.clip(frame, -1, 1) * 32767).astype(np.int16)
         self._out = np.concatenate([self._out, pcm16])

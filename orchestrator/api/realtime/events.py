@@ -86,6 +86,7 @@ class SessionUpdate:
     voice: str | None = None
     vad: dict[str, Any] | None = None
     vad_enabled: bool | None = None
+    reply_language: str | None = None  # our extension: "" turns it off
 
     @classmethod
     def from_model(cls, model: BaseModel, extensions: Extensions, limits: Limits) -> Self:
@@ -129,6 +130,7 @@ class SessionUpdate:
             if cascade and detection is not None
             else None,
             vad_enabled=detection is not None if cascade and detection_given else None,
+            reply_language=extensions.reply_language,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,6 +138,8 @@ class SessionUpdate:
         config["backend"] = self.backend
         if self.instructions is not None:
             config["instructions"] = self.instructions
+        if self.reply_language is not None:
+            config["reply_language"] = self.reply_language
         detection = None if not self.vad_enabled else {"type": "server_vad", **(self.vad or {})}
         if not self.ga:
             if self.voice is not None:

@@ -20,12 +20,15 @@ as ``param``:
 Our additions to OpenAI's events are declared in ``EXTENSIONS``, the one place that lists them.
 They are taken out of the event (and checked) before OpenAI's model sees it:
 
-    event            field              values                  what it does
-    session.update   session.backend    "cascade" | "duplex"    which back-end serves the session
+    event            field                   values                what it does
+    session.update   session.backend         "cascade" | "duplex"  which back-end serves it
+    session.update   session.reply_language  a language code, ""   replies spoken in it,
+                                                                   translated ("": off)
 """
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,9 +43,14 @@ from services.errors import InvalidInput
 Backend = Literal["cascade", "duplex"]
 BACKENDS: tuple[Backend, ...] = typing.get_args(Backend)
 
-# (event type, path inside the event) -> the values allowed; see the module docstring
-EXTENSIONS: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {
+# LibreTranslate's language codes ("de", "zh-Hans", "pt-BR"), or "" for none
+LANGUAGE_CODE = re.compile(r"(?:[a-z]{2,3}(?:-[A-Za-z]{2,4})?)?")
+
+# (event type, path inside the event) -> the values allowed (or a pattern the whole string
+# matches); see the module docstring
+EXTENSIONS: dict[tuple[str, tuple[str, ...]], tuple[str, ...] | re.Pattern[str]] = {
     ("session.update", ("session", "backend")): BACKENDS,
+    ("session.update", ("session", "reply_language")): LANGUAGE_CODE,
 }
 
 
@@ -64,6 +72,7 @@ class Extensions:
     """Our additions found in one event (None: not given)."""
 
     backend: Backend | None = None
+    reply_language: str | None = None
 
 
 def _discriminated(union: Any) -> TypeAdapter[BaseModel]:
@@ -127,7 +136,15 @@ def _strip_extensions(data: Mapping[str, Any]) -> tuple[dict[str, Any], Extensio
         if holder is None or name not in holder:
             continue
         value, param = holder.pop(name), ".".join(path)
-        if value not in allowed:
+        if isinstance(allowed, re.Pattern):
+            if not isinstance(value, str) or not allowed.fullmatch(value):
+                raise InvalidEvent(
+                    f"Invalid value for '{param}': a language code like 'de' or 'zh-Hans',"
+                    " or '' for none.",
+                    "invalid_value",
+                    param,
+                )
+        elif value not in allowed:
             choices = ", ".join(repr(a) for a in allowed)
             raise InvalidEvent(
                 f"Invalid value for '{param}': must be one of {choices}.", "invalid_value", param

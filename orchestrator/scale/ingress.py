@@ -1,0 +1,295 @@
+"""The ingress: Ray Serve's front for the voice API, a thin relay to one replica per request.
+
+Ray Serve's HTTP proxy speaks ASGI, our voice API is aiohttp; rather than a second copy of the
+routes, the ingress (FastAPI, on the Ray head, always on) checks the client's key, asks the GPU
+deployment for a place (``VoiceReplica.place``: Ray picks the replica, warm before cold, never
+a full one, and holds the request while none has room or none runs) and relays the request or
+socket to that replica's own voice API, where the real routes serve it. The session stays on
+that replica for its life: the ingress never moves it.
+
+- ``/v1/realtime`` and ``/v1/duplex``: accepted at once; while no replica runs (scaled to zero)
+  a Realtime client is told ``waking`` (``engines: ["replica"]``) now and every
+  ``waking_interval_s``, as the gateway tells it while the host boots (a duplex client hears
+  nothing: its protocol has no such message). What the client sends meanwhile waits in the
+  socket. Queue full (``[scale] max_queued_sessions``): a Realtime ``error`` event
+  ``sessions_full`` and close 1013 (try again later).
+- every other path: relayed as it came, the answer streamed back with ``X-Voice-Replica``;
+  ``X-Voice-Waking: replica`` when it waited for a replica to start; queue full is a 503.
+- ``/health/live`` answers here: a liveness probe must not wake a replica.
+"""
+
+# No "from __future__ import annotations" here: Ray Serve wraps these methods for FastAPI, which
+# then resolves string annotations in Ray's module, not this one (a WebSocket would be a query).
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import suppress
+from typing import Any, Protocol, cast
+
+import aiohttp
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from ray import serve
+from ray.serve.exceptions import BackPressureError
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
+
+from orchestrator.api.app import BAD_KEY, presented_key
+from orchestrator.api.errors import WireError
+from orchestrator.api.realtime.wire import report_event, server_event
+from orchestrator.config import AppConfig
+from orchestrator.config.secrets import load_secrets
+from orchestrator.scale.options import REPLICA
+from orchestrator.scale.tickets import TICKET_HEADER
+
+log = logging.getLogger(__name__)
+
+REPLICA_HEADER = "X-Voice-Replica"
+WAKING_HEADER = "X-Voice-Waking"
+FULL = WireError(
+    503, "sessions_full", "every replica is full and the queue too: try again shortly", None, 5
+)
+# Hop-by-hop headers (RFC 9110 7.6.1) and those the relay sets itself.
+_DROPPED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        TICKET_HEADER.lower(),
+    }
+)
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+api = FastAPI(title="voice-orchestrator ingress", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+class Dialect(Protocol):
+    async def waking(self, ws: WebSocket) -> None: ...
+
+    async def refused(self, ws: WebSocket, error: WireError) -> None: ...
+
+
+class RealtimeDialect:
+    async def waking(self, ws: WebSocket) -> None:
+        await ws.send_text(
+            json.dumps(server_event("waking", engines=["replica"], state="starting"))
+        )
+
+    async def refused(self, ws: WebSocket, error: WireError) -> None:
+        await ws.send_text(json.dumps(report_event(error)))
+        await ws.close(code=1013, reason=error.code)
+
+
+class DuplexDialect:
+    async def waking(self, ws: WebSocket) -> None:
+        return None  # PersonaPlex's protocol has no such message: the client just waits
+
+    async def refused(self, ws: WebSocket, error: WireError) -> None:
+        await ws.close(code=1013, reason=error.message[:120])
+
+
+async def _first(
+    placing: DeploymentResponseGenerator[Any],
+    at_zero: Callable[[], Awaitable[bool]],
+    tell: Callable[[], Awaitable[None]] | None,
+    interval_s: float,
+) -> tuple[dict[str, str], bool]:
+    """The place Ray found, and whether the request waited for a replica to start; while none
+    runs, ``tell`` is called now and every ``interval_s``."""
+    found = asyncio.ensure_future(placing.__anext__())
+    waited = False
+    try:
+        while True:
+            done, _ = await asyncio.wait({found}, timeout=0 if not waited else interval_s)
+            if done:
+                return found.result(), waited
+            if not waited and not await at_zero():
+                return await found, False
+            waited = True
+            if tell is not None:
+                await tell()
+    finally:
+        if not found.done():
+            found.cancel()
+
+
+async def _relay(client: WebSocket, upstream: aiohttp.ClientWebSocketResponse) -> None:
+    """Both directions at once, until either side closes; the other side is told."""
+
+    async def down() -> None:
+        async for message in upstream:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                await client.send_text(message.data)
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                await client.send_bytes(message.data)
+        code = upstream.close_code or 1000
+        with suppress(RuntimeError, WebSocketDisconnect):
+            await client.close(code=code if code != 1006 else 1011)
+
+    async def up() -> None:
+        try:
+            while True:
+                message = await client.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is not None:
+                    await upstream.send_str(message["text"])
+                elif message.get("bytes") is not None:
+                    await upstream.send_bytes(message["bytes"])
+        finally:
+            await upstream.close()
+
+    tasks = [
+        asyncio.create_task(down(), name="relay-down"),
+        asyncio.create_task(up(), name="relay-up"),
+    ]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _cancel(placing: DeploymentResponseGenerator[Any]) -> None:
+    """Give the place back if the replica still holds it (it also frees it by itself)."""
+    placing.cancel()  # type: ignore[no-untyped-call]
+
+
+def _forwarded(headers: Any, ticket: str) -> dict[str, str]:
+    out = {k: v for k, v in headers.items() if k.lower() not in _DROPPED}
+    for name in list(out):
+        if name.lower().startswith("sec-websocket"):
+            del out[name]  # aiohttp's client makes its own handshake
+    out[TICKET_HEADER] = ticket
+    return out
+
+
+def _protocols(headers: Any) -> list[str]:
+    offered = headers.get("sec-websocket-protocol", "")
+    return [p.strip() for p in offered.split(",") if p.strip()]
+
+
+def _url(base: str, path: str, query: str) -> str:
+    return f"{base}{path}?{query}" if query else f"{base}{path}"
+
+
+@serve.ingress(api)
+class VoiceIngress:
+    """Built by Ray Serve (``app.py``); ``replicas`` is the GPU deployment's handle.
+
+    Last in the module: ``serve.ingress`` pickles the class at once, with the module's
+    helpers it uses; defined below it, they would be missing in the replica."""
+
+    def __init__(self, config: AppConfig, replicas: DeploymentHandle[Any]) -> None:
+        self.config = config
+        self.secrets = load_secrets(config.state.dir)
+        self.replicas = replicas
+        self.http: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self.http is None:  # made on the replica's loop, at the first request
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+            self.http = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        return self.http
+
+    @api.get("/health/live")
+    async def live(self) -> dict[str, str]:
+        return {"status": "alive"}
+
+    @api.websocket("/v1/realtime")
+    async def realtime(self, websocket: WebSocket) -> None:
+        await self._socket(websocket, RealtimeDialect())
+
+    @api.websocket("/v1/duplex")
+    async def duplex(self, websocket: WebSocket) -> None:
+        await self._socket(websocket, DuplexDialect())
+
+    @api.api_route("/{path:path}", methods=_METHODS)
+    async def relay(self, request: Request, path: str) -> Response:
+        if not self._key_valid(request.headers):
+            return JSONResponse(
+                {"error": BAD_KEY.body()}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        body = await request.body()
+        placing = self._place()
+        try:
+            place, waited = await _first(placing, self._at_zero, None, self._interval_s)
+            headers = _forwarded(request.headers, place["ticket"])
+            url = _url(place["url"], request.url.path, request.url.query)
+            upstream = await self._client().request(request.method, url, headers=headers, data=body)
+        except BackPressureError:
+            _cancel(placing)
+            return JSONResponse(
+                {"error": FULL.body()}, status_code=503, headers={"Retry-After": "5"}
+            )
+        except BaseException:
+            _cancel(placing)
+            raise
+        out = {k: v for k, v in upstream.headers.items() if k.lower() not in _DROPPED}
+        out[REPLICA_HEADER] = place["replica"]
+        if waited:
+            out[WAKING_HEADER] = "replica"
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.content.iter_any():
+                    yield chunk
+            finally:
+                upstream.release()
+                _cancel(placing)
+
+        return StreamingResponse(stream(), status_code=upstream.status, headers=out)
+
+    async def _socket(self, websocket: WebSocket, dialect: Dialect) -> None:
+        if not self._key_valid(websocket.headers):
+            await websocket.close(code=1008, reason="missing or invalid API key")  # a 403
+            return
+        offered = _protocols(websocket.headers)
+        await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
+        placing = self._place()
+        try:
+            try:
+                place, _ = await _first(
+                    placing, self._at_zero, lambda: dialect.waking(websocket), self._interval_s
+                )
+            except BackPressureError:
+                await dialect.refused(websocket, FULL)
+                return
+            url = _url(place["url"], websocket.url.path, websocket.url.query)
+            headers = _forwarded(websocket.headers, place["ticket"])
+            async with self._client().ws_connect(
+                url, headers=headers, protocols=offered, max_msg_size=0, autoping=True
+            ) as upstream:
+                await _relay(websocket, upstream)
+        finally:
+            _cancel(placing)
+
+    def _place(self) -> DeploymentResponseGenerator[Any]:
+        return cast(
+            DeploymentResponseGenerator[Any], self.replicas.options(stream=True).place.remote()
+        )
+
+    def _key_valid(self, headers: Any) -> bool:
+        key = presented_key(headers)
+        return bool(key) and self.secrets.api_key_valid(key)
+
+    async def _at_zero(self) -> bool:
+        """Whether no replica of the GPU deployment runs (scaled to zero, or still starting)."""
+        context = serve.get_replica_context()
+        status = await asyncio.to_thread(serve.status)
+        app = status.applications.get(context.app_name)
+        deployment = app.deployments.get(REPLICA) if app is not None else None
+        if deployment is None:
+            return True
+        return not any(n for state, n in deployment.replica_states.items() if state == "RUNNING")
+
+    @property
+    def _interval_s(self) -> float:
+        return self.config.scale.waking_interval_s

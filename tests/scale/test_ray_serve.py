@@ -1,0 +1,201 @@
+"""The voice API on Ray Serve, on a local Ray cluster on the CPU: two replicas of the tiny-engine
+runtime behind the ingress (``orchestrator/scale``).
+
+One cluster for the module (Ray starts in seconds, the replicas load torch); each test
+redeploys the replica options it needs. Which replica holds a session is asked of the replica
+actors themselves (their routing stats list their open sessions), never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import API_KEY, cascade_toml, free_port
+from tests.realtime_client import Socket
+from tests.scale.cluster import LocalCluster, scale_toml, until
+
+pytestmark = pytest.mark.ray
+
+CAP = 4  # sessions per replica
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_whisper_dir: Path,
+    tiny_piper_onnx: Path,
+    tiny_llm_dir: Path,
+) -> Iterator[LocalCluster]:
+    tmp = tmp_path_factory.mktemp("ray")
+    text = cascade_toml(tiny_whisper_dir, tiny_piper_onnx, tiny_llm_dir, tmp)
+    text += scale_toml(free_port(), replicas=2, sessions_per_replica=CAP, max_queued_sessions=1)
+    path = tmp / "scale.toml"
+    path.write_text(text)
+    with LocalCluster(path, API_KEY).running() as running:
+        yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def open_socket(http: aiohttp.ClientSession, cluster: LocalCluster) -> Socket:
+    ws = await http.ws_connect(
+        f"{cluster.url}/v1/realtime", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    return Socket(ws)
+
+
+async def opened(http: aiohttp.ClientSession, cluster: LocalCluster) -> tuple[Socket, str]:
+    """A Realtime session, and its id (``session.created``)."""
+    socket = await open_socket(http, cluster)
+    created = await socket.until("session.created", timeout=180)
+    return socket, created["session"]["id"]
+
+
+async def first_answer(socket: Socket) -> dict[str, Any]:
+    """The first ``session.created`` or ``error`` the socket gets."""
+    async with asyncio.timeout(300):
+        while True:
+            message = await socket.ws.receive()
+            assert message.type is aiohttp.WSMsgType.TEXT, message
+            event: dict[str, Any] = json.loads(message.data)
+            if event["type"] in ("session.created", "error"):
+                return event
+
+
+async def a_text_turn(socket: Socket) -> None:
+    await socket.say("Hello")
+    await socket.send("response.create")
+    await socket.until("response.audio.delta", timeout=180)
+    done = await socket.until("response.done", timeout=180)
+    assert done["response"]["status"] == "completed"
+
+
+async def test_eight_sessions_spread_over_two_replicas_and_stay(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    await asyncio.to_thread(cluster.deploy, num_replicas=2, max_queued_requests=-1)
+    opened_ = await asyncio.gather(*(opened(http, cluster) for _ in range(8)))
+    ids = [session for _, session in opened_]
+    where = await asyncio.to_thread(cluster.where)
+    assert sorted(where) == sorted(ids)  # every session is on exactly one replica
+    assert sorted(Counter(where.values()).values()) == [CAP, CAP]  # both replicas, 4 each
+    # one session on each replica speaks a whole turn; afterwards all are where they were
+    first_on = {replica: session for session, replica in where.items()}
+    sockets = dict(zip(ids, (s for s, _ in opened_), strict=True))
+    await asyncio.gather(*(a_text_turn(sockets[s]) for s in first_on.values()))
+    assert await asyncio.to_thread(cluster.where) == where
+    for socket, _ in opened_:
+        await socket.ws.close()
+    await until(lambda: not cluster.where(), what="the sessions to end on the replicas")
+
+
+async def test_a_full_deployment_queues_one_session_and_refuses_the_next(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    """4 per replica, 2 replicas, ``max_queued_sessions = 1``: of two extra sessions one waits
+    for a place and gets it when a session ends, the other is refused at once."""
+    await asyncio.to_thread(cluster.deploy, num_replicas=2)
+    # one at a time: a burst waits for its places together, and a queue of 1 refuses it
+    full = [await opened(http, cluster) for _ in range(2 * CAP)]
+    extra = [await open_socket(http, cluster) for _ in range(2)]
+    answers = [asyncio.ensure_future(first_answer(s)) for s in extra]
+    done, _ = await asyncio.wait(answers, return_when=asyncio.FIRST_COMPLETED)
+    (error,) = (task.result() for task in done)
+    assert error["type"] == "error"
+    assert error["error"]["code"] == "sessions_full"
+    refused = extra[answers.index(next(iter(done)))]
+    held = extra[1 - extra.index(refused)]
+    assert (await refused.ws.receive()).type is aiohttp.WSMsgType.CLOSE
+    assert refused.ws.close_code == 1013
+    stats = await asyncio.to_thread(cluster.stats)
+    assert all(len(s["sessions"]) == CAP for s in stats.values())  # the cap holds
+    ended_socket, ended = full[0]
+    freed = (await asyncio.to_thread(cluster.where))[ended]
+    await ended_socket.ws.close()
+    answer = await answers[extra.index(held)]
+    assert answer["type"] == "session.created"  # its place came when a session ended
+    assert (await asyncio.to_thread(cluster.where))[answer["session"]["id"]] == freed
+    for socket in (held, *(s for s, _ in full[1:])):
+        await socket.ws.close()
+    await until(lambda: not cluster.where(), what="the sessions to end on the replicas")
+
+
+async def test_a_draining_replica_finishes_its_session_and_takes_no_new_one(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    await asyncio.to_thread(cluster.deploy, num_replicas=2, max_queued_requests=-1)
+    (a, a_id), (b, b_id) = [await opened(http, cluster) for _ in range(2)]
+    where = await asyncio.to_thread(cluster.where)
+    assert where[a_id] != where[b_id]  # the second went to the replica with room to spare
+    with cluster.deploying(num_replicas=1, max_queued_requests=-1):
+        (draining,) = await until(lambda: cluster.in_state("STOPPING"), what="a drain")
+        staying = next(r for r in where.values() if r != draining)
+        socket = a if where[a_id] == draining else b
+        await a_text_turn(socket)  # the draining replica still answers its session
+        newcomer, new_id = await opened(http, cluster)
+        assert (await asyncio.to_thread(cluster.where))[new_id] == staying
+        assert draining in await asyncio.to_thread(cluster.in_state, "STOPPING")
+        await socket.ws.close()  # its last session ends: now it stops
+        await until(
+            lambda: draining not in {r["replica_id"] for r in cluster.replicas()},
+            what="the drained replica to stop",
+        )
+    assert await asyncio.to_thread(cluster.in_state, "RUNNING") == [staying]
+    assert (await asyncio.to_thread(cluster.where))[new_id] == staying
+    for other in (a, b, newcomer):
+        await other.ws.close()
+    await until(lambda: not cluster.where(), what="the sessions to end on the replicas")
+
+
+async def test_from_zero_replicas_the_first_session_is_told_waking_and_answered(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    autoscaling = {
+        "min_replicas": 0,
+        "initial_replicas": 0,
+        "max_replicas": 2,
+        "target_ongoing_requests": CAP,
+        "upscale_delay_s": 0,
+        "downscale_delay_s": 600,
+    }
+    await asyncio.to_thread(cluster.deploy, autoscaling_config=autoscaling, max_queued_requests=-1)
+    await until(lambda: not cluster.replicas(), what="zero replicas")
+    socket = await open_socket(http, cluster)
+    first = json.loads((await socket.ws.receive()).data)
+    assert first["type"] == "waking"
+    assert first["engines"] == ["replica"]
+    created = await socket.until("session.created", timeout=300)
+    assert (await asyncio.to_thread(cluster.where)) == {
+        created["session"]["id"]: cluster.in_state("RUNNING")[0]
+    }
+    response = await http.get(
+        f"{cluster.url}/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    assert response.status == 200
+    assert response.headers["X-Voice-Replica"] == cluster.in_state("RUNNING")[0]
+    await socket.ws.close()
+
+
+async def test_the_ingress_checks_the_key_before_it_places_anything(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    response = await http.get(f"{cluster.url}/v1/models")
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "invalid_api_key"
+    live = await http.get(f"{cluster.url}/health/live")
+    assert live.status == 200
+    assert "X-Voice-Replica" not in live.headers  # answered by the ingress itself
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        await http.ws_connect(f"{cluster.url}/v1/realtime")
