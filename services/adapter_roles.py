@@ -3,10 +3,6 @@
 A table apart from ``services.registry`` so that validating a configuration does not import the
 adapters (and what they import): the gateway reads the same TOML on a small VM that has no engine
 code to load. ``services.registry`` maps each of these names to its adapter class.
-
-``PLANNED_ONLY`` names the engines a configuration may already describe although no adapter
-serves their role yet: the VRAM plan sizes and places them (``plan``, the console's plan page),
-and the fleet holds each as a ``services.planned.PlannedEngine`` that reports itself missing.
 """
 
 from __future__ import annotations
@@ -47,26 +43,15 @@ MORE_ROLES: dict[tuple[str, Role], str] = {
     ("transformers", Role.VLM): "a vision-language model run in process by transformers",
 }
 
-# (adapter, role) -> what will serve it: engines a configuration may describe (and the planner
-# size) before any adapter serves their role. Every role has an adapter now; the mechanism
-# stays for the next one.
-PLANNED_ONLY: dict[tuple[str, Role], str] = {}
-
 
 def serves(adapter: str, role: Role) -> bool:
     """True when ``adapter`` has an engine class for ``role`` (its own, or one of MORE_ROLES)."""
     return ADAPTER_ROLES.get(adapter) is role or (adapter, role) in MORE_ROLES
 
 
-def planned_only(adapter: str, role: Role) -> bool:
-    """True for an engine that may be configured and planned but not run yet."""
-    return (adapter, role) in PLANNED_ONLY
-
-
 def adapter_names() -> list[str]:
-    """Every adapter name a configuration may use, planned-only ones marked."""
-    planned = {f"{a} ({r} planned only)" for a, r in PLANNED_ONLY if a not in ADAPTER_ROLES}
-    return sorted(ADAPTER_ROLES) + sorted(planned)
+    """Every adapter name a configuration may use."""
+    return sorted(ADAPTER_ROLES)
 
 
 def roles_of(adapter: str) -> list[Role]:

@@ -45,9 +45,7 @@ class Role(StrEnum):
     TTS = "tts"
     DUPLEX = "duplex"
     VAD = "vad"
-    # Planned only so far: the VRAM plan sizes and places engines of these roles (the GPU sizing
-    # seed's vision-language model and translation); no adapter serves them yet
-    # (``services.adapter_roles.PLANNED_ONLY``).
+    # the GPU sizing seed's other two roles: homework photos, and replies in another language
     VLM = "vlm"
     TRANSLATION = "translation"
 

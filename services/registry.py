@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.adapter_roles import ADAPTER_ROLES, MORE_ROLES, PARKING_ADAPTERS, planned_only
+from services.adapter_roles import ADAPTER_ROLES, MORE_ROLES, PARKING_ADAPTERS
 from services.base import Engine, EngineSpec, Role
 from services.ctranslate2_mt import CTranslate2Translator
 from services.managed import ServerEngine
@@ -15,7 +15,6 @@ from services.openai_llm import OpenAIChat
 from services.openai_tts import OpenAISpeech, VibeVoiceSpeech
 from services.personaplex import PersonaPlexEngine
 from services.piper_tts import PiperEngine
-from services.planned import PlannedEngine
 from services.process.supervisor import Supervisor
 from services.silero_vad import SileroVad
 from services.transformers_llm import TransformersChat
@@ -71,9 +70,7 @@ ADAPTERS: dict[str, tuple[Role, EngineFactory]] = {
 
 
 def create_engine(adapter: str, spec: EngineSpec) -> Engine:
-    """The adapter's engine for ``spec``; a planned-only role gets a ``PlannedEngine``."""
-    if planned_only(adapter, spec.role):
-        return PlannedEngine(spec, adapter)
+    """The adapter's engine for ``spec``."""
     if (adapter, spec.role) in _ROLE_FACTORIES:
         return _ROLE_FACTORIES[adapter, spec.role](spec)
     try:

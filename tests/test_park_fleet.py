@@ -171,8 +171,9 @@ async def test_an_old_file_that_unloads_in_cool_still_unloads(
     ladder = Ladder(make_runtime, config_file(tmp_path, old))
     hibernator = ladder.runtime.hibernator
     assert hibernator.unloaded_roles(IdleState.COOL) == {Role.TTS, Role.DUPLEX}
-    # the default park_roles yield to it; only the translation role, which came later, parks
-    assert hibernator.parked_roles(IdleState.COOL) == {Role.TRANSLATION}
+    # the default park_roles yield to it; only the roles that came later (translation, the
+    # VLM) park
+    assert hibernator.parked_roles(IdleState.COOL) == {Role.TRANSLATION, Role.VLM}
     await ladder.use("asr", "tts")
     await ladder.idle(301)
     assert ladder.actions() == {("unload", "tts", True)}

@@ -21,7 +21,6 @@ from orchestrator.core.idle import IdleState, Thresholds
 from services.adapter_roles import (
     ADAPTER_ROLES,
     adapter_names,
-    planned_only,
     roles_of,
     serves,
 )
@@ -285,8 +284,6 @@ class EngineConfig(_Model):
 
     @model_validator(mode="after")
     def _known_adapter(self) -> EngineConfig:
-        if planned_only(self.adapter, self.role):
-            return self
         if self.adapter not in ADAPTER_ROLES:
             known = ", ".join(adapter_names())
             raise ValueError(f"unknown adapter {self.adapter!r}; known adapters: {known}")

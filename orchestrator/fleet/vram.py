@@ -16,7 +16,6 @@ from orchestrator.fleet.records import EngineRecord
 from orchestrator.gpu.admission import Admission
 from orchestrator.gpu.admission import EngineState as AdmissionState
 from orchestrator.gpu.planner import Action
-from services.adapter_roles import planned_only
 from services.base import LoadReport, ProcessBacked
 
 
@@ -36,11 +35,8 @@ class VramAdmission:
         there is no room), and note on its record where it goes. Returns why when the engine
         must be rebuilt there: on the CPU instead, or on another GPU than it was built for (a
         server process the old engine left running is stopped first: it holds that GPU and
-        the port). An engine of a role no adapter serves yet (planned only) asks for no room:
-        its load fails at once."""
+        the port)."""
         record = self._records[name]
-        if planned_only(record.config.adapter, record.config.role):
-            return None
         decision = await self.admission.admit(name, self.view, self._evict)
         if decision.action is Action.CPU and record.config.device != "cpu":
             record.on_cpu_instead = True
