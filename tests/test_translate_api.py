@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
+from orchestrator.api.translate import field_key
 from orchestrator.app.runtime import Runtime
 from orchestrator.config import load_config
 from tests.conftest import API_KEY, RuntimeFactory, tiny_profile_toml
@@ -163,3 +164,21 @@ async def test_auto_detects_the_source_language(http: httpx.AsyncClient) -> None
     assert response.status_code == 200, response.text
     detected = response.json()["detectedLanguage"]
     assert detected["language"] == "de" and 0 < detected["confidence"] <= 100
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "body", "query", "key"),
+    [
+        ("GET", "", b"", {"api_key": " k "}, "k"),
+        ("POST", "application/json", b'{"q": "x", "api_key": "k"}', {}, "k"),
+        ("POST", "application/json; charset=utf-8", b'{"api_key": 7}', {}, ""),
+        ("POST", "application/json", b"{nope", {}, ""),
+        ("POST", "application/json", b"[1]", {}, ""),
+        ("POST", "application/x-www-form-urlencoded", b"q=x&api_key=k%2B1", {}, "k+1"),
+        ("POST", "multipart/form-data; boundary=b", b"--b--", {}, ""),
+    ],
+)
+def test_another_front_reads_the_body_key_as_the_route_does(
+    method: str, content_type: str, body: bytes, query: dict[str, str], key: str
+) -> None:
+    assert field_key(method, content_type, body, query) == key

@@ -22,6 +22,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -37,6 +38,8 @@ from services.translation import Language, TextTranslator, canonical
 PATHS = frozenset({"/translate", "/languages"})
 _FIELDS = web.RequestKey("libretranslate_fields", dict)
 MAX_BODY_BYTES = 1 << 20
+NO_KEY = "Please contact the server operator to get an API key"  # LibreTranslate's 400
+WRONG_KEY = "Invalid API key"  # its 403
 
 
 class Refusal(Exception):
@@ -61,11 +64,30 @@ async def with_body_key(request: web.Request, handler: Handler) -> web.StreamRes
         return _error(exc.status, str(exc))
     key = fields.get("api_key")
     if not isinstance(key, str) or not key:
-        return _error(400, "Please contact the server operator to get an API key")
+        return _error(400, NO_KEY)
     if not runtime.secrets.api_key_valid(key.strip()):
-        return _error(403, "Invalid API key")
+        return _error(403, WRONG_KEY)
     request[API_KEY_USED] = key.strip()
     return await handler(request)
+
+
+def field_key(method: str, content_type: str, body: bytes, query: Mapping[str, str]) -> str:
+    """LibreTranslate's ``api_key`` field of a request read by another front (the scale-out
+    ingress checks it before it places the request on a replica): the query's for GET, the
+    JSON or urlencoded body's otherwise; "" when there is none or the body cannot be read."""
+    if method == "GET":
+        return query.get("api_key", "").strip()
+    if content_type.startswith("application/json"):
+        try:
+            fields = json.loads(body)
+        except (ValueError, RecursionError):
+            return ""
+        key = fields.get("api_key") if isinstance(fields, dict) else None
+        return key.strip() if isinstance(key, str) else ""
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        found = parse_qs(body.decode("utf-8", "replace")).get("api_key", [""])
+        return found[0].strip()
+    return ""
 
 
 async def _fields(request: web.Request, runtime: Runtime) -> dict[str, Any]:

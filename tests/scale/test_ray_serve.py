@@ -199,3 +199,12 @@ async def test_the_ingress_checks_the_key_before_it_places_anything(
     assert "X-Voice-Replica" not in live.headers  # answered by the ingress itself
     with pytest.raises(aiohttp.WSServerHandshakeError):
         await http.ws_connect(f"{cluster.url}/v1/realtime")
+    # a LibreTranslate client sends its key in the body: checked there, in its words
+    body = {"q": "Hallo", "source": "de", "target": "en"}
+    wrong = await http.post(f"{cluster.url}/translate", json={**body, "api_key": "nope"})
+    assert (wrong.status, await wrong.json()) == (403, {"error": "Invalid API key"})
+    assert "X-Voice-Replica" not in wrong.headers
+    none = await http.post(f"{cluster.url}/translate", data=body)
+    assert none.status == 400 and "X-Voice-Replica" not in none.headers
+    right = await http.post(f"{cluster.url}/translate", data={**body, "api_key": API_KEY})
+    assert right.status != 403 and "X-Voice-Replica" in right.headers  # on to a replica
