@@ -109,6 +109,28 @@ NLLB_CODES: dict[str, str] = {code: flores for code, _, flores in LANGUAGES}
 ALIASES: dict[str, str] = {"zh": "zh-Hans", "zt": "zh-Hant", "pb": "pt-BR"}
 
 
+def known_language(code: str, param: str) -> str:
+    """``code`` as ``LANGUAGES`` writes it; ``InvalidInput`` naming ``param`` when no
+    translation model we speak for knows it (a typo found when it is set, not at the first
+    reply)."""
+    found = canonical(code)
+    if found not in NAMES:
+        error = UnsupportedLanguage(
+            f"{param} {code!r} is not a language code (LibreTranslate's: de, fr, zh-Hans...)"
+        )
+        error.param = param
+        raise error
+    return found
+
+
+def serves_pair(languages: Sequence[Language], source: str, target: str) -> bool:
+    """Whether an engine's ``languages()`` reach ``target`` from ``source``; True while it
+    has not said (it was never loaded)."""
+    if not languages:
+        return True
+    return any(lang.code == source and target in lang.targets for lang in languages)
+
+
 def canonical(code: str) -> str:
     """A client's code as ``LANGUAGES`` writes it (``ZH`` -> ``zh-Hans``, ``DE`` -> ``de``)."""
     lowered = code.strip().lower()

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.config import load_config
-from services.translation import Translation
+from orchestrator.config import ConfigError, load_config
+from services.translation import Language, TextTranslator, Translation
 from tests.conftest import RuntimeFactory, cascade_toml
 from tests.realtime_client import Socket, connect
 from tests.test_translate_api import translation_toml
@@ -111,7 +111,7 @@ async def test_replies_are_translated_before_speech_and_shown_as_spoken(
         await socket.ws.close()
 
 
-async def test_a_language_the_engine_lacks_fails_the_reply_with_an_error(
+async def test_a_language_no_model_knows_is_refused_when_it_is_set(
     runtime: Runtime, aiohttp_server: Any
 ) -> None:
     server: TestServer = await aiohttp_server(create_api_app(runtime))
@@ -119,11 +119,41 @@ async def test_a_language_the_engine_lacks_fails_the_reply_with_an_error(
         socket = await connect(server, http)
         await socket.until("session.created")
         await socket.send("session.update", session={"reply_language": "tlh"})
-        await socket.until("session.updated")
-        await socket.say("Hi")
-        await socket.send("response.create")
-        error = await socket.until("error")
-        assert "tlh is not supported" in error["error"]["message"]
-        done = await socket.until("response.done")
-        assert done["response"]["status"] == "failed"
+        error = (await socket.until("error"))["error"]
+        assert (error["code"], error["param"]) == (
+            "unsupported_language",
+            "session.reply_language",
+        )
+        assert "'tlh' is not a language code" in error["message"]
+        await socket.send("session.update", session={"instructions": "Be brief."})
+        assert (await socket.until("session.updated"))["session"]["reply_language"] == "de"
         await socket.ws.close()
+
+
+async def test_a_language_the_loaded_engine_lacks_is_refused_when_it_is_set(
+    runtime: Runtime, aiohttp_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = runtime.fleet.engine("translation")
+    assert isinstance(engine, TextTranslator)
+    # the tiny NLLB serves every FLORES code; a real pair model (Marian en-de) says less
+    monkeypatch.setattr(engine, "languages", lambda: [Language("en", "English", ("de",))])
+    server: TestServer = await aiohttp_server(create_api_app(runtime))
+    async with aiohttp.ClientSession() as http:
+        socket = await connect(server, http)
+        await socket.until("session.created")
+        await socket.send("session.update", session={"reply_language": "ja"})
+        error = (await socket.until("error"))["error"]
+        assert error["param"] == "session.reply_language"
+        assert "does not translate en to ja" in error["message"]
+        await socket.say("Hi")
+        await socket.until("conversation.item.created")
+        text, _ = await spoken_reply(socket)  # still in German
+        assert text and text != "Hello there. How are you today?"
+        await socket.ws.close()
+
+
+def test_the_configured_reply_language_is_checked_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[sessions]\nreply_language = "klingon"\n')
+    with pytest.raises(ConfigError, match=r"sessions\.reply_language.*'klingon' is not a language"):
+        load_config(config_file=path, environ={})

@@ -26,6 +26,7 @@ from services.adapter_roles import (
 )
 from services.base import Role
 from services.errors import VoiceOrchestratorError
+from services.translation import UnsupportedLanguage, known_language
 
 AUTO_PROFILE = "auto"
 _DEVICE = re.compile(r"^(cpu|cuda(:[0-9]+)?)$")
@@ -309,6 +310,17 @@ class SessionsConfig(_Model):
     # LLM that does not answer in that language reliably. Unset: spoken as written.
     reply_language: str | None = None
     reply_source_language: str = "en"
+
+    @field_validator("reply_language", "reply_source_language")
+    @classmethod
+    def _language(cls, code: str | None) -> str | None:
+        if code is None:
+            return None
+        try:
+            return known_language(code, "language")
+        except UnsupportedLanguage as exc:
+            raise ValueError(exc.message) from None
+
     instructions: str = "You are a friendly, patient tutor. Answer in one or two short sentences."
     end_of_turn_silence_ms: Annotated[int, Field(ge=100, le=5000)] = 400
     vad_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5

@@ -35,7 +35,7 @@ from orchestrator.voice.turns import TurnSettings
 from services.base import SpeechRecognizer, VoiceActivityDetector
 from services.errors import EngineError, InvalidInput
 from services.tasks import TaskSet
-from services.translation import TextTranslator
+from services.translation import TextTranslator, UnsupportedLanguage, known_language, serves_pair
 from services.vision import Image
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,10 @@ class CascadeSession:
         reply_language: str | None = None,
     ) -> None:
         """Change what ``session.update`` gave; None keeps a setting, ``""`` turns
-        ``voice`` or ``reply_language`` off."""
+        ``voice`` or ``reply_language`` off. A language no translation model knows, or one
+        the loaded translation engine cannot reach, is refused before anything changes."""
+        if reply_language:
+            reply_language = self._reachable(reply_language)
         if reply_language is not None:
             self.replies.reply_language = reply_language or None
         if instructions is not None:
@@ -193,6 +196,22 @@ class CascadeSession:
         if voice is not None:
             self.replies.voice = voice or None
         self.listener.configure(vad=vad, vad_enabled=vad_enabled)
+
+    def _reachable(self, code: str) -> str:
+        """``code`` as the translation role writes it, if the session's translation engine
+        (as far as it has said: once loaded) reaches it from ``reply_source_language``."""
+        target = known_language(code, "session.reply_language")
+        source, name = self.settings.reply_source_language, self.settings.translation
+        engine = self.deps.fleet.engine(name) if name in self.deps.fleet.names else None
+        if isinstance(engine, TextTranslator) and not serves_pair(
+            engine.languages(), source, target
+        ):
+            error = UnsupportedLanguage(
+                f"the translation engine {name!r} does not translate {source} to {target}"
+            )
+            error.param = "session.reply_language"
+            raise error
+        return target
 
     @asynccontextmanager
     async def _lease_translator(self) -> AsyncIterator[TextTranslator]:
