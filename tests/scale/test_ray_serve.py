@@ -1,5 +1,6 @@
 """The voice API on Ray Serve, on a local Ray cluster on the CPU: two replicas of the tiny-engine
-runtime behind the ingress (``orchestrator/scale``).
+runtime behind the ingress (``orchestrator/scale``), reached over REST and both WebSockets
+(``/v1/realtime``, and ``/v1/duplex`` in PersonaPlex's binary protocol, served by the cascade).
 
 One cluster for the module (Ray starts in seconds, the replicas load torch); each test
 redeploys the replica options it needs. Which replica holds a session is asked of the replica
@@ -16,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
+import sphn
 
 from tests.conftest import API_KEY, cascade_toml, free_port
 from tests.realtime_client import Socket
@@ -25,6 +28,9 @@ from tests.scale.cluster import LocalCluster, scale_toml, until
 pytestmark = pytest.mark.ray
 
 CAP = 4  # sessions per replica
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+DUPLEX = "/v1/duplex?text_prompt=You%20are%20a%20kind%20tutor.&voice_prompt=NATF2.pt"
+RATE, FRAME = 24_000, 1920  # PersonaPlex's Ogg Opus: 24 kHz, 80 ms a frame
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +80,41 @@ async def first_answer(socket: Socket) -> dict[str, Any]:
                 return event
 
 
+async def duplex_socket(
+    http: aiohttp.ClientSession, cluster: LocalCluster, **auth: Any
+) -> aiohttp.ClientWebSocketResponse:
+    """A PersonaPlex client's socket, past the server's handshake (``0x00``, the first and
+    only thing before the audio); the key in the header unless ``auth`` says otherwise."""
+    ws = await http.ws_connect(cluster.url + DUPLEX, **(auth or {"headers": AUTH}))
+    first = await ws.receive(timeout=300)
+    assert first.type is aiohttp.WSMsgType.BINARY and first.data == b"\x00", first
+    return ws
+
+
+async def duplex_exchange(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> tuple[int, int]:
+    """Stream ``seconds`` of audio as PersonaPlex's clients do (one Ogg Opus page per 80 ms
+    frame, kind ``0x01``; silence, so the cascade has nothing to answer but its own frames)
+    and read each page's answer: one audio message, text maybe before it. The samples heard
+    back, decoded from the server's one Ogg stream, and the frames sent."""
+    writer, reader = sphn.OpusStreamWriter(RATE), sphn.OpusStreamReader(RATE)
+    sent = heard = 0
+    for _ in range(round(seconds * RATE / FRAME)):
+        encoded = writer.append_pcm(np.zeros(FRAME, dtype=np.float32))
+        if not encoded:
+            continue
+        await ws.send_bytes(b"\x01" + encoded)
+        sent += 1
+        while True:
+            message = await ws.receive(timeout=60)
+            assert message.type is aiohttp.WSMsgType.BINARY, message
+            if message.data[0] == 0x01:
+                break
+            assert message.data[0] == 0x02, message.data[:1]  # text: the reply's words
+        pcm = reader.append_bytes(message.data[1:])
+        heard += 0 if pcm is None else len(pcm)
+    return heard, sent
+
+
 async def a_text_turn(socket: Socket) -> None:
     await socket.say("Hello")
     await socket.send("response.create")
@@ -99,6 +140,30 @@ async def test_eight_sessions_spread_over_two_replicas_and_stay(
     for socket, _ in opened_:
         await socket.ws.close()
     await until(lambda: not cluster.where(), what="the sessions to end on the replicas")
+
+
+async def test_a_duplex_session_is_relayed_to_one_replica_and_ends_there(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    """PersonaPlex's binary protocol through the ingress: the handshake, 2 s of Ogg Opus in
+    and one frame out for each, on one replica for the session's life; its close gives the
+    replica its place back."""
+    await asyncio.to_thread(cluster.deploy, num_replicas=2, max_queued_requests=-1)
+    ws = await duplex_socket(http, cluster)
+    where = await asyncio.to_thread(cluster.where)
+    ((_, replica),) = where.items()  # one session, on one replica
+    heard, sent = await duplex_exchange(ws, 2.0)
+    assert sent >= 24 and heard == sent * FRAME  # 80 ms out for every 80 ms in
+    assert await asyncio.to_thread(cluster.where) == where
+    assert (await asyncio.to_thread(cluster.stats))[replica]["places"] == 1
+    await ws.close()
+    assert ws.close_code == 1000
+
+    def freed() -> bool:
+        stats = cluster.stats()[replica]
+        return not stats["sessions"] and stats["places"] == 0
+
+    await until(freed, what="the duplex session to end on its replica")
 
 
 async def test_a_full_deployment_queues_one_session_and_refuses_the_next(
@@ -176,10 +241,18 @@ async def test_from_zero_replicas_the_first_session_is_told_waking_and_answered(
     first = json.loads((await socket.ws.receive()).data)
     assert first["type"] == "waking"
     assert first["engines"] == ["replica"]
+    # a duplex client now is held too, told nothing (its protocol has no such message):
+    # the first thing it gets is the replica's handshake
+    duplex = asyncio.ensure_future(duplex_socket(http, cluster))
     created = await socket.until("session.created", timeout=300)
-    assert (await asyncio.to_thread(cluster.where)) == {
-        created["session"]["id"]: cluster.in_state("RUNNING")[0]
-    }
+    ws = await duplex
+    (running,) = cluster.in_state("RUNNING")
+    where = await asyncio.to_thread(cluster.where)
+    assert where.pop(created["session"]["id"]) == running
+    assert list(where.values()) == [running]  # the duplex session, on the same replica
+    heard, sent = await duplex_exchange(ws, 0.4)
+    assert sent and heard == sent * FRAME
+    await ws.close()
     response = await http.get(
         f"{cluster.url}/v1/models", headers={"Authorization": f"Bearer {API_KEY}"}
     )
