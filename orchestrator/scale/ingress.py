@@ -7,12 +7,21 @@ a full one, and holds the request while none has room or none runs) and relays t
 socket to that replica's own voice API, where the real routes serve it. The session stays on
 that replica for its life: the ingress never moves it.
 
-- ``/v1/realtime`` and ``/v1/duplex``: accepted at once; while no replica runs (scaled to zero)
-  a Realtime client is told ``waking`` (``engines: ["replica"]``) now and every
+- ``/v1/realtime`` and ``/v1/duplex``: a bad key is refused before the upgrade as the replica
+  refuses it (401, ``invalid_api_key``); else accepted at once; while no replica runs (scaled
+  to zero) a Realtime client is told ``waking`` (``engines: ["replica"]``) now and every
   ``waking_interval_s``, as the gateway tells it while the host boots (a duplex client hears
-  nothing: its protocol has no such message). What the client sends meanwhile waits in the
-  socket. Queue full (``[scale] max_queued_sessions``): a Realtime ``error`` event
-  ``sessions_full`` and close 1013 (try again later).
+  nothing: its protocol has no such message, and its first byte is the replica's handshake).
+  What the client sends meanwhile waits in the socket. Text and binary messages pass as they
+  are, and a close with its code and reason. How a session is refused once accepted (a
+  Realtime client gets an ``error`` event first, a duplex client the close alone):
+
+      queue full (``[scale] max_queued_sessions``)    sessions_full; close 1013
+      the replica refuses the upgrade: 503            service_unavailable; close 1013
+      ... any other 4xx (a duplex client without      its status (bad_request, ...); close 1008
+      ``text_prompt``, too many sessions per key)
+      ... 401 or 403 (the replica has other keys)     replica_key_rejected; close 1011
+      ... 5xx                                         replica_refused; close 1011
 - every other path: relayed as it came, the answer streamed back with ``X-Voice-Replica``;
   ``X-Voice-Waking: replica`` when it waited for a replica to start; queue full is a 503.
 - ``/health/live`` answers here: a liveness probe must not wake a replica.
@@ -25,6 +34,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
+from http import HTTPStatus
 from typing import Any, Protocol, cast
 
 import aiohttp
@@ -72,9 +82,13 @@ api = FastAPI(title="voice-orchestrator ingress", docs_url=None, redoc_url=None,
 
 
 class Dialect(Protocol):
+    """What each WebSocket protocol says while the ingress, not a replica, speaks."""
+
     async def waking(self, ws: WebSocket) -> None: ...
 
-    async def refused(self, ws: WebSocket, error: WireError) -> None: ...
+    async def refused(self, ws: WebSocket, error: WireError, code: int) -> None:
+        """Tell the client why, then close its (accepted) socket with ``code``."""
+        ...
 
 
 class RealtimeDialect:
@@ -83,17 +97,36 @@ class RealtimeDialect:
             json.dumps(server_event("waking", engines=["replica"], state="starting"))
         )
 
-    async def refused(self, ws: WebSocket, error: WireError) -> None:
+    async def refused(self, ws: WebSocket, error: WireError, code: int) -> None:
         await ws.send_text(json.dumps(report_event(error)))
-        await ws.close(code=1013, reason=error.code)
+        await ws.close(code=code, reason=error.code)
 
 
 class DuplexDialect:
     async def waking(self, ws: WebSocket) -> None:
         return None  # PersonaPlex's protocol has no such message: the client just waits
 
-    async def refused(self, ws: WebSocket, error: WireError) -> None:
-        await ws.close(code=1013, reason=error.message[:120])
+    async def refused(self, ws: WebSocket, error: WireError, code: int) -> None:
+        # its clients read only kind-prefixed binary messages: the close reason says it
+        await ws.close(code=code, reason=error.message[:120])
+
+
+def _refusal(status: int) -> tuple[WireError, int]:
+    """What the client hears, and the close code, when its replica refused the upgrade after
+    the ingress accepted the client's socket (what a single host says with the status)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    message = f"the replica refused the session: {status} {phrase}"
+    if status in (401, 403):  # the ingress took the key: the replica reads other keys
+        return WireError(502, "replica_key_rejected", message), 1011
+    code = phrase.lower().replace(" ", "_")
+    if status == 503:
+        return WireError(503, code, message, retry_after_s=5), 1013  # try again later
+    if 400 <= status < 500:
+        return WireError(status, code, message), 1008  # policy violation: the request's fault
+    return WireError(502, "replica_refused", message), 1011
 
 
 async def _first(
@@ -251,7 +284,10 @@ class VoiceIngress:
 
     async def _socket(self, websocket: WebSocket, dialect: Dialect) -> None:
         if not self._key_valid(websocket.headers):
-            await websocket.close(code=1008, reason="missing or invalid API key")  # a 403
+            refusal = JSONResponse(
+                {"error": BAD_KEY.body()}, BAD_KEY.status, headers={"WWW-Authenticate": "Bearer"}
+            )
+            await websocket.send_denial_response(refusal)  # the replica's own 401, not a 403
             return
         offered = _protocols(websocket.headers)
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
@@ -262,13 +298,20 @@ class VoiceIngress:
                     placing, self._at_zero, lambda: dialect.waking(websocket), self._interval_s
                 )
             except BackPressureError:
-                await dialect.refused(websocket, FULL)
+                await dialect.refused(websocket, FULL, 1013)
                 return
             url = _url(place["url"], websocket.url.path, websocket.url.query)
             headers = _forwarded(websocket.headers, place["ticket"])
-            async with self._client().ws_connect(
-                url, headers=headers, protocols=offered, max_msg_size=0, autoping=True
-            ) as upstream:
+            try:
+                upstream = await self._client().ws_connect(
+                    url, headers=headers, protocols=offered, max_msg_size=0, autoping=True
+                )
+            except aiohttp.WSServerHandshakeError as exc:  # the replica answered: say what
+                if exc.status in (401, 403):
+                    log.error("a replica refused a key the ingress took: are the keys the same?")
+                await dialect.refused(websocket, *_refusal(exc.status))
+                return
+            async with upstream:
                 await _relay(websocket, upstream)
         finally:
             _cancel(placing)

@@ -31,6 +31,7 @@ CAP = 4  # sessions per replica
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 DUPLEX = "/v1/duplex?text_prompt=You%20are%20a%20kind%20tutor.&voice_prompt=NATF2.pt"
 RATE, FRAME = 24_000, 1920  # PersonaPlex's Ogg Opus: 24 kHz, 80 ms a frame
+KEYED = "openai-insecure-api-key."  # a browser's key, as a subprotocol
 
 
 @pytest.fixture(scope="module")
@@ -270,8 +271,20 @@ async def test_the_ingress_checks_the_key_before_it_places_anything(
     live = await http.get(f"{cluster.url}/health/live")
     assert live.status == 200
     assert "X-Voice-Replica" not in live.headers  # answered by the ingress itself
-    with pytest.raises(aiohttp.WSServerHandshakeError):
-        await http.ws_connect(f"{cluster.url}/v1/realtime")
+    # a WebSocket's key, in the header or (a browser's way) the subprotocol, is checked here
+    # too, and a missing or wrong one refused before the upgrade as the replica refuses it
+    for path, wrong in (
+        ("/v1/realtime", {}),
+        (DUPLEX, {"headers": {"Authorization": "Bearer nope"}}),
+        (DUPLEX, {"protocols": [f"{KEYED}nope"]}),
+    ):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(cluster.url + path, **wrong)
+        assert refused.value.status == 401, path
+        assert refused.value.headers is not None
+        assert refused.value.headers["WWW-Authenticate"] == "Bearer"
+    ws = await duplex_socket(http, cluster, protocols=[KEYED + API_KEY])
+    await ws.close()
     # a LibreTranslate client sends its key in the body: checked there, in its words
     body = {"q": "Hallo", "source": "de", "target": "en"}
     wrong = await http.post(f"{cluster.url}/translate", json={**body, "api_key": "nope"})
@@ -281,3 +294,15 @@ async def test_the_ingress_checks_the_key_before_it_places_anything(
     assert none.status == 400 and "X-Voice-Replica" not in none.headers
     right = await http.post(f"{cluster.url}/translate", data={**body, "api_key": API_KEY})
     assert right.status != 403 and "X-Voice-Replica" in right.headers  # on to a replica
+
+
+async def test_a_socket_the_replica_refuses_is_told_why_and_closed(
+    cluster: LocalCluster, http: aiohttp.ClientSession
+) -> None:
+    """The ingress accepts before it places; a refusal from the replica after that (here a
+    duplex client without ``text_prompt``, a 400 on a single host) is a close saying so."""
+    ws = await http.ws_connect(f"{cluster.url}/v1/duplex?voice_prompt=NATF2.pt", headers=AUTH)
+    message = await ws.receive(timeout=300)
+    assert message.type is aiohttp.WSMsgType.CLOSE, message
+    assert message.data == 1008  # policy violation: the request's fault
+    assert message.extra == "the replica refused the session: 400 Bad Request"
