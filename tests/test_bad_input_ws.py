@@ -25,7 +25,10 @@ from tests.realtime_client import connect
 
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 DUPLEX = "/v1/duplex?text_prompt=You%20are%20a%20tutor."
-OVER = 2 << 20  # past both routes' limits, within what aiohttp reads whole
+OVER = 2 << 20  # past the duplex route's limit and an append's, within what aiohttp reads whole
+# past the Realtime route's largest message (an input_image of [api] max_image_bytes, 5 MiB,
+# as base64: 7 MB) and within what aiohttp reads whole
+OVER_REALTIME = 8 << 20
 
 
 def with_sessions(config: AppConfig, **sessions: Any) -> AppConfig:
@@ -80,8 +83,18 @@ async def test_realtime_message_over_the_limit_says_why_and_closes_1009(
     async with aiohttp.ClientSession() as http:
         socket = await connect(server, http)
         await socket.until("session.created")
+        # an append over [sessions] max_append_bytes: refused, and the session goes on
         await socket.ws.send_str(
             json.dumps({"type": "input_audio_buffer.append", "audio": "A" * OVER})
+        )
+        error = await socket.until("error")
+        assert (error["error"]["code"], error["error"]["param"]) == ("invalid_input", "audio")
+        assert "an append carries at most" in error["error"]["message"]
+        await socket.ws.send_str(json.dumps({"type": "input_audio_buffer.clear"}))
+        await socket.until("input_audio_buffer.cleared")
+        # a message over the route's own limit: said, and the socket closed with 1009
+        await socket.ws.send_str(
+            json.dumps({"type": "input_audio_buffer.append", "audio": "A" * OVER_REALTIME})
         )
         error = await socket.until("error")
         assert error["error"]["code"] == "message_too_big"
