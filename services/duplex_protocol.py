@@ -20,10 +20,11 @@ kind byte, so a caller can drop the message and carry on.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from services.errors import VoiceOrchestratorError
+from services.errors import InvalidInput, VoiceOrchestratorError
 
 FRAME_SAMPLES = 1920  # 80 ms at 24 kHz: one Mimi frame
 SAMPLE_RATE = 24_000
@@ -146,6 +147,19 @@ MESSAGE_CLASSES: tuple[type[Message], ...] = (
     Ping,
 )
 _BY_KIND: dict[int, type[Message]] = {cls.KIND: cls for cls in MESSAGE_CLASSES}
+
+
+def required_text_prompt(query: Mapping[str, str]) -> str:
+    """A session's ``text_prompt`` (its persona: the real server drops a session without one);
+    ``InvalidInput`` when it is missing or blank, so every front refuses it with a 400 before
+    the upgrade (the server, the gateway and the scale-out ingress, which would otherwise
+    wake a replica for it)."""
+    text = query.get("text_prompt", "").strip()
+    if not text:
+        error = InvalidInput("text_prompt is required and must not be empty")
+        error.param = "text_prompt"
+        raise error
+    return text
 
 
 def decode(data: bytes) -> Message:

@@ -33,8 +33,8 @@ from orchestrator.app.runtime import RUNTIME
 from orchestrator.duplex.routing import DuplexRouter
 from orchestrator.duplex.session import DuplexSession
 from services.base import DuplexModel, Pcm
-from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text
-from services.errors import EngineError, InvalidInput
+from services.duplex_protocol import SAMPLE_RATE, Audio, Handshake, Text, required_text_prompt
+from services.errors import EngineError
 from services.ogg import OggCounter, OggError, OggSplicer
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,7 @@ class DuplexSocket:
 def check_persona(router: DuplexRouter, request: web.Request) -> None:
     """A bad persona is a 400 (``invalid_input``) before the upgrade, whichever back-end
     would serve it."""
-    text_prompt = request.query.get("text_prompt", "").strip()
-    if not text_prompt:
-        raise InvalidInput("text_prompt is required and must not be empty")
+    text_prompt = required_text_prompt(request.query)
     name = router.engine_name
     if name is not None:
         engine = router.fleet.engine(name)

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from orchestrator.api.errors import WireError
 from orchestrator.gateway.passage import serve
-from services.errors import InvalidInput
+from services.duplex_protocol import required_text_prompt
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ class DuplexDialect:
 
 
 async def duplex(request: web.Request) -> web.StreamResponse:
-    if not request.query.get("text_prompt", "").strip():
-        raise InvalidInput("text_prompt is required and must not be empty")
+    required_text_prompt(request.query)  # a 400 before the upgrade, as the host says it
     return await serve(request, DuplexDialect())
 
 

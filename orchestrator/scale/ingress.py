@@ -8,7 +8,8 @@ socket to that replica's own voice API, where the real routes serve it. The sess
 that replica for its life: the ingress never moves it.
 
 - ``/v1/realtime`` and ``/v1/duplex``: a bad key is refused before the upgrade as the replica
-  refuses it (401, ``invalid_api_key``); else accepted at once; while no replica runs (scaled
+  refuses it (401, ``invalid_api_key``), as is a duplex client without ``text_prompt`` (400:
+  no replica is woken for it); else accepted at once; while no replica runs (scaled
   to zero) a Realtime client is told ``waking`` (``engines: ["replica"]``) now and every
   ``waking_interval_s``, as the gateway tells it while the host boots (a duplex client hears
   nothing: its protocol has no such message, and its first byte is the replica's handshake).
@@ -18,8 +19,7 @@ that replica for its life: the ingress never moves it.
 
       queue full (``[scale] max_queued_sessions``)    sessions_full; close 1013
       the replica refuses the upgrade: 503            service_unavailable; close 1013
-      ... any other 4xx (a duplex client without      its status (bad_request, ...); close 1008
-      ``text_prompt``, too many sessions per key)
+      ... any other 4xx (too many sessions per key)   its status (bad_request, ...); close 1008
       ... 401 or 403 (the replica has other keys)     replica_key_rejected; close 1011
       ... 5xx                                         replica_refused; close 1011
 - every other path: relayed as it came, the answer streamed back with ``X-Voice-Replica``;
@@ -53,6 +53,8 @@ from orchestrator.config import AppConfig
 from orchestrator.config.secrets import load_secrets
 from orchestrator.scale.options import REPLICA
 from orchestrator.scale.tickets import TICKET_HEADER
+from services.duplex_protocol import required_text_prompt
+from services.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,11 @@ api = FastAPI(title="voice-orchestrator ingress", docs_url=None, redoc_url=None,
 class Dialect(Protocol):
     """What each WebSocket protocol says while the ingress, not a replica, speaks."""
 
+    def invalid(self, ws: WebSocket) -> WireError | None:
+        """Why the request is refused before the upgrade (and before a replica is woken for
+        it), as the replica would refuse it; None when it may go on."""
+        ...
+
     async def waking(self, ws: WebSocket) -> None: ...
 
     async def refused(self, ws: WebSocket, error: WireError, code: int) -> None:
@@ -92,6 +99,9 @@ class Dialect(Protocol):
 
 
 class RealtimeDialect:
+    def invalid(self, ws: WebSocket) -> WireError | None:
+        return None
+
     async def waking(self, ws: WebSocket) -> None:
         await ws.send_text(
             json.dumps(server_event("waking", engines=["replica"], state="starting"))
@@ -103,6 +113,13 @@ class RealtimeDialect:
 
 
 class DuplexDialect:
+    def invalid(self, ws: WebSocket) -> WireError | None:
+        try:
+            required_text_prompt(ws.query_params)
+        except InvalidInput as exc:
+            return WireError(exc.status, exc.code, exc.message, exc.param)
+        return None
+
     async def waking(self, ws: WebSocket) -> None:
         return None  # PersonaPlex's protocol has no such message: the client just waits
 
@@ -288,6 +305,11 @@ class VoiceIngress:
                 {"error": BAD_KEY.body()}, BAD_KEY.status, headers={"WWW-Authenticate": "Bearer"}
             )
             await websocket.send_denial_response(refusal)  # the replica's own 401, not a 403
+            return
+        if (invalid := dialect.invalid(websocket)) is not None:
+            await websocket.send_denial_response(
+                JSONResponse({"error": invalid.body()}, invalid.status)
+            )
             return
         offered = _protocols(websocket.headers)
         await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)

@@ -296,13 +296,31 @@ async def test_the_ingress_checks_the_key_before_it_places_anything(
     assert right.status != 403 and "X-Voice-Replica" in right.headers  # on to a replica
 
 
-async def test_a_socket_the_replica_refuses_is_told_why_and_closed(
+async def test_a_duplex_client_without_a_persona_is_refused_before_the_upgrade(
     cluster: LocalCluster, http: aiohttp.ClientSession
 ) -> None:
-    """The ingress accepts before it places; a refusal from the replica after that (here a
-    duplex client without ``text_prompt``, a 400 on a single host) is a close saying so."""
-    ws = await http.ws_connect(f"{cluster.url}/v1/duplex?voice_prompt=NATF2.pt", headers=AUTH)
-    message = await ws.receive(timeout=300)
-    assert message.type is aiohttp.WSMsgType.CLOSE, message
-    assert message.data == 1008  # policy violation: the request's fault
-    assert message.extra == "the replica refused the session: 400 Bad Request"
+    """The replica's own 400, said by the ingress before it places (and at zero, before it
+    wakes a replica for a request that would be refused)."""
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await http.ws_connect(f"{cluster.url}/v1/duplex?voice_prompt=NATF2.pt", headers=AUTH)
+    assert refused.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "close"),
+    [
+        (400, "bad_request", 1008),
+        (429, "too_many_requests", 1008),
+        (503, "service_unavailable", 1013),
+        (401, "replica_key_rejected", 1011),
+        (500, "replica_refused", 1011),
+    ],
+)
+def test_a_refusal_from_the_replica_after_the_accept_maps_to_a_close(
+    status: int, code: str, close: int
+) -> None:
+    from orchestrator.scale.ingress import _refusal
+
+    error, close_code = _refusal(status)
+    assert (error.code, close_code) == (code, close)
+    assert error.message.startswith(f"the replica refused the session: {status} ")
