@@ -29,6 +29,7 @@ from tests.fixtures.tiny_piper import build_tiny_piper_voice
 from tests.fixtures.tiny_translator import build_tiny_translator
 from tests.fixtures.tiny_vlm import build_tiny_vlm
 from tests.fixtures.tiny_whisper import build_tiny_whisper
+from tests.vision_helpers import vlm_toml
 
 # CI replays the same examples every run (a red CI must not be luck); elsewhere hypothesis
 # explores new ones each run, and what it finds is kept as an ``@example``.
@@ -261,3 +262,17 @@ def ollama_url(peer_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     process = start_peer("tests.peers.ollama_peer", ["serve"], env, port, log_file)
     yield f"http://127.0.0.1:{port}"
     stop_peer(process)
+
+
+@pytest.fixture
+def vlm_config(
+    tmp_path: Path,
+    tiny_whisper_dir: Path,
+    tiny_piper_onnx: Path,
+    tiny_llm_dir: Path,
+    tiny_vlm_dir: Path,
+) -> AppConfig:
+    text = cascade_toml(tiny_whisper_dir, tiny_piper_onnx, tiny_llm_dir, tmp_path)
+    path = tmp_path / "vlm.toml"
+    path.write_text(text + vlm_toml(tiny_vlm_dir))
+    return load_config(config_file=path, environ={})

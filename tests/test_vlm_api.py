@@ -4,7 +4,6 @@ are 4xx with stable codes; remote URLs are fetched only from the hosts the confi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -14,48 +13,20 @@ from aiohttp.test_utils import TestServer
 
 from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.config import AppConfig, load_config
-from tests.conftest import API_KEY, RuntimeFactory, cascade_toml
+from orchestrator.config import AppConfig
+from tests.conftest import API_KEY, RuntimeFactory
 from tests.vision_helpers import data_url, image_bytes
 
 PHOTO = image_bytes(64, 48)
 
 
-def vlm_toml(vlm: Path, *, allow: str = '["127.0.0.1"]') -> str:
-    return f"""
-[engines.vlm]
-role = "vlm"
-adapter = "transformers"
-model = "{vlm}"
-options = {{ max_new_tokens = 6 }}
-
-[api]
-max_image_bytes = 20000
-max_image_pixels = 40000
-max_images = 3
-allow_image_urls = {allow}
-image_fetch_timeout_s = 5
-"""
-
-
-@pytest.fixture
-def vlm_config(
-    tmp_path: Path,
-    tiny_whisper_dir: Path,
-    tiny_piper_onnx: Path,
-    tiny_llm_dir: Path,
-    tiny_vlm_dir: Path,
-) -> AppConfig:
-    text = cascade_toml(tiny_whisper_dir, tiny_piper_onnx, tiny_llm_dir, tmp_path)
-    path = tmp_path / "vlm.toml"
-    path.write_text(text + vlm_toml(tiny_vlm_dir))
-    return load_config(config_file=path, environ={})
-
-
 async def sdk(runtime: Runtime, aiohttp_server: Any) -> openai.AsyncOpenAI:
     server: TestServer = await aiohttp_server(create_api_app(runtime))
     return openai.AsyncOpenAI(
-        base_url=f"http://{server.host}:{server.port}/v1", api_key=API_KEY, max_retries=0
+        api_key=API_KEY,
+        base_url=f"http://{server.host}:{server.port}/v1",
+        websocket_base_url=f"ws://{server.host}:{server.port}/v1",  # the Realtime tests'
+        max_retries=0,
     )
 
 

@@ -7,44 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
-from aiohttp.test_utils import TestServer
 
-from orchestrator.api.app import create_api_app
 from orchestrator.app.runtime import Runtime
-from orchestrator.config import AppConfig, load_config
+from orchestrator.config import AppConfig
 from services.vision import images_of
-from tests.conftest import API_KEY, RuntimeFactory, cascade_toml
-from tests.test_vlm_api import vlm_toml
+from tests.conftest import RuntimeFactory
+from tests.test_vlm_api import sdk
 from tests.vision_helpers import data_url, image_bytes
-
-
-@pytest.fixture
-def vlm_config(
-    tmp_path: Path,
-    tiny_whisper_dir: Path,
-    tiny_piper_onnx: Path,
-    tiny_llm_dir: Path,
-    tiny_vlm_dir: Path,
-) -> AppConfig:
-    text = cascade_toml(tiny_whisper_dir, tiny_piper_onnx, tiny_llm_dir, tmp_path)
-    path = tmp_path / "vlm.toml"
-    path.write_text(text + vlm_toml(tiny_vlm_dir))
-    return load_config(config_file=path, environ={})
-
-
-async def sdk(runtime: Runtime, aiohttp_server: Any) -> openai.AsyncOpenAI:
-    server: TestServer = await aiohttp_server(create_api_app(runtime))
-    return openai.AsyncOpenAI(
-        api_key=API_KEY,
-        base_url=f"http://{server.host}:{server.port}/v1",
-        websocket_base_url=f"ws://{server.host}:{server.port}/v1",
-        max_retries=0,
-    )
 
 
 def photo_item(url: str, text: str = "What is the answer on this page?") -> Any:
