@@ -296,3 +296,26 @@ async def test_an_exhausted_asr_chain_still_answers_each_spoken_turn(
         error = await client.until("error", start)
         assert_server_error(error, expected)
     await session.close()
+
+
+async def test_a_session_wakes_every_role_at_once(
+    tmp_path: Path, make_runtime: RuntimeFactory
+) -> None:
+    """A session leases the VAD and each role's chain together: a wake takes the longest load,
+    not the sum of them (the loads are held until every one has begun)."""
+    engines = fake_engines()
+    hold = asyncio.Event()
+    for name in ("vad", "asr", "llm", "tts"):
+        engines[name].hold = hold
+    config = load_config(config_file=session_config(tmp_path, "{}"), environ={})
+    runtime = make_runtime(config, writer=True, engines=dict(engines))
+    session = CascadeSession(runtime.session_deps(), Client().emit)
+    opening = asyncio.create_task(session.open())
+    began = [engines[n].loading.wait() for n in ("vad", "asr", "llm", "tts")]
+    async with asyncio.timeout(60):  # a bound for a broken session, not a timing assertion
+        await asyncio.gather(*began)
+    assert not opening.done()
+    hold.set()
+    await opening
+    assert set(session.chains) == {"asr", "llm", "tts"}
+    await session.close()

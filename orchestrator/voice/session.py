@@ -99,11 +99,8 @@ class CascadeSession:
 
         on_waking = self._on_waking
         timeout = deps.wake_timeout_s
-        engines = await self._stack.enter_async_context(
-            deps.fleet.lease([s.vad], timeout_s=timeout, on_waking=on_waking)
-        )
-        for role, candidates in chains.items():
-            chain = RoleChain(
+        built = {
+            role: RoleChain(
                 role,
                 candidates,
                 deps.fleet,
@@ -111,9 +108,23 @@ class CascadeSession:
                 on_switch=self._switched,
                 on_waking=on_waking,
             )
+            for role, candidates in chains.items()
+        }
+        for chain in built.values():
             self._stack.push_async_callback(chain.close)
-            await chain.open()
-            self.chains[role] = chain
+        # every role at once: a wake takes the longest load, not the sum of them (the fleet
+        # admits each load on its own, as it does for concurrent requests)
+        vad_lease = deps.fleet.lease([s.vad], timeout_s=timeout, on_waking=on_waking)
+        opened = await asyncio.gather(
+            self._stack.enter_async_context(vad_lease),
+            *(chain.open() for chain in built.values()),
+            return_exceptions=True,
+        )
+        if failed := next((r for r in opened if isinstance(r, BaseException)), None):
+            raise failed  # the first in role order (vad, asr, llm, tts); the rest close with us
+        engines = opened[0]
+        assert isinstance(engines, dict)
+        self.chains.update(built)
         if any(len(c.names) > 1 for c in self.chains.values()):
             self._tasks.spawn("probe", self._probe_failed_engines())
         deps.activity.session_opened(self.id)
