@@ -286,7 +286,8 @@ class WakeTimer:
     after the activity, so loads may have begun, or even ended, by then: the wake ends when the
     last of them ends (at once, 0 s, when nothing loaded since the activity). Loads that one
     request makes one after another can leave a moment with nothing loading: the wake ends
-    there (a Realtime session leases its roles together, so its loads overlap). A descent before the wake ended drops it.
+    there (a Realtime session leases its roles together, so its loads overlap). A descent
+    before the wake ended drops it.
     """
 
     def __init__(self, observe: Callable[[str, float], None], clock: Callable[[], float]) -> None:
