@@ -47,8 +47,8 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from orchestrator.api.app import BAD_KEY, presented_key
 from orchestrator.api.errors import WireError
 from orchestrator.api.realtime.wire import report_event, server_event
+from orchestrator.api.translate import NO_KEY, WRONG_KEY, field_key
 from orchestrator.api.translate import PATHS as LIBRETRANSLATE_PATHS
-from orchestrator.api.translate import field_key
 from orchestrator.config import AppConfig
 from orchestrator.config.secrets import load_secrets
 from orchestrator.scale.options import REPLICA
@@ -265,10 +265,13 @@ class VoiceIngress:
 
     @api.api_route("/{path:path}", methods=_METHODS)
     async def relay(self, request: Request, path: str) -> Response:
-        body = await request.body()
-        if not self._key_valid(request.headers) and (
-            refused := self._body_key_refusal(request, body)
-        ):
+        in_headers = self._key_valid(request.headers)
+        if not in_headers and request.url.path not in LIBRETRANSLATE_PATHS:
+            return JSONResponse(
+                {"error": BAD_KEY.body()}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        body = await request.body()  # read only once the request may go on
+        if not in_headers and (refused := self._body_key_refusal(request, body)):
             return refused
         placing = self._place()
         try:
@@ -348,24 +351,14 @@ class VoiceIngress:
         return bool(key) and self.secrets.api_key_valid(key)
 
     def _body_key_refusal(self, request: Request, body: bytes) -> Response | None:
-        """No key in the headers: None when a LibreTranslate client's ``api_key`` field holds
-        a valid one (the replica checks it again), else the refusal, in LibreTranslate's
-        words on its routes."""
-        if request.url.path not in LIBRETRANSLATE_PATHS:
-            return JSONResponse(
-                {"error": BAD_KEY.body()}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-            )
+        """A LibreTranslate client with no key in its headers: None when its ``api_key`` field
+        holds a valid one (the replica checks it again), else the refusal in LibreTranslate's
+        words."""
         content_type = request.headers.get("content-type", "")
         key = field_key(request.method, content_type, body, request.query_params)
         if not key:
-            return JSONResponse(
-                {"error": "Please contact the server operator to get an API key"}, 400
-            )
-        return (
-            None
-            if self.secrets.api_key_valid(key)
-            else JSONResponse({"error": "Invalid API key"}, 403)
-        )
+            return JSONResponse({"error": NO_KEY}, 400)
+        return None if self.secrets.api_key_valid(key) else JSONResponse({"error": WRONG_KEY}, 403)
 
     async def _at_zero(self) -> bool:
         """Whether no replica of the GPU deployment runs (scaled to zero, or still starting)."""
